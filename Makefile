@@ -1,0 +1,59 @@
+# exec-router: every target builds what it needs, starting from a bare clone.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(abspath $(VENV))/bin/python
+STAMP := $(VENV)/.installed
+export PYO3_PYTHON := $(PY)
+# cargo test embeds the interpreter; let the test binary find libpython.
+PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+
+.PHONY: help install build-dev build-prod test test-rust test-python lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet --group dev
+	touch $@
+
+install: $(STAMP)  ## create .venv with the pinned build and test dependencies
+
+build-dev: $(STAMP)  ## editable install with the quick `fast` profile
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --profile fast
+
+build-prod: $(STAMP)  ## release wheel (fat LTO) into dist/, installed into .venv
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --interpreter $(PY) --out dist
+	$(PY) -m pip install --quiet --force-reinstall --no-deps dist/*.whl
+
+test-rust: $(STAMP)  ## cargo test
+	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test --quiet
+
+test-python: $(STAMP)  ## pytest against whatever exec_router is installed
+	$(PY) -m pytest
+
+test: build-prod test-rust test-python  ## build and install the release wheel, then cargo test and pytest
+
+lint: $(STAMP)  ## ruff, mypy, stubtest, rustfmt, clippy
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	$(MAKE) --no-print-directory build-dev
+	$(PY) -m mypy.stubtest exec_router._core
+
+format: $(STAMP)  ## apply ruff format and rustfmt
+	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches
+	cargo fmt
+
+bench: $(STAMP)  ## benchmarks: Rust core vs pure reference
+	$(PY) -m pytest benches --benchmark-only
+
+clean:  ## remove build output and the venv
+	rm -rf target dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,67 @@
+"""exec_router: the execution-style layer of a trading runtime.
+
+Decides *how* an intent reaches the venue (taker MARKET or post-only maker
+LIMIT, quote price, TTL, miss policy), never *whether*. The hot path runs in
+a Rust core; ``EXEC_ROUTER_PURE=1`` selects the pure-Python reference
+implementation of the same API instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+from .config import ConfigError, ExecConfig
+from .constants import (
+    DEFAULT_TICKS,
+    HOOK_STAGES,
+    LOGGER,
+    MAKER_EXIT_REASONS,
+    VALID_EXHAUST,
+    VALID_MISS,
+    VALID_STYLES,
+    MissAction,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND",
+    "DEFAULT_TICKS",
+    "HOOK_STAGES",
+    "LOGGER",
+    "MAKER_EXIT_REASONS",
+    "VALID_EXHAUST",
+    "VALID_MISS",
+    "VALID_STYLES",
+    "ConfigError",
+    "ExecConfig",
+    "ExecutionPlan",
+    "ExecutionRouter",
+    "MissAction",
+    "WorkingOrder",
+    "__version__",
+]
+
+
+def _pure_requested() -> bool:
+    return os.environ.get("EXEC_ROUTER_PURE", "").strip() not in ("", "0")
+
+
+BACKEND: Literal["native", "pure"]
+
+if TYPE_CHECKING:
+    from ._core import ExecutionPlan, ExecutionRouter, WorkingOrder
+elif _pure_requested():
+    from .reference import ExecutionPlan, ExecutionRouter, WorkingOrder
+else:
+    try:
+        from ._core import ExecutionPlan, ExecutionRouter, WorkingOrder
+    except ImportError as exc:
+        raise ImportError(
+            f"exec_router: the native core (exec_router._core) failed to load: {exc}. "
+            "Reinstall the wheel for this platform, or set EXEC_ROUTER_PURE=1 to use "
+            "the pure-Python reference implementation (much slower)."
+        ) from exc
+
+BACKEND = "pure" if _pure_requested() else "native"

@@ -1,0 +1,714 @@
+"""Pure-Python reference implementation of the exec_router API.
+
+This module is the package's executable specification: it is written for
+clarity, it is the oracle the native backend is tested against, and it is the
+baseline the benchmarks measure. ``EXEC_ROUTER_PURE=1`` makes
+``import exec_router`` use it instead of the Rust core.
+
+It keeps the legacy router's answers, plus the deliberate improvements the
+README lists under "Differences from the legacy router".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+from .config import ExecConfig
+from .constants import (
+    COUNTER_KEYS,
+    DEFAULT_TICKS,
+    FALLBACK_TICK_FRACTION,
+    HOOK_STAGES,
+    LOGGER,
+    MAKER_EXIT_REASONS,
+    MissAction,
+)
+
+Hook = Callable[[Any, dict[str, Any]], Any]
+
+__all__ = ["ExecutionPlan", "ExecutionRouter", "WorkingOrder"]
+
+
+# ── argument checks ──────────────────────────────────────────────────────────
+
+
+class _Invalid(Exception):
+    """An argument the router cannot use. Planning turns it into a MARKET
+    plan; every other method turns it into a TypeError/ValueError."""
+
+    def __init__(self, name: str, value: object, cause: BaseException | None = None) -> None:
+        super().__init__(name)
+        self.name = name
+        self.value = value
+        self.cause = cause
+
+    def error(self, method: str) -> Exception:
+        kind = ValueError if isinstance(self.cause, (ValueError, ArithmeticError)) else TypeError
+        return kind(f"{method}() got an invalid {self.name}: {type(self.value).__name__}")
+
+
+def _is_positive(value: Any, name: str) -> bool:
+    """``value > 0.0``, as the legacy router tests a reference price."""
+    try:
+        return bool(value > 0.0)
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+
+
+def _to_float(value: Any, name: str) -> float:
+    """``float(value)``: numbers and numeric strings, as legacy."""
+    try:
+        return float(value)
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+
+
+def _upper(value: Any, name: str) -> str:
+    """``str(value).upper()``."""
+    try:
+        return str(value).upper()
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+
+
+def _or_empty(value: Any, name: str) -> Any:
+    """``value or ""``."""
+    try:
+        return value or ""
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+
+
+def _text(value: Any, name: str) -> str:
+    """``f"{value}"``."""
+    try:
+        return format(value)
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+
+
+def _label(value: Any) -> str:
+    """``f"{value}"`` for a value that is already in the registry."""
+    try:
+        return format(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _hashable(value: Any, name: str) -> Hashable:
+    try:
+        hash(value)
+    except Exception as exc:
+        raise _Invalid(name, value, exc) from None
+    return value  # type: ignore[no-any-return]
+
+
+def _real(value: Any, name: str, method: str) -> float:
+    """A real number (int or float) as a float; anything else is a TypeError."""
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{method}() got an invalid {name}: int out of range") from None
+    raise TypeError(f"{method}() got an invalid {name}: {type(value).__name__}")
+
+
+def _check_type(owner: str, name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{owner}.{name} must be {_kind_name(kind)}, got {type(value).__name__}")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _number_field(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}.{name} must be a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{owner}.{name} is out of range for a float") from None
+
+
+def _int_field(owner: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{owner}.{name} must fit in 64 bits")
+
+
+# ── value types ──────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """How one intent reaches the venue. Field types are checked on
+    construction; ints are accepted for the float fields."""
+
+    order_type: str = "MARKET"
+    limit_price: float = 0.0
+    post_only: bool = False
+    ttl_s: float = 0.0
+    is_maker: bool = False
+    action: str = "ENTER"
+    reason: str = "taker_default"
+    suppress: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        owner = "ExecutionPlan"
+        for name in ("order_type", "action", "reason"):
+            _check_type(owner, name, getattr(self, name), str)
+        for name in ("post_only", "is_maker", "suppress"):
+            _check_type(owner, name, getattr(self, name), bool)
+        _check_type(owner, "metadata", self.metadata, dict)
+        for name in ("limit_price", "ttl_s"):
+            value = getattr(self, name)
+            if type(value) is not float:
+                object.__setattr__(self, name, _number_field(owner, name, value))
+
+    def sane(self) -> bool:
+        """A plan the venue can take: MARKET, or LIMIT at a positive price."""
+        if self.order_type not in ("MARKET", "LIMIT"):
+            return False
+        if self.order_type == "LIMIT" and not (self.limit_price > 0.0):
+            return False
+        return True
+
+
+@dataclass
+class WorkingOrder:
+    """A maker quote resting on the venue, awaiting a fill or its deadline.
+
+    The runtime may assign fields (for example extend ``deadline``); the
+    router reads the current values.
+    """
+
+    trade_id: Any
+    asset: Any
+    side: str
+    action: str
+    plan: ExecutionPlan
+    submitted_at: float
+    deadline: float
+    retries_left: int
+    base_trade_id: Any
+    retry_n: int = 0
+
+    def __post_init__(self) -> None:
+        owner = "WorkingOrder"
+        _check_type(owner, "side", self.side, str)
+        _check_type(owner, "action", self.action, str)
+        _check_type(owner, "plan", self.plan, ExecutionPlan)
+        _int_field(owner, "retries_left", self.retries_left)
+        _int_field(owner, "retry_n", self.retry_n)
+        self.submitted_at = _number_field(owner, "submitted_at", self.submitted_at)
+        self.deadline = _number_field(owner, "deadline", self.deadline)
+
+
+# ── the router ───────────────────────────────────────────────────────────────
+
+
+class ExecutionRouter:
+    """Pure-policy execution router with a working-order registry.
+
+    The runtime asks ``plan_entry``/``plan_exit`` before each submission,
+    registers maker quotes with ``register_working``, polls ``expired`` from
+    its TTL loop, and reports outcomes with ``note_fill``/``note_cancel``.
+    The router does no I/O.
+    """
+
+    def __init__(
+        self,
+        config: ExecConfig | None = None,
+        *,
+        logger: Any = LOGGER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(getattr(logger, "warning", None)):
+            raise TypeError("ExecutionRouter() got an invalid logger: it has no warning() method")
+        if not callable(clock):
+            raise TypeError(f"ExecutionRouter() got an invalid clock: {type(clock).__name__}")
+        self.config = ExecConfig() if config is None else config
+        self.logger = logger
+        self.clock = clock
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)
+        self._working: dict[Any, WorkingOrder] = {}
+        self._hooks: dict[str, list[Hook]] = {stage: [] for stage in HOOK_STAGES}
+
+    @property
+    def config(self) -> ExecConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: ExecConfig) -> None:
+        if not isinstance(config, ExecConfig):
+            raise TypeError(f"ExecutionRouter got an invalid config: {type(config).__name__}")
+        self._config = config
+        self._ticks = {**DEFAULT_TICKS, **config.tick_overrides}
+
+    # ── hooks ────────────────────────────────────────────────────────────────
+
+    def register_hook(self, stage: str, fn: Hook) -> Callable[[], None]:
+        """Register ``fn`` at ``stage``; returns a callable that unregisters it."""
+        if not (isinstance(stage, str) and stage in self._hooks):
+            raise ValueError(f"unknown hook stage {_safe_repr(stage)}; valid: {HOOK_STAGES}")
+        if not callable(fn):
+            raise TypeError(f"register_hook() got an invalid fn: {type(fn).__name__}")
+        hooks = self._hooks[stage]
+        hooks.append(fn)
+
+        def unregister() -> None:
+            try:
+                hooks.remove(fn)
+            except ValueError:
+                pass
+
+        return unregister
+
+    def _run_hooks(self, stage: str, payload: Any, ctx: dict[str, Any]) -> Any:
+        """Call each hook of ``stage`` with its own copy of ``ctx``.
+
+        A ``pre_submit`` hook may return a sane ``ExecutionPlan`` to replace
+        the plan. An ``Exception`` in a hook is counted and logged; a
+        ``BaseException`` propagates.
+        """
+        out = payload
+        for fn in list(self._hooks[stage]):
+            try:
+                ret = fn(out, dict(ctx))
+                if stage == "pre_submit" and isinstance(ret, ExecutionPlan):
+                    if ret.sane():
+                        out = ret
+                    else:
+                        self._warn("exec_router: hook %r returned insane plan — ignored", fn)
+            except Exception as exc:
+                self.counters["hook_errors"] += 1
+                self._warn("exec_router: hook %r failed at %s: %s", fn, stage, exc)
+        return out
+
+    def _warn(self, msg: str, *args: Any) -> None:
+        try:
+            self.logger.warning(msg, *args)
+        except Exception:
+            pass  # a broken logger must not break the trading path
+
+    # ── pricing ──────────────────────────────────────────────────────────────
+
+    def tick_size(self, asset: Any) -> float:
+        try:
+            return self._tick_size(asset)
+        except _Invalid as bad:
+            raise bad.error("tick_size") from bad.cause
+
+    def _tick_size(self, asset: Any) -> float:
+        return self._ticks.get(_upper(_or_empty(asset, "asset"), "asset"), 0.0)
+
+    def maker_price(self, *, asset: Any, order_side: Any, reference_price: Any) -> float:
+        """Post-only quote price on our side of the touch: SELL rests at or
+        above the reference, BUY at or below. 0.0 when no quote is possible."""
+        try:
+            return self._maker_price(asset, order_side, reference_price)
+        except _Invalid as bad:
+            raise bad.error("maker_price") from bad.cause
+
+    def _maker_price(self, asset: Any, order_side: Any, reference_price: Any) -> float:
+        ref = _to_float(reference_price, "reference_price")
+        if not (ref > 0.0) or ref == math.inf:
+            return 0.0
+        tick = self._tick_size(asset)
+        if tick <= 0.0:
+            tick = ref * FALLBACK_TICK_FRACTION
+        offset = float(self.config.offset_ticks) * tick
+        if _upper(order_side, "order_side") == "SELL":
+            price = ref + offset
+        else:
+            price = max(tick, ref - offset)
+        return price if math.isfinite(price) else 0.0
+
+    @staticmethod
+    def order_side(action: Any, position_side: Any) -> str:
+        """Map (action, position side) to the order side."""
+        try:
+            return _order_side(action, position_side)
+        except _Invalid as bad:
+            raise bad.error("order_side") from bad.cause
+
+    # ── planning ─────────────────────────────────────────────────────────────
+
+    def _spread_allows_maker(self, spread_bps: Any) -> bool:
+        if spread_bps is None:
+            return True  # no book data: quote anyway, post-only caps the risk
+        return _to_float(spread_bps, "spread_bps") <= self.config.max_spread_bps
+
+    def _invalid_plan(self, method: str, action: str, bad: _Invalid) -> ExecutionPlan:
+        self.counters["taker_entries" if action == "ENTER" else "taker_exits"] += 1
+        self._warn(
+            "exec_router: %s got an invalid %s (%s) — falling back to MARKET",
+            method,
+            bad.name,
+            type(bad.value).__name__,
+        )
+        return ExecutionPlan(action=action, reason=f"invalid_input:{bad.name}")
+
+    def plan_entry(
+        self,
+        *,
+        trade_id: Any,
+        asset: Any,
+        position_side: Any,
+        reference_price: Any,
+        spread_bps: Any = None,
+    ) -> ExecutionPlan:
+        """Plan an ENTER. Never raises on a bad value: falls back to MARKET."""
+        self.counters["plans_entry"] += 1
+        ctx = {
+            "trade_id": trade_id,
+            "asset": asset,
+            "side": position_side,
+            "reference_price": reference_price,
+            "spread_bps": spread_bps,
+            "action": "ENTER",
+        }
+        self._run_hooks("pre_plan", None, ctx)
+        # Double-entry guard: a working entry means the slot is spoken for.
+        blocker = next((wo for wo in self._working.values() if wo.action == "ENTER"), None)
+        if blocker is not None:
+            self.counters["suppressed_dup_enter"] += 1
+            return ExecutionPlan(
+                action="ENTER",
+                suppress=True,
+                reason=f"working_entry_exists:{_label(blocker.trade_id)}",
+            )
+        try:
+            plan = self._entry_plan(asset, position_side, reference_price, spread_bps)
+        except _Invalid as bad:
+            return self._invalid_plan("plan_entry", "ENTER", bad)
+        plan = self._run_hooks("pre_submit", plan, ctx)
+        if plan.is_maker:
+            self.counters["maker_entries"] += 1
+        elif not plan.suppress:
+            self.counters["taker_entries"] += 1
+        return plan
+
+    def _entry_plan(
+        self, asset: Any, position_side: Any, reference_price: Any, spread_bps: Any
+    ) -> ExecutionPlan:
+        cfg = self.config
+        taker = ExecutionPlan(action="ENTER", reason="taker_default")
+        if not (cfg.maker_entry and _is_positive(reference_price, "reference_price")):
+            return taker
+        if not self._spread_allows_maker(spread_bps):
+            self.counters["spread_gate_taker"] += 1
+            return ExecutionPlan(
+                action="ENTER", reason=f"spread_gate:{_text(spread_bps, 'spread_bps')}bps"
+            )
+        side = _order_side("ENTER", position_side)
+        price = self._maker_price(asset, side, reference_price)
+        if not price > 0.0:
+            return taker
+        return ExecutionPlan(
+            order_type="LIMIT",
+            limit_price=price,
+            post_only=cfg.post_only,
+            ttl_s=cfg.entry_ttl_s,
+            is_maker=True,
+            action="ENTER",
+            reason="maker_entry",
+        )
+
+    def plan_exit(
+        self,
+        *,
+        trade_id: Any,
+        asset: Any,
+        position_side: Any,
+        reference_price: Any,
+        reason: Any,
+        spread_bps: Any = None,
+    ) -> ExecutionPlan:
+        """Plan an EXIT. Exits are never skipped: everything that is not a
+        maker quote degrades to MARKET, except when a maker exit for the same
+        trade is already resting and the new reason is not urgent."""
+        self.counters["plans_exit"] += 1
+        try:
+            urgent = _upper(_or_empty(reason, "reason"), "reason") not in MAKER_EXIT_REASONS
+            label = _text(reason, "reason")
+        except _Invalid as bad:
+            return self._invalid_plan("plan_exit", "EXIT", bad)
+        ctx = {
+            "trade_id": trade_id,
+            "asset": asset,
+            "side": position_side,
+            "reference_price": reference_price,
+            "spread_bps": spread_bps,
+            "action": "EXIT",
+            "reason": reason,
+            "urgent": urgent,
+        }
+        self._run_hooks("pre_plan", None, ctx)
+        try:
+            wo = self._working.get(_hashable(trade_id, "trade_id"))
+        except _Invalid as bad:
+            return self._invalid_plan("plan_exit", "EXIT", bad)
+        if wo is not None and wo.action == "EXIT":
+            if not urgent:
+                # The resting quote is the exit in flight.
+                self.counters["suppressed_dup_exit"] += 1
+                return ExecutionPlan(action="EXIT", suppress=True, reason="working_exit_exists")
+            # Urgent: the runtime cancels the resting quote, then sends this.
+            self.counters["exit_escalations"] += 1
+            preempt = {"preempt_working": True}
+            plan = ExecutionPlan(action="EXIT", reason=f"escalate:{label}", metadata=preempt)
+            plan = self._run_hooks("pre_submit", plan, ctx)
+            if plan.suppress:
+                plan = ExecutionPlan(
+                    action="EXIT",
+                    reason="hook_suppress_overridden_market",
+                    metadata={"preempt_working": True},
+                )
+            return plan
+        try:
+            plan = self._exit_plan(asset, position_side, reference_price, spread_bps, urgent, label)
+        except _Invalid as bad:
+            return self._invalid_plan("plan_exit", "EXIT", bad)
+        plan = self._run_hooks("pre_submit", plan, ctx)
+        if plan.suppress:
+            # Only the duplicate guard may suppress an exit; a hook may not.
+            plan = ExecutionPlan(action="EXIT", reason="hook_suppress_overridden_market")
+        if not plan.sane():
+            plan = ExecutionPlan(action="EXIT", reason="sanity_fallback_market")
+        if plan.is_maker:
+            self.counters["maker_exits"] += 1
+        elif not plan.suppress:
+            self.counters["taker_exits"] += 1
+        return plan
+
+    def _exit_plan(
+        self,
+        asset: Any,
+        position_side: Any,
+        reference_price: Any,
+        spread_bps: Any,
+        urgent: bool,
+        label: str,
+    ) -> ExecutionPlan:
+        cfg = self.config
+        taker = ExecutionPlan(action="EXIT", reason=f"taker_exit:{label}")
+        if not (
+            cfg.maker_exit
+            and not urgent
+            and _is_positive(reference_price, "reference_price")
+            and self._spread_allows_maker(spread_bps)
+        ):
+            return taker
+        side = _order_side("EXIT", position_side)
+        price = self._maker_price(asset, side, reference_price)
+        if not price > 0.0:
+            return taker
+        return ExecutionPlan(
+            order_type="LIMIT",
+            limit_price=price,
+            post_only=cfg.post_only,
+            ttl_s=cfg.exit_ttl_s,
+            is_maker=True,
+            action="EXIT",
+            reason="maker_exit:TAKE_PROFIT",
+        )
+
+    # ── working-order registry ───────────────────────────────────────────────
+
+    def _now(self) -> float:
+        reading = self.clock()
+        if type(reading) is float:
+            return reading
+        if isinstance(reading, (int, float)):
+            return float(reading)
+        raise TypeError(f"clock() returned {type(reading).__name__}, expected a number")
+
+    def register_working(
+        self,
+        *,
+        trade_id: Any,
+        asset: Any,
+        position_side: Any,
+        plan: ExecutionPlan,
+        base_trade_id: Any = None,
+        retry_n: int = 0,
+    ) -> WorkingOrder:
+        """Record a maker quote the runtime has submitted."""
+        method = "register_working"
+        try:
+            _hashable(trade_id, "trade_id")
+            side = _upper(position_side, "position_side")
+            base = _or_empty(base_trade_id, "base_trade_id") or trade_id
+        except _Invalid as bad:
+            raise bad.error(method) from bad.cause
+        if not isinstance(plan, ExecutionPlan):
+            raise TypeError(f"{method}() got an invalid plan: {type(plan).__name__}")
+        if isinstance(retry_n, bool) or not isinstance(retry_n, int):
+            raise TypeError(f"{method}() got an invalid retry_n: {type(retry_n).__name__}")
+        now = self._now()
+        retries = self.config.entry_retries
+        if retry_n > 0:
+            retries_left = max(0, retries - retry_n)
+        else:
+            retries_left = retries if plan.action == "ENTER" else 0
+        wo = WorkingOrder(
+            trade_id=trade_id,
+            asset=asset,
+            side=side,
+            action=plan.action,
+            plan=plan,
+            submitted_at=now,
+            deadline=now + max(0.5, plan.ttl_s),
+            retries_left=retries_left,
+            base_trade_id=base,
+            retry_n=retry_n,
+        )
+        self._working[trade_id] = wo
+        self._run_hooks("on_working", wo, {"trade_id": trade_id})
+        return wo
+
+    def _key(self, trade_id: Any, method: str) -> Hashable:
+        try:
+            return _hashable(trade_id, "trade_id")
+        except _Invalid as bad:
+            raise bad.error(method) from bad.cause
+
+    def working(self, trade_id: Any) -> WorkingOrder | None:
+        return self._working.get(self._key(trade_id, "working"))
+
+    def working_orders(self) -> list[WorkingOrder]:
+        """Working orders in first-registration order."""
+        return list(self._working.values())
+
+    def has_working_entry(self) -> bool:
+        return any(wo.action == "ENTER" for wo in self._working.values())
+
+    def expired(self, now: float | None = None) -> list[WorkingOrder]:
+        """Working orders whose deadline is at or before ``now`` (default:
+        the clock), in first-registration order."""
+        t = self._now() if now is None else _real(now, "now", "expired")
+        return [wo for wo in self._working.values() if t >= wo.deadline]
+
+    def note_fill(self, trade_id: Any) -> None:
+        wo = self._working.pop(self._key(trade_id, "note_fill"), None)
+        if wo is not None:
+            self.counters["fills_working"] += 1
+            self._run_hooks("on_fill", wo, {"trade_id": trade_id})
+
+    def note_cancel(self, trade_id: Any) -> None:
+        wo = self._working.pop(self._key(trade_id, "note_cancel"), None)
+        if wo is not None:
+            self.counters["cancels"] += 1
+            self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
+
+    def clear_working(self, trade_id: Any) -> None:
+        self._working.pop(self._key(trade_id, "clear_working"), None)
+
+    # ── miss and escalation policy ───────────────────────────────────────────
+
+    def entry_miss_action(self, wo: WorkingOrder) -> str:
+        """What to do with an expired working entry, once the runtime has
+        cancelled its quote: a ``MissAction``."""
+        if not isinstance(wo, WorkingOrder):
+            raise TypeError(f"entry_miss_action() got an invalid wo: {type(wo).__name__}")
+        mode = self.config.entry_miss
+        if mode == "skip":
+            action = MissAction.SKIP
+        elif mode == "market":
+            action = MissAction.MARKET
+        elif wo.retries_left > 0:
+            action = MissAction.RETRY
+        elif self.config.retry_exhaust == "market":
+            action = MissAction.MARKET
+        else:
+            action = MissAction.SKIP
+        self.counters[f"entry_miss_{action}"] += 1
+        self._run_hooks("on_miss", wo, {"action": action})
+        return action
+
+    def retry_plan(self, wo: WorkingOrder, *, reference_price: Any) -> tuple[Any, ExecutionPlan]:
+        """A fresh quote for a retried entry, under a new trade id."""
+        if not isinstance(wo, WorkingOrder):
+            raise TypeError(f"retry_plan() got an invalid wo: {type(wo).__name__}")
+        n = wo.retry_n + 1
+        new_tid = f"{wo.base_trade_id}-r{n}"
+        side = self.order_side("ENTER", wo.side)
+        price = self.maker_price(asset=wo.asset, order_side=side, reference_price=reference_price)
+        metadata = {"retry_n": n, "base_trade_id": wo.base_trade_id}
+        if not price > 0.0:
+            return new_tid, ExecutionPlan(
+                action="ENTER", reason="retry_price_insane_market", metadata=metadata
+            )
+        return new_tid, ExecutionPlan(
+            order_type="LIMIT",
+            limit_price=price,
+            post_only=self.config.post_only,
+            ttl_s=self.config.entry_ttl_s,
+            is_maker=True,
+            action="ENTER",
+            reason=f"maker_entry_retry_{n}",
+            metadata=metadata,
+        )
+
+    def market_fallback_plan(self, wo: WorkingOrder) -> tuple[Any, ExecutionPlan]:
+        """MARKET after a missed or escalated quote. An entry gets a fresh
+        ``-m`` trade id; an exit keeps its trade id (same position)."""
+        if not isinstance(wo, WorkingOrder):
+            raise TypeError(f"market_fallback_plan() got an invalid wo: {type(wo).__name__}")
+        if wo.action == "ENTER":
+            new_tid = f"{wo.base_trade_id}-m"
+            self._run_hooks("on_escalate", wo, {"to": "MARKET"})
+            plan = ExecutionPlan(
+                action="ENTER",
+                reason="entry_miss_market_fallback",
+                metadata={"base_trade_id": wo.base_trade_id},
+            )
+            return new_tid, plan
+        self.counters["exit_escalations"] += 1
+        self._run_hooks("on_escalate", wo, {"to": "MARKET"})
+        plan = ExecutionPlan(
+            action="EXIT",
+            reason="exit_ttl_market_fallback",
+            metadata={"base_trade_id": wo.base_trade_id},
+        )
+        return wo.trade_id, plan
+
+    # ── observability ────────────────────────────────────────────────────────
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "style": self.config.style,
+            "working": [
+                {
+                    "trade_id": wo.trade_id,
+                    "action": wo.action,
+                    "asset": wo.asset,
+                    "age_s": round(self._now() - wo.submitted_at, 3),
+                    "retry_n": wo.retry_n,
+                }
+                for wo in self._working.values()
+            ],
+            "counters": dict(self.counters),
+        }
+
+
+def _order_side(action: Any, position_side: Any) -> str:
+    position = _upper(position_side, "position_side")
+    if _upper(action, "action") == "EXIT":
+        return "SELL" if position == "LONG" else "BUY"
+    return "BUY" if position == "LONG" else "SELL"
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
