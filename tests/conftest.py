@@ -21,15 +21,15 @@ class Impl:
     module: ModuleType
 
     @property
-    def ExecutionRouter(self) -> Any:  # noqa: N802 - mirrors the public name
+    def ExecutionRouter(self) -> Any:
         return self.module.ExecutionRouter
 
     @property
-    def ExecutionPlan(self) -> Any:  # noqa: N802
+    def ExecutionPlan(self) -> Any:
         return self.module.ExecutionPlan
 
     @property
-    def WorkingOrder(self) -> Any:  # noqa: N802
+    def WorkingOrder(self) -> Any:
         return self.module.WorkingOrder
 
     ExecConfig = config_module.ExecConfig

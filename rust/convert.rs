@@ -1,0 +1,255 @@
+//! Python-semantics conversions of argument values, with the argument named
+//! on failure. Each mirrors one expression of the legacy router.
+
+use pyo3::exceptions::{PyArithmeticError, PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+
+/// Why an argument could not be used.
+pub enum Fail {
+    /// A value the router cannot use: planning falls back to MARKET, other
+    /// methods raise TypeError/ValueError naming `name`.
+    Invalid {
+        name: &'static str,
+        type_name: String,
+        value_error: bool,
+    },
+    /// A `BaseException` that is not an `Exception` (e.g. KeyboardInterrupt):
+    /// it propagates unchanged.
+    Fatal(PyErr),
+}
+
+impl Fail {
+    pub fn invalid(name: &'static str, value: &Bound<'_, PyAny>, cause: &PyErr) -> Self {
+        let py = value.py();
+        if !cause.is_instance_of::<PyException>(py) {
+            return Fail::Fatal(cause.clone_ref(py));
+        }
+        Fail::Invalid {
+            name,
+            type_name: type_name(value),
+            value_error: cause.is_instance_of::<PyValueError>(py)
+                || cause.is_instance_of::<PyArithmeticError>(py),
+        }
+    }
+
+    /// The exception a non-planning method raises.
+    pub fn into_err(self, method: &str) -> PyErr {
+        match self {
+            Fail::Fatal(err) => err,
+            Fail::Invalid {
+                name,
+                type_name,
+                value_error,
+            } => {
+                let msg = format!("{method}() got an invalid {name}: {type_name}");
+                if value_error {
+                    PyValueError::new_err(msg)
+                } else {
+                    PyTypeError::new_err(msg)
+                }
+            }
+        }
+    }
+}
+
+impl From<PyErr> for Fail {
+    fn from(err: PyErr) -> Self {
+        Fail::Fatal(err)
+    }
+}
+
+pub type Conv<T> = Result<T, Fail>;
+
+pub fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "object".to_owned())
+}
+
+fn guard<'py, T>(
+    name: &'static str,
+    value: &Bound<'py, PyAny>,
+    result: PyResult<T>,
+) -> Conv<T> {
+    result.map_err(|err| Fail::invalid(name, value, &err))
+}
+
+/// `value > 0.0`.
+pub fn is_positive(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<bool> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Ok(f.value() > 0.0);
+    }
+    if value.is_exact_instance_of::<PyInt>() {
+        if let Ok(i) = value.extract::<i64>() {
+            return Ok(i > 0);
+        }
+    }
+    guard(name, value, value.gt(0.0))
+}
+
+/// `float(value)`: numbers and numeric strings.
+pub fn to_float(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<f64> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    let py = value.py();
+    let converted = py.get_type::<PyFloat>().call1((value,));
+    let converted = guard(name, value, converted)?;
+    guard(name, value, converted.extract::<f64>())
+}
+
+/// A real number (int or float, bools included) as a float; anything else
+/// is a TypeError naming the argument.
+pub fn real(method: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
+        return value.extract::<f64>().map_err(|_| {
+            PyValueError::new_err(format!("{method}() got an invalid {name}: int out of range"))
+        });
+    }
+    Err(PyTypeError::new_err(format!(
+        "{method}() got an invalid {name}: {}",
+        type_name(value)
+    )))
+}
+
+/// `value or ""` is falsy.
+pub fn is_blank(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<bool> {
+    if let Ok(s) = value.cast_exact::<PyString>() {
+        return Ok(s.is_empty().unwrap_or(false));
+    }
+    if value.is_none() {
+        return Ok(true);
+    }
+    guard(name, value, value.is_truthy()).map(|t| !t)
+}
+
+/// `str(value).upper()`.
+pub fn upper<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'py, PyString>> {
+    if let Ok(s) = value.cast_exact::<PyString>() {
+        if let Ok(text) = s.to_str() {
+            if text.is_ascii() {
+                if !text.bytes().any(|b| b.is_ascii_lowercase()) {
+                    return Ok(s.clone());
+                }
+                return Ok(PyString::new(value.py(), &text.to_ascii_uppercase()));
+            }
+        }
+    }
+    let text = guard(name, value, value.str())?;
+    let up = guard(name, value, text.call_method0(pyo3::intern!(value.py(), "upper")))?;
+    guard(name, value, up.cast_into::<PyString>().map_err(PyErr::from))
+}
+
+/// `str(value).upper() == expected` for an upper-case ASCII `expected`.
+pub fn upper_is(name: &'static str, value: &Bound<'_, PyAny>, expected: &str) -> Conv<bool> {
+    if let Ok(s) = value.cast_exact::<PyString>() {
+        if let Ok(text) = s.to_str() {
+            if text.is_ascii() {
+                return Ok(text.eq_ignore_ascii_case(expected));
+            }
+        }
+    }
+    let up = upper(name, value)?;
+    Ok(up.to_str().is_ok_and(|t| t == expected))
+}
+
+/// `f"{value}"`.
+pub fn text<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'py, PyString>> {
+    if let Ok(s) = value.cast_exact::<PyString>() {
+        return Ok(s.clone());
+    }
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return guard(name, value, f.str());
+    }
+    let formatted = value.call_method1(pyo3::intern!(value.py(), "__format__"), ("",));
+    let formatted = guard(name, value, formatted)?;
+    guard(name, value, formatted.cast_into::<PyString>().map_err(PyErr::from))
+}
+
+/// `f"{value}"` for a value already in the registry: never fails.
+pub fn label<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    match text("trade_id", value) {
+        Ok(s) => Ok(s),
+        Err(Fail::Fatal(err)) => Err(err),
+        Err(Fail::Invalid { type_name, .. }) => {
+            Ok(PyString::new(value.py(), &format!("<{type_name}>")))
+        }
+    }
+}
+
+/// `hash(value)` succeeds.
+pub fn hashable(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<()> {
+    if value.is_exact_instance_of::<PyString>() {
+        return Ok(());
+    }
+    guard(name, value, value.hash()).map(|_| ())
+}
+
+/// `prefix + middle + suffix` as a Python str (handles any text in `middle`).
+pub fn concat<'py>(
+    prefix: &str,
+    middle: &Bound<'py, PyString>,
+    suffix: &str,
+) -> PyResult<Bound<'py, PyString>> {
+    let py = middle.py();
+    if let Ok(m) = middle.to_str() {
+        return Ok(PyString::new(py, &format!("{prefix}{m}{suffix}")));
+    }
+    let joined = PyString::new(py, prefix).add(middle)?.add(suffix)?;
+    Ok(joined.cast_into::<PyString>()?)
+}
+
+/// A str argument or field, or a TypeError naming it.
+pub fn string<'py>(owner: &str, name: &str, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    value.cast::<PyString>().cloned().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{owner}.{name} must be str, got {}",
+            type_name(value)
+        ))
+    })
+}
+
+/// A bool field, or a TypeError naming it.
+pub fn boolean(owner: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
+    value
+        .cast::<PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| PyTypeError::new_err(format!("{owner}.{name} must be bool, got {}", type_name(value))))
+}
+
+/// A number field (int or float, not bool) as a float.
+pub fn number(owner: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(f) = value.cast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    let numeric = !value.is_instance_of::<PyBool>()
+        && (value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>());
+    if !numeric {
+        return Err(PyTypeError::new_err(format!(
+            "{owner}.{name} must be a number, got {}",
+            type_name(value)
+        )));
+    }
+    value
+        .extract::<f64>()
+        .map_err(|_| PyValueError::new_err(format!("{owner}.{name} is out of range for a float")))
+}
+
+/// An int field (not bool) that fits in 64 bits.
+pub fn int64(owner: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{owner}.{name} must be an int, got {}",
+            type_name(value)
+        )));
+    }
+    value
+        .extract::<i64>()
+        .map_err(|_| PyValueError::new_err(format!("{owner}.{name} must fit in 64 bits")))
+}

@@ -1,0 +1,187 @@
+//! The router's counters: atomic cells, and the live `Counters` mapping.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
+
+/// The counter names, in the legacy order.
+pub const KEYS: [&str; 16] = [
+    "plans_entry",
+    "plans_exit",
+    "maker_entries",
+    "maker_exits",
+    "taker_entries",
+    "taker_exits",
+    "suppressed_dup_enter",
+    "suppressed_dup_exit",
+    "spread_gate_taker",
+    "entry_miss_skip",
+    "entry_miss_retry",
+    "entry_miss_market",
+    "exit_escalations",
+    "fills_working",
+    "cancels",
+    "hook_errors",
+];
+
+/// A counter, by its position in [`KEYS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    PlansEntry = 0,
+    PlansExit,
+    MakerEntries,
+    MakerExits,
+    TakerEntries,
+    TakerExits,
+    SuppressedDupEnter,
+    SuppressedDupExit,
+    SpreadGateTaker,
+    EntryMissSkip,
+    EntryMissRetry,
+    EntryMissMarket,
+    ExitEscalations,
+    FillsWorking,
+    Cancels,
+    HookErrors,
+}
+
+/// Lock-free counter cells shared by a router and its `Counters` view.
+#[derive(Default, Debug)]
+pub struct Cells([AtomicI64; 16]);
+
+impl Cells {
+    pub fn inc(&self, counter: Counter) {
+        if let Some(cell) = self.0.get(counter as usize) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, i: usize) -> i64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, i: usize, value: i64) {
+        if let Some(cell) = self.0.get(i) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// A plain dict of the current values.
+    pub fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (i, key) in KEYS.iter().enumerate() {
+            dict.set_item(pyo3::types::PyString::intern(py, key), self.get(i))?;
+        }
+        Ok(dict)
+    }
+}
+
+fn position(key: &Bound<'_, PyAny>) -> Option<usize> {
+    let key = key.cast::<PyString>().ok()?.to_str().ok()?;
+    KEYS.iter().position(|k| *k == key)
+}
+
+/// The router's counters: a live mapping with a fixed set of int values.
+#[pyclass(module = "exec_router._core", name = "Counters", frozen, mapping)]
+pub struct Counters {
+    pub cells: Arc<Cells>,
+}
+
+#[pymethods]
+impl Counters {
+    fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<i64> {
+        match position(key) {
+            Some(i) => Ok(self.cells.get(i)),
+            None => Err(PyKeyError::new_err(key.clone().unbind())),
+        }
+    }
+
+    fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(i) = position(key) else {
+            return Err(PyKeyError::new_err(format!(
+                "unknown counter {}; counters are fixed: {KEYS:?}",
+                key.repr()?
+            )));
+        };
+        if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+            return Err(PyTypeError::new_err(format!(
+                "counter values must be int, got {}",
+                value.get_type().name()?
+            )));
+        }
+        self.cells.set(i, value.extract()?);
+        Ok(())
+    }
+
+    fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(PyTypeError::new_err("counters cannot be deleted; assign 0 instead"))
+    }
+
+    fn __len__(&self) -> usize {
+        KEYS.len()
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
+        position(key).is_some()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, KEYS)?.try_iter().map(Bound::into_any)
+    }
+
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cells.to_dict(py)?.call_method0("keys")
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cells.to_dict(py)?.call_method0("values")
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cells.to_dict(py)?.call_method0("items")
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        match position(key) {
+            Some(i) => Ok(self.cells.get(i).into_pyobject(py)?.into_any().unbind()),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
+    /// A plain dict of the current values.
+    fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.cells.to_dict(py)
+    }
+
+    fn __richcmp__<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Bound<'py, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let comparable = other.is_instance_of::<PyDict>() || other.is_instance_of::<Counters>();
+        match op {
+            CompareOp::Eq | CompareOp::Ne if comparable => {
+                let other = PyDict::from_sequence(&other.call_method0("items")?)?;
+                let same = self.cells.to_dict(py)?.eq(other)?;
+                let answer = if matches!(op, CompareOp::Eq) { same } else { !same };
+                Ok(PyBool::new(py, answer).to_owned().into_any().unbind())
+            }
+            _ => Ok(py.NotImplemented()),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Counters({})", self.cells.to_dict(py)?.repr()?))
+    }
+}

@@ -1,0 +1,212 @@
+//! The working-order index: expiry by deadline and the working entries, by
+//! registration position. Pure Rust; the registry pairs it with a dict.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// An order-preserving integer image of a non-NaN deadline (-0.0 == 0.0).
+fn key(deadline: f64) -> Option<u64> {
+    if deadline.is_nan() {
+        return None;
+    }
+    let bits = if deadline == 0.0 { 0 } else { deadline.to_bits() };
+    Some(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
+}
+
+struct Slot<T> {
+    item: T,
+    deadline: Option<u64>,
+    enter: bool,
+}
+
+/// Items by position (first-registration order), with an expiry index and
+/// the set of working entries.
+pub struct Index<T> {
+    next_pos: u64,
+    slots: HashMap<u64, Slot<T>>,
+    by_deadline: BTreeSet<(u64, u64)>,
+    entries: BTreeSet<u64>,
+}
+
+impl<T> Default for Index<T> {
+    fn default() -> Self {
+        Self {
+            next_pos: 0,
+            slots: HashMap::new(),
+            by_deadline: BTreeSet::new(),
+            entries: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T> Index<T> {
+    /// A position after every position handed out so far.
+    pub fn new_pos(&mut self) -> u64 {
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        pos
+    }
+
+    /// Put `item` at `pos`; returns the item it displaces.
+    pub fn insert(&mut self, pos: u64, item: T, deadline: f64, enter: bool) -> Option<T> {
+        let old = self.remove(pos);
+        let deadline = key(deadline);
+        if let Some(k) = deadline {
+            self.by_deadline.insert((k, pos));
+        }
+        if enter {
+            self.entries.insert(pos);
+        }
+        self.slots.insert(
+            pos,
+            Slot {
+                item,
+                deadline,
+                enter,
+            },
+        );
+        old
+    }
+
+    pub fn remove(&mut self, pos: u64) -> Option<T> {
+        let slot = self.slots.remove(&pos)?;
+        if let Some(k) = slot.deadline {
+            self.by_deadline.remove(&(k, pos));
+        }
+        if slot.enter {
+            self.entries.remove(&pos);
+        }
+        Some(slot.item)
+    }
+
+    pub fn set_deadline(&mut self, pos: u64, deadline: f64) {
+        if let Some(slot) = self.slots.get_mut(&pos) {
+            if let Some(k) = slot.deadline {
+                self.by_deadline.remove(&(k, pos));
+            }
+            slot.deadline = key(deadline);
+            if let Some(k) = slot.deadline {
+                self.by_deadline.insert((k, pos));
+            }
+        }
+    }
+
+    pub fn set_enter(&mut self, pos: u64, enter: bool) {
+        if let Some(slot) = self.slots.get_mut(&pos) {
+            slot.enter = enter;
+            if enter {
+                self.entries.insert(pos);
+            } else {
+                self.entries.remove(&pos);
+            }
+        }
+    }
+
+    /// Items whose deadline is at or before `now`, in position order:
+    /// O(k log n) for k due items.
+    pub fn due(&self, now: f64) -> Vec<&T> {
+        let Some(limit) = key(now) else {
+            return Vec::new();
+        };
+        let mut due: Vec<u64> = self
+            .by_deadline
+            .range(..=(limit, u64::MAX))
+            .map(|&(_, pos)| pos)
+            .collect();
+        due.sort_unstable();
+        due.iter().filter_map(|pos| self.get(*pos)).collect()
+    }
+
+    pub fn get(&self, pos: u64) -> Option<&T> {
+        self.slots.get(&pos).map(|s| &s.item)
+    }
+
+    /// The first-registered working entry.
+    pub fn first_entry(&self) -> Option<&T> {
+        self.entries.first().and_then(|pos| self.get(*pos))
+    }
+
+    pub fn has_entry(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.slots.values().map(|s| &s.item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(deadlines: &[f64]) -> Index<usize> {
+        let mut ix = Index::default();
+        for (i, d) in deadlines.iter().enumerate() {
+            let pos = ix.new_pos();
+            ix.insert(pos, i, *d, i % 2 == 0);
+        }
+        ix
+    }
+
+    #[test]
+    fn due_lists_in_position_order_not_deadline_order() {
+        let ix = index(&[5.0, 1.0, 3.0, 9.0]);
+        assert_eq!(ix.due(5.0), vec![&0, &1, &2]);
+        assert_eq!(ix.due(0.5), Vec::<&usize>::new());
+        assert_eq!(ix.due(f64::INFINITY).len(), 4);
+    }
+
+    #[test]
+    fn due_is_inclusive_and_nan_is_never_due() {
+        let ix = index(&[1.0, f64::NAN]);
+        assert_eq!(ix.due(1.0), vec![&0]);
+        assert_eq!(ix.due(f64::NAN), Vec::<&usize>::new());
+        assert_eq!(ix.due(f64::INFINITY), vec![&0]);
+    }
+
+    #[test]
+    fn signed_zeros_compare_equal() {
+        let ix = index(&[0.0, -0.0]);
+        assert_eq!(ix.due(-0.0), vec![&0, &1]);
+        let neg = index(&[-1.0, -2.0]);
+        assert_eq!(neg.due(-1.5), vec![&1]);
+    }
+
+    #[test]
+    fn moving_a_deadline_reindexes() {
+        let mut ix = index(&[10.0, 20.0]);
+        ix.set_deadline(1, 1.0);
+        assert_eq!(ix.due(5.0), vec![&1]);
+        ix.set_deadline(1, f64::NAN);
+        assert!(ix.due(100.0).iter().all(|i| **i != 1));
+    }
+
+    #[test]
+    fn entries_follow_registration_and_action_changes() {
+        let mut ix = index(&[1.0, 1.0, 1.0]); // 0 and 2 are entries
+        assert_eq!(ix.first_entry(), Some(&0));
+        ix.set_enter(0, false);
+        assert_eq!(ix.first_entry(), Some(&2));
+        ix.remove(2);
+        assert!(!ix.has_entry());
+        ix.set_enter(1, true);
+        assert_eq!(ix.first_entry(), Some(&1));
+    }
+
+    #[test]
+    fn replacing_keeps_the_position() {
+        let mut ix = index(&[1.0, 2.0]);
+        let old = ix.insert(0, 7, 3.0, false);
+        assert_eq!(old, Some(0));
+        assert_eq!(ix.due(3.0), vec![&7, &1]);
+        assert_eq!(ix.len(), 2);
+        assert!(ix.remove(9).is_none());
+    }
+}

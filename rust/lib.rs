@@ -1,0 +1,27 @@
+//! Rust core of `exec_router`: planning, maker pricing, tick lookups, the
+//! working-order registry with its expiry index, and the counters. The
+//! Python package re-exports it from `exec_router/__init__.py`.
+
+mod convert;
+mod counters;
+mod dataclass;
+mod hooks;
+pub mod index;
+mod plan;
+mod policy;
+pub mod pricing;
+mod router;
+mod sync;
+mod working;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<plan::ExecutionPlan>()?;
+    m.add_class::<working::WorkingOrder>()?;
+    m.add_class::<router::ExecutionRouter>()?;
+    m.add_class::<router::HookHandle>()?;
+    m.add_class::<counters::Counters>()?;
+    Ok(())
+}
