@@ -45,7 +45,7 @@ lint: $(STAMP)  ## ruff, mypy, stubtest, rustfmt, clippy
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	$(MAKE) --no-print-directory build-dev
-	$(PY) -m mypy.stubtest exec_router._core
+	$(PY) -m mypy.stubtest exec_router._core --allowlist .stubtest-allowlist
 
 format: $(STAMP)  ## apply ruff format and rustfmt
 	$(VENV)/bin/ruff check --fix python tests benches

@@ -69,11 +69,7 @@ pub fn type_name(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "object".to_owned())
 }
 
-fn guard<'py, T>(
-    name: &'static str,
-    value: &Bound<'py, PyAny>,
-    result: PyResult<T>,
-) -> Conv<T> {
+fn guard<'py, T>(name: &'static str, value: &Bound<'py, PyAny>, result: PyResult<T>) -> Conv<T> {
     result.map_err(|err| Fail::invalid(name, value, &err))
 }
 
@@ -109,7 +105,9 @@ pub fn real(method: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64>
     }
     if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
         return value.extract::<f64>().map_err(|_| {
-            PyValueError::new_err(format!("{method}() got an invalid {name}: int out of range"))
+            PyValueError::new_err(format!(
+                "{method}() got an invalid {name}: int out of range"
+            ))
         });
     }
     Err(PyTypeError::new_err(format!(
@@ -142,7 +140,11 @@ pub fn upper<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'
         }
     }
     let text = guard(name, value, value.str())?;
-    let up = guard(name, value, text.call_method0(pyo3::intern!(value.py(), "upper")))?;
+    let up = guard(
+        name,
+        value,
+        text.call_method0(pyo3::intern!(value.py(), "upper")),
+    )?;
     guard(name, value, up.cast_into::<PyString>().map_err(PyErr::from))
 }
 
@@ -169,7 +171,11 @@ pub fn text<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'p
     }
     let formatted = value.call_method1(pyo3::intern!(value.py(), "__format__"), ("",));
     let formatted = guard(name, value, formatted)?;
-    guard(name, value, formatted.cast_into::<PyString>().map_err(PyErr::from))
+    guard(
+        name,
+        value,
+        formatted.cast_into::<PyString>().map_err(PyErr::from),
+    )
 }
 
 /// `f"{value}"` for a value already in the registry: never fails.
@@ -206,7 +212,11 @@ pub fn concat<'py>(
 }
 
 /// A str argument or field, or a TypeError naming it.
-pub fn string<'py>(owner: &str, name: &str, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+pub fn string<'py>(
+    owner: &str,
+    name: &str,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyString>> {
     value.cast::<PyString>().cloned().map_err(|_| {
         PyTypeError::new_err(format!(
             "{owner}.{name} must be str, got {}",
@@ -217,10 +227,12 @@ pub fn string<'py>(owner: &str, name: &str, value: &Bound<'py, PyAny>) -> PyResu
 
 /// A bool field, or a TypeError naming it.
 pub fn boolean(owner: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
-    value
-        .cast::<PyBool>()
-        .map(|b| b.is_true())
-        .map_err(|_| PyTypeError::new_err(format!("{owner}.{name} must be bool, got {}", type_name(value))))
+    value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{owner}.{name} must be bool, got {}",
+            type_name(value)
+        ))
+    })
 }
 
 /// A number field (int or float, not bool) as a float.

@@ -118,7 +118,9 @@ impl Counters {
     }
 
     fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(PyTypeError::new_err("counters cannot be deleted; assign 0 instead"))
+        Err(PyTypeError::new_err(
+            "counters cannot be deleted; assign 0 instead",
+        ))
     }
 
     fn __len__(&self) -> usize {
@@ -174,7 +176,11 @@ impl Counters {
             CompareOp::Eq | CompareOp::Ne if comparable => {
                 let other = PyDict::from_sequence(&other.call_method0("items")?)?;
                 let same = self.cells.to_dict(py)?.eq(other)?;
-                let answer = if matches!(op, CompareOp::Eq) { same } else { !same };
+                let answer = if matches!(op, CompareOp::Eq) {
+                    same
+                } else {
+                    !same
+                };
                 Ok(PyBool::new(py, answer).to_owned().into_any().unbind())
             }
             _ => Ok(py.NotImplemented()),

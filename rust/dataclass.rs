@@ -114,5 +114,7 @@ pub fn repr<'py>(
         parts.append(value.repr()?)?;
     }
     parts.append(")")?;
-    Ok(PyString::new(py, "").call_method1("join", (parts,))?.cast_into()?)
+    Ok(PyString::new(py, "")
+        .call_method1("join", (parts,))?
+        .cast_into()?)
 }

@@ -8,8 +8,16 @@ fn key(deadline: f64) -> Option<u64> {
     if deadline.is_nan() {
         return None;
     }
-    let bits = if deadline == 0.0 { 0 } else { deadline.to_bits() };
-    Some(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
+    let bits = if deadline == 0.0 {
+        0
+    } else {
+        deadline.to_bits()
+    };
+    Some(if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    })
 }
 
 struct Slot<T> {

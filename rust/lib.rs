@@ -2,6 +2,9 @@
 //! working-order registry with its expiry index, and the counters. The
 //! Python package re-exports it from `exec_router/__init__.py`.
 
+// `!(x > 0.0)` is deliberate throughout: it is true for NaN, as in Python.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 mod convert;
 mod counters;
 mod dataclass;

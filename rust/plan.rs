@@ -27,7 +27,7 @@ pub const FIELDS: [&str; 9] = [
     "metadata",
 ];
 
-#[pyclass(module = "exec_router._core", name = "ExecutionPlan", frozen)]
+#[pyclass(module = "exec_router._core", name = "ExecutionPlan", frozen, weakref)]
 pub struct ExecutionPlan {
     order_type: Py<PyString>,
     pub limit_price: f64,
@@ -179,10 +179,14 @@ impl ExecutionPlan {
             }
         };
         let flag = |i: usize| -> PyResult<bool> {
-            arg(i).map_or(Ok(false), |v| boolean(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v))
+            arg(i).map_or(Ok(false), |v| {
+                boolean(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)
+            })
         };
         let num = |i: usize| -> PyResult<f64> {
-            arg(i).map_or(Ok(0.0), |v| number(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v))
+            arg(i).map_or(Ok(0.0), |v| {
+                number(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)
+            })
         };
         let metadata = match arg(8) {
             None => None,
@@ -297,6 +301,7 @@ impl ExecutionPlan {
         Ok((slf.get_type(), slf.get().as_tuple(py)?))
     }
 
+    #[pyo3(signature = (**kwargs))]
     fn __replace__<'py>(
         slf: &Bound<'py, Self>,
         kwargs: Option<&Bound<'py, PyDict>>,
@@ -345,15 +350,47 @@ fn plan_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> 
         py,
         OWNER,
         vec![
-            ("order_type", str_t.clone(), value(PyString::new(py, "MARKET").into_any())),
-            ("limit_price", float_t.clone(), value(PyFloat::new(py, 0.0).into_any())),
-            ("post_only", bool_t.clone(), value(PyBool::new(py, false).to_owned().into_any())),
+            (
+                "order_type",
+                str_t.clone(),
+                value(PyString::new(py, "MARKET").into_any()),
+            ),
+            (
+                "limit_price",
+                float_t.clone(),
+                value(PyFloat::new(py, 0.0).into_any()),
+            ),
+            (
+                "post_only",
+                bool_t.clone(),
+                value(PyBool::new(py, false).to_owned().into_any()),
+            ),
             ("ttl_s", float_t, value(PyFloat::new(py, 0.0).into_any())),
-            ("is_maker", bool_t.clone(), value(PyBool::new(py, false).to_owned().into_any())),
-            ("action", str_t.clone(), value(PyString::new(py, "ENTER").into_any())),
-            ("reason", str_t, value(PyString::new(py, "taker_default").into_any())),
-            ("suppress", bool_t, value(PyBool::new(py, false).to_owned().into_any())),
-            ("metadata", dict_t.clone(), Default::Factory(dict_t.unbind())),
+            (
+                "is_maker",
+                bool_t.clone(),
+                value(PyBool::new(py, false).to_owned().into_any()),
+            ),
+            (
+                "action",
+                str_t.clone(),
+                value(PyString::new(py, "ENTER").into_any()),
+            ),
+            (
+                "reason",
+                str_t,
+                value(PyString::new(py, "taker_default").into_any()),
+            ),
+            (
+                "suppress",
+                bool_t,
+                value(PyBool::new(py, false).to_owned().into_any()),
+            ),
+            (
+                "metadata",
+                dict_t.clone(),
+                Default::Factory(dict_t.unbind()),
+            ),
         ],
         true,
     )

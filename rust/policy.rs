@@ -85,7 +85,11 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 fn str_attr(config: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
-    config.getattr(name)?.cast_into::<PyString>()?.to_str().map(str::to_owned)
+    config
+        .getattr(name)?
+        .cast_into::<PyString>()?
+        .to_str()
+        .map(str::to_owned)
 }
 
 fn ticks_of(mapping: &Bound<'_, PyAny>, out: &mut Vec<(String, f64)>) -> PyResult<()> {

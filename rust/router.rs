@@ -36,7 +36,14 @@ struct State {
     hooks: HookTable,
 }
 
-#[pyclass(module = "exec_router._core", name = "ExecutionRouter", frozen, subclass)]
+#[pyclass(
+    module = "exec_router._core",
+    name = "ExecutionRouter",
+    frozen,
+    subclass,
+    dict,
+    weakref
+)]
 pub struct ExecutionRouter {
     cells: Arc<Cells>,
     counters: Py<Counters>,
@@ -173,12 +180,7 @@ impl ExecutionRouter {
     }
 
     /// `logger.warning(msg, *args)`; a failing logger is ignored.
-    fn warn<'py>(
-        &self,
-        py: Python<'py>,
-        msg: &str,
-        args: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<()> {
+    fn warn<'py>(&self, py: Python<'py>, msg: &str, args: Vec<Bound<'py, PyAny>>) -> PyResult<()> {
         let logger = lock(&self.state).logger.clone_ref(py);
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(PyString::new(py, msg).into_any());
@@ -243,7 +245,12 @@ impl ExecutionRouter {
             Ok(sells) => sells,
             Err(order_side) => upper_is("order_side", order_side, "SELL")?,
         };
-        Ok(pricing::maker_price(reference, tick, policy.offset_ticks, sells))
+        Ok(pricing::maker_price(
+            reference,
+            tick,
+            policy.offset_ticks,
+            sells,
+        ))
     }
 
     fn spread_allows_maker(policy: &Policy, spread_bps: Option<&Bound<'_, PyAny>>) -> Conv<bool> {
@@ -311,7 +318,13 @@ impl ExecutionRouter {
             return Ok(taker());
         }
         let reason = interned(py, "maker_entry");
-        Ok(Spec::limit("ENTER", reason, price, policy.post_only, policy.entry_ttl_s))
+        Ok(Spec::limit(
+            "ENTER",
+            reason,
+            price,
+            policy.post_only,
+            policy.entry_ttl_s,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,7 +340,10 @@ impl ExecutionRouter {
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
         let taker = || -> PyResult<Spec<'py>> {
-            Ok(Spec::market("EXIT", concat("taker_exit:", reason_text, "")?))
+            Ok(Spec::market(
+                "EXIT",
+                concat("taker_exit:", reason_text, "")?,
+            ))
         };
         if !(policy.maker_exit
             && !urgent
@@ -343,7 +359,13 @@ impl ExecutionRouter {
             return Ok(taker()?);
         }
         let reason = interned(py, "maker_exit:TAKE_PROFIT");
-        Ok(Spec::limit("EXIT", reason, price, policy.post_only, policy.exit_ttl_s))
+        Ok(Spec::limit(
+            "EXIT",
+            reason,
+            price,
+            policy.post_only,
+            policy.exit_ttl_s,
+        ))
     }
 
     /// The first-registered working entry, if any.
@@ -358,7 +380,9 @@ impl ExecutionRouter {
         let old = dict.get_item(key)?;
         dict.set_item(key, wo)?;
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
-        let old_pos = old.as_ref().and_then(|o| o.borrow_mut().link.take().map(|l| l.pos));
+        let old_pos = old
+            .as_ref()
+            .and_then(|o| o.borrow_mut().link.take().map(|l| l.pos));
         let (deadline, enter) = {
             let w = wo.borrow();
             (w.deadline, w.is_enter(py))
@@ -403,10 +427,7 @@ impl ExecutionRouter {
         wo: &'a Bound<'py, PyAny>,
     ) -> PyResult<&'a Bound<'py, WorkingOrder>> {
         wo.cast::<WorkingOrder>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{method}() got an invalid wo: {}",
-                type_name(wo)
-            ))
+            PyTypeError::new_err(format!("{method}() got an invalid wo: {}", type_name(wo)))
         })
     }
 
@@ -593,7 +614,10 @@ impl ExecutionRouter {
     #[setter]
     fn set_counters(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
         let counters = self.counters.bind(values.py());
-        for item in values.call_method0(intern!(values.py(), "items"))?.try_iter()? {
+        for item in values
+            .call_method0(intern!(values.py(), "items"))?
+            .try_iter()?
+        {
             let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
             counters.set_item(key, value)?;
         }
@@ -709,7 +733,9 @@ impl ExecutionRouter {
         let spec = match self.entry_plan(py, asset, position_side, reference_price, spread_bps) {
             Ok(spec) => spec,
             Err(fail) => {
-                return Ok(self.invalid_plan(py, "plan_entry", "ENTER", fail)?.into_any())
+                return Ok(self
+                    .invalid_plan(py, "plan_entry", "ENTER", fail)?
+                    .into_any())
             }
         };
         let plan = spec.build(py)?.into_any();
@@ -773,12 +799,21 @@ impl ExecutionRouter {
         };
         let working_exit = found
             .and_then(|w| w.cast_into::<WorkingOrder>().ok())
-            .is_some_and(|w| w.borrow().action.bind(py).to_str().is_ok_and(|a| a == "EXIT"));
+            .is_some_and(|w| {
+                w.borrow()
+                    .action
+                    .bind(py)
+                    .to_str()
+                    .is_ok_and(|a| a == "EXIT")
+            });
         if working_exit {
             if !urgent {
                 self.cells.inc(Counter::SuppressedDupExit);
                 let reason = interned(py, "working_exit_exists");
-                return Ok(Spec::market("EXIT", reason).suppressed().build(py)?.into_any());
+                return Ok(Spec::market("EXIT", reason)
+                    .suppressed()
+                    .build(py)?
+                    .into_any());
             }
             // Urgent: the runtime cancels the resting quote, then sends this.
             self.cells.inc(Counter::ExitEscalations);
@@ -788,7 +823,9 @@ impl ExecutionRouter {
                 Ok(metadata)
             };
             let reason = concat("escalate:", &reason_text, "")?;
-            let plan = Spec::market("EXIT", reason).with_metadata(preempt()?).build(py)?;
+            let plan = Spec::market("EXIT", reason)
+                .with_metadata(preempt()?)
+                .build(py)?;
             let plan = self.dispatch(py, Stage::PreSubmit, plan.into_any(), &ctx)?;
             let plan = plan.cast_into::<ExecutionPlan>()?;
             if plan.get().suppress {
@@ -1000,12 +1037,18 @@ impl ExecutionRouter {
         };
         let n = i128::from(retry_n) + 1;
         let base = base.bind(py);
-        let new_tid = concat("", &label(base)?, &format!("-r{n}"))?;
+        let base_text = text("base_trade_id", base).map_err(|f| f.into_err("retry_plan"))?;
+        let new_tid = concat("", &base_text, &format!("-r{n}"))?;
         let long = upper_is("position_side", side.bind(py), "LONG")
             .map_err(|f| f.into_err("order_side"))?;
         let policy = self.policy();
         let price = self
-            .price_of(&policy, asset.bind(py), Ok(pricing::sells(false, long)), reference_price)
+            .price_of(
+                &policy,
+                asset.bind(py),
+                Ok(pricing::sells(false, long)),
+                reference_price,
+            )
             .map_err(|f| f.into_err("maker_price"))?;
         let metadata = PyDict::new(py);
         metadata.set_item(intern!(py, "retry_n"), n)?;
@@ -1036,7 +1079,9 @@ impl ExecutionRouter {
             Ok(m)
         };
         if enter {
-            let new_tid = concat("", &label(&base_of())?, "-m")?;
+            let base_text = text("base_trade_id", &base_of())
+                .map_err(|f| f.into_err("market_fallback_plan"))?;
+            let new_tid = concat("", &base_text, "-m")?;
             self.dispatch(py, Stage::OnEscalate, wo.clone(), &ctx)?;
             let plan = Spec::market("ENTER", interned(py, "entry_miss_market_fallback"))
                 .with_metadata(metadata(base_of())?)
@@ -1057,7 +1102,10 @@ impl ExecutionRouter {
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         let config = self.config(py);
-        out.set_item(intern!(py, "style"), config.bind(py).getattr(intern!(py, "style"))?)?;
+        out.set_item(
+            intern!(py, "style"),
+            config.bind(py).getattr(intern!(py, "style"))?,
+        )?;
         let rows = PyList::empty(py);
         for wo in self.working.bind(py).values().iter() {
             let wo = wo.cast_into::<WorkingOrder>()?;

@@ -39,7 +39,7 @@ pub struct Link {
     pub pos: u64,
 }
 
-#[pyclass(module = "exec_router._core", name = "WorkingOrder")]
+#[pyclass(module = "exec_router._core", name = "WorkingOrder", weakref)]
 pub struct WorkingOrder {
     pub trade_id: Py<PyAny>,
     pub asset: Py<PyAny>,
@@ -68,9 +68,15 @@ impl WorkingOrder {
             self.plan.bind(py).clone().into_any(),
             PyFloat::new(py, self.submitted_at).into_any(),
             PyFloat::new(py, self.deadline).into_any(),
-            self.retries_left.into_pyobject(py).map(Bound::into_any).unwrap_or_else(|_| py.None().into_bound(py)),
+            self.retries_left
+                .into_pyobject(py)
+                .map(Bound::into_any)
+                .unwrap_or_else(|_| py.None().into_bound(py)),
             self.base_trade_id.bind(py).clone(),
-            self.retry_n.into_pyobject(py).map(Bound::into_any).unwrap_or_else(|_| py.None().into_bound(py)),
+            self.retry_n
+                .into_pyobject(py)
+                .map(Bound::into_any)
+                .unwrap_or_else(|_| py.None().into_bound(py)),
         ]
     }
 
@@ -273,6 +279,7 @@ impl WorkingOrder {
         Ok((slf.get_type(), PyTuple::new(py, values)?))
     }
 
+    #[pyo3(signature = (**kwargs))]
     fn __replace__<'py>(
         slf: &Bound<'py, Self>,
         kwargs: Option<&Bound<'py, PyDict>>,

@@ -8,17 +8,18 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from exec_router.config import ConfigError
-from exec_router.constants import HOOK_STAGES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from exec_router.config import ConfigError
+from exec_router.constants import HOOK_STAGES
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
 INF = math.inf
 NAN = math.nan
-FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 WARNING = "exec_router: %s got an invalid %s (%s) — falling back to MARKET"
 
 
@@ -237,9 +238,10 @@ def check_invalid(impl: Impl, method: str, field: str, value: Any) -> None:
     assert got.suppress is False
     assert submitted == []
     assert logger.messages == [WARNING % (method, field, type(value).__name__)]
-    kind = "entries" if action == "ENTER" else "exits"
-    assert router.counters[f"taker_{kind}"] == 1
-    assert router.counters[f"plans_{kind[:-3] + 'y' if action == 'ENTER' else 'exit'}"] == 1
+    enter = action == "ENTER"
+    assert router.counters["plans_entry" if enter else "plans_exit"] == 1
+    assert router.counters["taker_entries" if enter else "taker_exits"] == 1
+    assert router.counters["maker_entries"] == router.counters["maker_exits"] == 0
     assert router.counters["hook_errors"] == 0
 
 
@@ -283,9 +285,7 @@ def test_3_duplicate_guard_comes_before_value_checks(impl: Impl) -> None:
     router = impl.router(logger=logger)
     register(router, impl, "W")
     got = plan(router, "plan_entry", reference_price=None)
-    assert got == impl.ExecutionPlan(
-        action="ENTER", suppress=True, reason="working_entry_exists:W"
-    )
+    assert got == impl.ExecutionPlan(action="ENTER", suppress=True, reason="working_entry_exists:W")
     assert logger.messages == []
 
 
@@ -419,12 +419,9 @@ def test_working_order_field_types_are_checked(impl: Impl, field: str, value: An
 
 
 def test_working_order_coerces_times_and_accepts_any_ids(impl: Impl) -> None:
-    wo = impl.WorkingOrder(
-        **{**WO_ARGS, "trade_id": 7, "base_trade_id": ("b", 1), "asset": None},
-        plan=impl.ExecutionPlan(),
-        submitted_at=1,
-        deadline=3,
-    )
+    changes = {"trade_id": 7, "base_trade_id": ("b", 1), "asset": None}
+    times = {"submitted_at": 1, "deadline": 3}
+    wo = impl.WorkingOrder(**{**WO_ARGS, **changes, **times, "plan": impl.ExecutionPlan()})
     assert (wo.submitted_at, wo.deadline) == (1.0, 3.0)
     assert type(wo.submitted_at) is float
     assert type(wo.deadline) is float
@@ -437,12 +434,12 @@ def test_working_order_coerces_times_and_accepts_any_ids(impl: Impl) -> None:
 
 
 def test_int_clock_is_coerced(impl: Impl, clock: FakeClock) -> None:
-    clock.now = 100  # type: ignore[assignment]
+    clock.now = 100
     router = impl.router(clock=clock)
     wo = register(router, impl, "A")
     assert type(wo.submitted_at) is float
     assert (wo.submitted_at, wo.deadline) == (100.0, 105.0)
-    clock.now = 102  # type: ignore[assignment]
+    clock.now = 102
     assert router.snapshot()["working"][0]["age_s"] == 2.0
     assert type(router.snapshot()["working"][0]["age_s"]) is float
     assert router.expired(now=105) == [wo]
@@ -451,9 +448,10 @@ def test_int_clock_is_coerced(impl: Impl, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("reading", ["5", None, [5], Decimal("5"), 1j])
 def test_non_numeric_clock_is_a_type_error(impl: Impl, reading: Any) -> None:
-    router = impl.router(clock=lambda: 0.0)
+    readings: list[Any] = [0.0]
+    router = impl.router(clock=lambda: readings[0])
     wo = register(router, impl, "A")
-    router.clock = lambda: reading
+    readings[0] = reading
     with pytest.raises(TypeError):
         router.expired()
     with pytest.raises(TypeError):
@@ -560,11 +558,12 @@ def test_broken_logger_is_ignored(impl: Impl) -> None:
     router.register_hook(
         "pre_submit", lambda p, c: impl.ExecutionPlan(order_type="LIMIT", limit_price=0.0)
     )
-    assert plan(router, "plan_entry").reason == "maker_entry"
-    assert plan(router, "plan_exit", reason=BadStr()).reason == "invalid_input:reason"
-    assert plan(router, "plan_exit", trade_id="T2").reason == "maker_exit:TAKE_PROFIT"
-    assert logger.calls == 1 + 2 + 1 + 2
-    assert router.counters["hook_errors"] == 2
+    assert plan(router, "plan_entry").reason == "maker_entry"  # 2 warnings
+    got = plan(router, "plan_entry", trade_id="T2", reference_price=None)  # 2 warnings
+    assert got.reason == "invalid_input:reference_price"
+    assert plan(router, "plan_exit", trade_id="T3").reason == "maker_exit:TAKE_PROFIT"  # 2
+    assert logger.calls == 6
+    assert router.counters["hook_errors"] == 3
 
 
 # ── package rule: tick sizes are read at build time or on config assignment ──

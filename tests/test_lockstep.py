@@ -25,15 +25,6 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from exec_router import reference
-from exec_router.config import ExecConfig
-from exec_router.constants import (
-    COUNTER_KEYS,
-    HOOK_STAGES,
-    VALID_EXHAUST,
-    VALID_MISS,
-    VALID_STYLES,
-)
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -42,6 +33,16 @@ from hypothesis.stateful import (
     invariant,
     rule,
     run_state_machine_as_test,
+)
+
+from exec_router import reference
+from exec_router.config import ExecConfig
+from exec_router.constants import (
+    COUNTER_KEYS,
+    HOOK_STAGES,
+    VALID_EXHAUST,
+    VALID_MISS,
+    VALID_STYLES,
 )
 
 native: ModuleType | None
@@ -287,33 +288,57 @@ PLAN_KWARGS = st.fixed_dictionaries(
         "metadata": st.sampled_from([{}, {"k": 1}, {"preempt_working": True}]),
     },
 )
-BAD_PLAN_KWARGS = st.fixed_dictionaries(
-    {},
-    optional={
-        "order_type": st.sampled_from(["LIMIT", None, 5, b"LIMIT"]),
-        "limit_price": st.sampled_from([1.5, 2, "1", True, None, 10**400, Decimal("1")]),
-        "post_only": st.sampled_from([True, 1, None, "yes"]),
-        "ttl_s": st.sampled_from([1.0, 3, False, "1", 10**400, NAN]),
-        "is_maker": st.sampled_from([False, 0, 1.0]),
-        "action": st.sampled_from(["EXIT", None, 1]),
-        "reason": st.sampled_from(["r", None, 5]),
-        "suppress": st.sampled_from([False, None, 0]),
-        "metadata": st.sampled_from([{}, None, [], ()]),
-    },
-)
-WO_KWARGS = st.fixed_dictionaries(
+
+
+def one_bad(valid: st.SearchStrategy[dict[str, Any]], bad: dict[str, list[Any]]) -> Any:
+    """Valid keyword arguments, sometimes with one field replaced by a bad value.
+
+    One at a time: which of several bad fields is reported first is not specified.
+    """
+    corrupt = st.sampled_from([(k, v) for k, values in bad.items() for v in values])
+    return st.builds(
+        lambda kw, kv: kw if kv is None else {**kw, kv[0]: kv[1]},
+        valid,
+        st.one_of(st.none(), corrupt),
+    )
+
+
+BAD_PLAN_FIELDS: dict[str, list[Any]] = {
+    "order_type": [None, 5, b"LIMIT"],
+    "limit_price": ["1", True, None, 10**400, Decimal("1")],
+    "post_only": [1, None, "yes"],
+    "ttl_s": [False, "1", 10**400, None],
+    "is_maker": [0, 1.0],
+    "action": [None, 1],
+    "reason": [None, 5],
+    "suppress": [None, 0],
+    "metadata": [None, [], ()],
+}
+MAYBE_BAD_PLAN_KWARGS = one_bad(PLAN_KWARGS, BAD_PLAN_FIELDS)
+WO_KWARGS = one_bad(
+    st.fixed_dictionaries(
+        {
+            "trade_id": TRADE_IDS,
+            "asset": ASSETS,
+            "side": st.sampled_from(["LONG", "SHORT", "short"]),
+            "action": st.sampled_from(["ENTER", "ENTER", "EXIT", "HOLD"]),
+            "plan": PLAN_KWARGS,
+            "submitted_at": st.sampled_from([0.0, 1000, 1e9, NAN, -INF]),
+            "deadline": st.sampled_from([1.0, 1008, INF, NAN, -INF]),
+            "retries_left": st.sampled_from([0, 1, 3, -1, 2**63 - 1]),
+            "base_trade_id": BASE_IDS.filter(lambda b: b is not MISSING),
+        },
+        optional={"retry_n": st.sampled_from([0, 1, 2, -1, 2**63 - 1])},
+    ),
     {
-        "trade_id": TRADE_IDS,
-        "asset": ASSETS,
-        "side": st.sampled_from(["LONG", "SHORT", "short", 5, None]),
-        "action": st.sampled_from(["ENTER", "EXIT", "HOLD", None]),
-        "plan": st.one_of(PLAN_KWARGS, st.sampled_from([None, "plan"])),
-        "submitted_at": st.sampled_from([0.0, 1000, 1e9, NAN, "0", None, True]),
-        "deadline": st.sampled_from([1.0, 1008, INF, NAN, -INF, 10**400]),
-        "retries_left": st.sampled_from([0, 1, 3, -1, 2**63 - 1, 2**63, 1.0, True]),
-        "base_trade_id": BASE_IDS.filter(lambda b: b is not MISSING),
+        "side": [5, None],
+        "action": [None, 1],
+        "plan": [None, "plan", "lookalike"],
+        "submitted_at": ["0", None, 10**400],
+        "deadline": ["1", 10**400],
+        "retries_left": [2**63, 1.0, None],
+        "retry_n": [2**63, 1.0, None],
     },
-    optional={"retry_n": st.sampled_from([0, 1, 2, -1, 2**63 - 1, 2**63, True, 1.0])},
 )
 STAGES = st.sampled_from(HOOK_STAGES)
 BAD_STAGES = st.sampled_from(["PRE_PLAN", "", None, 5, ["pre_plan"], "on_fill "])
@@ -342,6 +367,8 @@ def build_wo(api: Any, kwargs: dict[str, Any]) -> Any:
     kwargs = dict(kwargs)
     if isinstance(kwargs["plan"], dict):
         kwargs["plan"] = build_plan(api, kwargs["plan"])
+    elif kwargs["plan"] == "lookalike":
+        kwargs["plan"] = LookalikePlan()
     return api.WorkingOrder(**kwargs)
 
 
@@ -734,6 +761,88 @@ class LockstepMachine(RuleBasedStateMachine):
 
         self.both("order_side", op)
 
+    # ── the runtime's happy path, so that sequences reach deep states ──
+
+    @rule(
+        tid=st.sampled_from(["t1", "t2", "t3"]),
+        asset=st.sampled_from(["BTCUSDT", "ETHUSDT", "FOOUSDT", "shibusdt"]),
+        pos=st.sampled_from(["LONG", "SHORT"]),
+        ref=st.floats(1e-3, 1e5),
+        exit_reason=st.one_of(st.none(), st.sampled_from(["TAKE_PROFIT", "STOP_LOSS"])),
+    )
+    def quote(self, tid: str, asset: str, pos: str, ref: float, exit_reason: str | None) -> None:
+        """Plan an entry (or exit) and register it when it is a maker quote."""
+        kw = {"trade_id": tid, "asset": asset, "position_side": pos, "reference_price": ref}
+        if exit_reason is None:
+            res = self.both("plan_entry", lambda s: s.router.plan_entry(**kw), planning=True)
+        else:
+            kw["reason"] = exit_reason
+            res = self.both("plan_exit", lambda s: s.router.plan_exit(**kw), planning=True)
+        assert res is not None
+        self.keep_plan(res)
+        if res[0].is_maker:
+            reg = self.both(
+                "register_working",
+                lambda s: s.router.register_working(
+                    trade_id=tid, asset=asset, position_side=pos, plan=res[self.pair.index(s)]
+                ),
+            )
+            if reg is not None:
+                self.wos.append(reg)
+
+    @rule(i=st.integers(0, 99), how=st.sampled_from(["note_fill", "note_cancel", "clear_working"]))
+    def resolve_live(self, i: int, how: str) -> None:
+        """Fill, cancel or clear a working order by its (live) trade id."""
+        live = self.pair[1].router.working_orders()
+        if live:
+            tid = live[i % len(live)].trade_id
+            self.both(f"{how}({tid!r})", lambda s: getattr(s.router, how)(tid))
+
+    @rule(ref=st.floats(1e-3, 1e5))
+    def ttl_loop(self, ref: float) -> None:
+        """The runtime's TTL loop: cancel each expired quote and apply the policy."""
+        res = self.both("expired()", lambda s: s.router.expired())
+        if res is None:
+            return
+        for pair in zip(*res, strict=True):
+            self.handle_expired(pair, ref)
+
+    def handle_expired(self, pair: tuple[Any, Any], ref: float) -> None:
+        def mine(s: Side) -> Any:
+            return pair[self.pair.index(s)]
+
+        self.both("note_cancel", lambda s: s.router.note_cancel(mine(s).trade_id))
+        if pair[1].action != "ENTER":
+            self.keep_plan(self.both_plan("market_fallback_plan", pair))
+            return
+        action = self.both("entry_miss_action", lambda s: s.router.entry_miss_action(mine(s)))
+        if action is None or action[1] == "skip":
+            return
+        if action[1] == "market":
+            self.keep_plan(self.both_plan("market_fallback_plan", pair))
+            return
+        retry = self.both("retry_plan", lambda s: s.router.retry_plan(mine(s), reference_price=ref))
+        if retry is None or not retry[1][1].is_maker:
+            return
+        self.keep_plan((retry[0][1], retry[1][1]))
+        reg = self.both(
+            "register_working(retry)",
+            lambda s: s.router.register_working(
+                trade_id=retry[self.pair.index(s)][0],
+                asset=mine(s).asset,
+                position_side=mine(s).side,
+                plan=retry[self.pair.index(s)][1],
+                base_trade_id=mine(s).base_trade_id,
+                retry_n=mine(s).retry_n + 1,
+            ),
+        )
+        if reg is not None:
+            self.wos.append(reg)
+
+    def both_plan(self, method: str, pair: tuple[Any, Any]) -> tuple[Any, Any] | None:
+        res = self.both(method, lambda s: getattr(s.router, method)(pair[self.pair.index(s)]))
+        return None if res is None else (res[0][1], res[1][1])
+
     # ── registry ──
 
     @rule(
@@ -905,7 +1014,9 @@ class LockstepMachine(RuleBasedStateMachine):
         for side, hook in zip(self.pair, hooks, strict=True):
             side.hooks[hook_id] = hook
         res = self.both(
-            f"register_hook({stage!r}, {spec})", lambda s: s.add_hook(stage, s.hooks[hook_id])
+            f"register_hook({stage!r}, {spec})",
+            lambda s: s.add_hook(stage, s.hooks[hook_id]),
+            view=callable,
         )
         if res is not None:
             self.hook_pairs.append((hooks[0], hooks[1]))
@@ -925,7 +1036,7 @@ class LockstepMachine(RuleBasedStateMachine):
         if res is not None:
             self.handle_pairs.append(res)
 
-    @rule(stage=st.one_of(STAGES, BAD_STAGES), fn=st.sampled_from([5, None, "hook", print]))
+    @rule(stage=st.one_of(STAGES, BAD_STAGES), fn=st.sampled_from([5, None, "hook", len]))
     def register_bad(self, stage: Any, fn: Any) -> None:
         self.both(
             f"register_hook({stage!r}, {fn!r})",
@@ -1027,7 +1138,7 @@ class LockstepMachine(RuleBasedStateMachine):
 
     # ── value types ──
 
-    @rule(kwargs=st.one_of(PLAN_KWARGS, BAD_PLAN_KWARGS))
+    @rule(kwargs=MAYBE_BAD_PLAN_KWARGS)
     def construct_plan(self, kwargs: dict[str, Any]) -> None:
         self.keep_plan(
             self.both(f"ExecutionPlan(**{kwargs!r})", lambda s: build_plan(s.api, kwargs))
@@ -1037,7 +1148,7 @@ class LockstepMachine(RuleBasedStateMachine):
     def construct_wo(self, kwargs: dict[str, Any]) -> None:
         self.both(f"WorkingOrder(**{kwargs!r})", lambda s: build_wo(s.api, kwargs))
 
-    @rule(i=st.integers(0, 99), changes=st.one_of(PLAN_KWARGS, BAD_PLAN_KWARGS))
+    @rule(i=st.integers(0, 99), changes=MAYBE_BAD_PLAN_KWARGS)
     def replace_plan(self, i: int, changes: dict[str, Any]) -> None:
         if self.plans:
             pair = self.plans[i % len(self.plans)]

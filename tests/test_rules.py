@@ -15,16 +15,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from exec_router.constants import COUNTER_KEYS, LOGGER, VALID_EXHAUST, VALID_STYLES, MissAction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from exec_router.constants import COUNTER_KEYS, LOGGER, VALID_EXHAUST, VALID_STYLES, MissAction
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
 NAN = math.nan
 INF = math.inf
-FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
 EXIT_REASONS: list[Any] = [
     "TAKE_PROFIT",
@@ -482,9 +483,12 @@ def lifecycle(impl: Impl, router: Any, clock: FakeClock) -> None:
 @contextlib.contextmanager
 def no_io() -> Iterator[list[str]]:
     """Collect I/O audit events (files, sockets, processes, sleeps)."""
-    banned = ("open", "socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn")
-    banned += ("os.fork", "time.sleep", "urllib.", "http.", "ctypes.")
+    banned: tuple[str, ...] = ("open", "socket.", "subprocess.", "os.system", "os.exec")
+    banned += ("os.posix_spawn", "os.fork", "time.sleep", "urllib.", "http.", "ctypes.")
     events: list[str] = []
+    if not state["installed"]:
+        sys.addaudithook(_audit)  # audit hooks cannot be removed: it only records in here
+        state["installed"] = True
     state["sink"] = events
     try:
         yield events
@@ -493,16 +497,13 @@ def no_io() -> Iterator[list[str]]:
     assert [e for e in events if e.startswith(banned)] == []
 
 
-state: dict[str, Any] = {"sink": None}
+state: dict[str, Any] = {"sink": None, "installed": False}
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     sink = state["sink"]
     if sink is not None:
         sink.append(event)
-
-
-sys.addaudithook(_audit)
 
 
 def test_rule4_router_does_no_io(

@@ -8,16 +8,17 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from exec_router.constants import COUNTER_KEYS, HOOK_STAGES, MissAction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from exec_router.constants import COUNTER_KEYS, HOOK_STAGES, MissAction
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
 NAN = math.nan
 INF = math.inf
-FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
 
 def bits(x: float) -> bytes:

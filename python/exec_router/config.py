@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .constants import LOGGER, VALID_EXHAUST, VALID_MISS, VALID_STYLES
 
@@ -174,9 +175,7 @@ class _EnvReader:
         name = self.prefix + key
         raw = str(self.environ.get(name, default) or default).strip().lower()
         if raw not in choices:
-            LOGGER.warning(
-                "exec_router: %s=%r not in %s — using %r", name, raw, choices, default
-            )
+            LOGGER.warning("exec_router: %s=%r not in %s — using %r", name, raw, choices, default)
             return default
         return raw
 

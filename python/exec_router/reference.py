@@ -11,10 +11,12 @@ README lists under "Differences from the legacy router".
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, cast
 
 from .config import ExecConfig
 from .constants import (
@@ -174,11 +176,9 @@ class ExecutionPlan:
 
     def sane(self) -> bool:
         """A plan the venue can take: MARKET, or LIMIT at a positive price."""
-        if self.order_type not in ("MARKET", "LIMIT"):
-            return False
-        if self.order_type == "LIMIT" and not (self.limit_price > 0.0):
-            return False
-        return True
+        if self.order_type == "LIMIT":
+            return self.limit_price > 0.0
+        return self.order_type == "MARKET"
 
 
 @dataclass
@@ -228,8 +228,10 @@ class ExecutionRouter:
         config: ExecConfig | None = None,
         *,
         logger: Any = LOGGER,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = time.monotonic,
     ) -> None:
+        logger = LOGGER if logger is None else logger
+        clock = time.monotonic if clock is None else clock
         if not callable(getattr(logger, "warning", None)):
             raise TypeError("ExecutionRouter() got an invalid logger: it has no warning() method")
         if not callable(clock):
@@ -264,10 +266,8 @@ class ExecutionRouter:
         hooks.append(fn)
 
         def unregister() -> None:
-            try:
+            with contextlib.suppress(ValueError):
                 hooks.remove(fn)
-            except ValueError:
-                pass
 
         return unregister
 
@@ -292,11 +292,13 @@ class ExecutionRouter:
                 self._warn("exec_router: hook %r failed at %s: %s", fn, stage, exc)
         return out
 
+    def _pre_submit(self, plan: ExecutionPlan, ctx: dict[str, Any]) -> ExecutionPlan:
+        return cast(ExecutionPlan, self._run_hooks("pre_submit", plan, ctx))
+
     def _warn(self, msg: str, *args: Any) -> None:
-        try:
+        # A broken logger must not break the trading path.
+        with contextlib.suppress(Exception):
             self.logger.warning(msg, *args)
-        except Exception:
-            pass  # a broken logger must not break the trading path
 
     # ── pricing ──────────────────────────────────────────────────────────────
 
@@ -389,7 +391,7 @@ class ExecutionRouter:
             plan = self._entry_plan(asset, position_side, reference_price, spread_bps)
         except _Invalid as bad:
             return self._invalid_plan("plan_entry", "ENTER", bad)
-        plan = self._run_hooks("pre_submit", plan, ctx)
+        plan = self._pre_submit(plan, ctx)
         if plan.is_maker:
             self.counters["maker_entries"] += 1
         elif not plan.suppress:
@@ -465,7 +467,7 @@ class ExecutionRouter:
             self.counters["exit_escalations"] += 1
             preempt = {"preempt_working": True}
             plan = ExecutionPlan(action="EXIT", reason=f"escalate:{label}", metadata=preempt)
-            plan = self._run_hooks("pre_submit", plan, ctx)
+            plan = self._pre_submit(plan, ctx)
             if plan.suppress:
                 plan = ExecutionPlan(
                     action="EXIT",
@@ -477,7 +479,7 @@ class ExecutionRouter:
             plan = self._exit_plan(asset, position_side, reference_price, spread_bps, urgent, label)
         except _Invalid as bad:
             return self._invalid_plan("plan_exit", "EXIT", bad)
-        plan = self._run_hooks("pre_submit", plan, ctx)
+        plan = self._pre_submit(plan, ctx)
         if plan.suppress:
             # Only the duplicate guard may suppress an exit; a hook may not.
             plan = ExecutionPlan(action="EXIT", reason="hook_suppress_overridden_market")
@@ -539,7 +541,7 @@ class ExecutionRouter:
         position_side: Any,
         plan: ExecutionPlan,
         base_trade_id: Any = None,
-        retry_n: int = 0,
+        retry_n: int | None = 0,
     ) -> WorkingOrder:
         """Record a maker quote the runtime has submitted."""
         method = "register_working"
@@ -551,6 +553,7 @@ class ExecutionRouter:
             raise bad.error(method) from bad.cause
         if not isinstance(plan, ExecutionPlan):
             raise TypeError(f"{method}() got an invalid plan: {type(plan).__name__}")
+        retry_n = 0 if retry_n is None else retry_n
         if isinstance(retry_n, bool) or not isinstance(retry_n, int):
             raise TypeError(f"{method}() got an invalid retry_n: {type(retry_n).__name__}")
         now = self._now()
@@ -639,7 +642,7 @@ class ExecutionRouter:
         if not isinstance(wo, WorkingOrder):
             raise TypeError(f"retry_plan() got an invalid wo: {type(wo).__name__}")
         n = wo.retry_n + 1
-        new_tid = f"{wo.base_trade_id}-r{n}"
+        new_tid = f"{_base_label(wo, 'retry_plan')}-r{n}"
         side = self.order_side("ENTER", wo.side)
         price = self.maker_price(asset=wo.asset, order_side=side, reference_price=reference_price)
         metadata = {"retry_n": n, "base_trade_id": wo.base_trade_id}
@@ -664,7 +667,7 @@ class ExecutionRouter:
         if not isinstance(wo, WorkingOrder):
             raise TypeError(f"market_fallback_plan() got an invalid wo: {type(wo).__name__}")
         if wo.action == "ENTER":
-            new_tid = f"{wo.base_trade_id}-m"
+            new_tid = f"{_base_label(wo, 'market_fallback_plan')}-m"
             self._run_hooks("on_escalate", wo, {"to": "MARKET"})
             plan = ExecutionPlan(
                 action="ENTER",
@@ -705,6 +708,13 @@ def _order_side(action: Any, position_side: Any) -> str:
     if _upper(action, "action") == "EXIT":
         return "SELL" if position == "LONG" else "BUY"
     return "BUY" if position == "LONG" else "SELL"
+
+
+def _base_label(wo: WorkingOrder, method: str) -> str:
+    try:
+        return _text(wo.base_trade_id, "base_trade_id")
+    except _Invalid as bad:
+        raise bad.error(method) from bad.cause
 
 
 def _safe_repr(value: object) -> str:
