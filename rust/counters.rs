@@ -174,7 +174,6 @@ impl Counters {
         let comparable = other.is_instance_of::<PyDict>() || other.is_instance_of::<Counters>();
         match op {
             CompareOp::Eq | CompareOp::Ne if comparable => {
-                let other = PyDict::from_sequence(&other.call_method0("items")?)?;
                 let same = self.cells.to_dict(py)?.eq(other)?;
                 let answer = if matches!(op, CompareOp::Eq) {
                     same

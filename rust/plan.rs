@@ -124,7 +124,7 @@ impl ExecutionPlan {
         self.action.bind(py).clone()
     }
 
-    fn metadata_dict<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+    pub fn metadata_dict<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
         if let Some(d) = lock(&self.metadata).as_ref() {
             return d.bind(py).clone();
         }

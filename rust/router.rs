@@ -36,14 +36,10 @@ struct State {
     hooks: HookTable,
 }
 
-#[pyclass(
-    module = "exec_router._core",
-    name = "ExecutionRouter",
-    frozen,
-    subclass,
-    dict,
-    weakref
-)]
+// Not `subclass` nor `dict`: CPython's `object.__new__` allocates a managed
+// `__dict__` after allocating the instance, and a GC pass there would
+// traverse the not yet initialised Rust fields.
+#[pyclass(module = "exec_router._core", name = "ExecutionRouter", frozen, weakref)]
 pub struct ExecutionRouter {
     cells: Arc<Cells>,
     counters: Py<Counters>,
@@ -335,28 +331,26 @@ impl ExecutionRouter {
         position_side: &Bound<'py, PyAny>,
         reference_price: &Bound<'py, PyAny>,
         spread_bps: Option<&Bound<'py, PyAny>>,
+        reason: &Bound<'py, PyAny>,
         urgent: bool,
-        reason_text: &Bound<'py, PyString>,
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
-        let taker = || -> PyResult<Spec<'py>> {
-            Ok(Spec::market(
-                "EXIT",
-                concat("taker_exit:", reason_text, "")?,
-            ))
+        let taker = || -> Conv<Spec<'py>> {
+            let reason = concat("taker_exit:", &text("reason", reason)?, "")?;
+            Ok(Spec::market("EXIT", reason))
         };
         if !(policy.maker_exit
             && !urgent
             && is_positive("reference_price", reference_price)?
             && Self::spread_allows_maker(&policy, spread_bps)?)
         {
-            return Ok(taker()?);
+            return taker();
         }
         let long = upper_is("position_side", position_side, "LONG")?;
         let sells = pricing::sells(true, long);
         let price = self.price_of(&policy, asset, Ok(sells), reference_price)?;
         if !(price > 0.0) {
-            return Ok(taker()?);
+            return taker();
         }
         let reason = interned(py, "maker_exit:TAKE_PROFIT");
         Ok(Spec::limit(
@@ -765,15 +759,13 @@ impl ExecutionRouter {
         spread_bps: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.cells.inc(Counter::PlansExit);
-        let read_reason = || -> Conv<(bool, Bound<'py, PyString>)> {
-            let urgent = if is_blank("reason", reason)? {
-                true
-            } else {
-                !upper_is("reason", reason, "TAKE_PROFIT")?
-            };
-            Ok((urgent, text("reason", reason)?))
+        let read_urgent = || -> Conv<bool> {
+            if is_blank("reason", reason)? {
+                return Ok(true);
+            }
+            Ok(!upper_is("reason", reason, "TAKE_PROFIT")?)
         };
-        let (urgent, reason_text) = match read_reason() {
+        let urgent = match read_urgent() {
             Ok(r) => r,
             Err(fail) => return Ok(self.invalid_plan(py, "plan_exit", "EXIT", fail)?.into_any()),
         };
@@ -822,7 +814,16 @@ impl ExecutionRouter {
                 metadata.set_item(intern!(py, "preempt_working"), true)?;
                 Ok(metadata)
             };
-            let reason = concat("escalate:", &reason_text, "")?;
+            let label = match text("reason", reason) {
+                Ok(label) => label,
+                Err(fail) => {
+                    let plan = self.invalid_plan(py, "plan_exit", "EXIT", fail)?;
+                    let metadata = plan.get().metadata_dict(py);
+                    metadata.update(preempt()?.as_mapping())?;
+                    return Ok(plan.into_any());
+                }
+            };
+            let reason = concat("escalate:", &label, "")?;
             let plan = Spec::market("EXIT", reason)
                 .with_metadata(preempt()?)
                 .build(py)?;
@@ -841,8 +842,8 @@ impl ExecutionRouter {
             position_side,
             reference_price,
             spread_bps,
+            reason,
             urgent,
-            &reason_text,
         ) {
             Ok(spec) => spec,
             Err(fail) => return Ok(self.invalid_plan(py, "plan_exit", "EXIT", fail)?.into_any()),

@@ -180,6 +180,40 @@ class FloatOnly:
         return f"FloatOnly({self.value!r})"
 
 
+class AliasStr(str):
+    """A str subclass whose ``str()`` differs from its value (legacy calls ``str()``)."""
+
+    alias: str
+
+    def __new__(cls, value: str, alias: str) -> AliasStr:
+        obj = super().__new__(cls, value)
+        obj.alias = alias
+        return obj
+
+    def __str__(self) -> str:
+        return self.alias
+
+    def __repr__(self) -> str:
+        return f"AliasStr({str.__repr__(self)}, {self.alias!r})"
+
+
+class LyingFloat(float):
+    """A float subclass whose ``>`` always says no (legacy compares with ``>``)."""
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"LyingFloat({float(self)!r})"
+
+
+class NumpyLikeFloat(float):
+    """A float subclass with its own ``repr`` (so its ``str()`` and f-string too)."""
+
+    def __repr__(self) -> str:
+        return f"np.float64({float(self)!r})"
+
+
 class Missing:
     def __repr__(self) -> str:
         return "MISSING"
@@ -198,8 +232,10 @@ NUMBERS += [5e-324, 1e-300, 1e300, sys.float_info.max, 2**1100, 2**63, True, Fal
 ODD_NUMBERS = ["65000", " 1.5 ", "nan", "inf", "-3", "abc", "", None, [1.0]]
 ODD_NUMBERS += [BAD_STR, BAD_STR_VALUE, BAD_BOOL, FloatOnly(2.0), FloatOnly(1e9)]
 ODD_NUMBERS += [Decimal("1.5"), Decimal("NaN"), Fraction(1, 3)]
+ODD_NUMBERS += [LyingFloat(100.0), NumpyLikeFloat(100.0), NumpyLikeFloat(NAN)]
 
 PRICES = st.one_of(
+    st.floats(min_value=1e-3, max_value=1e6),
     st.sampled_from(NUMBERS),
     st.floats(),
     st.floats(min_value=1e-3, max_value=1e6),
@@ -212,30 +248,75 @@ SPREADS = st.one_of(
     st.none(),
     st.sampled_from([0, 0.0, 3, 3.0, 5, 5.0, 1e-05, 6.5, 1000.0, NAN, INF, -1.0]),
     st.sampled_from(["3", " 4 ", "nan", "9", "abc", BAD_STR, [], FloatOnly(1.0), FloatOnly(9.0)]),
-    st.sampled_from([Decimal("2"), Decimal("9"), True]),
+    st.sampled_from([Decimal("2"), Decimal("9"), True, NumpyLikeFloat(9.0), LyingFloat(1.0)]),
     st.floats(),
 )
-ASSETS = st.sampled_from(
+
+
+def mostly(common: list[Any], odd: list[Any]) -> st.SearchStrategy[Any]:
+    """Three draws in four from ``common``."""
+    return st.one_of(*[st.sampled_from(common)] * 3, st.sampled_from(odd))
+
+
+ASSETS = mostly(
+    ["BTCUSDT", "btcusdt", "ETHUSDT", "SHIBUSDT", "DOGEUSDT", "FOOUSDT"],
     [
-        *("BTCUSDT", "btcusdt", "ETHUSDT", "SHIBUSDT", "DOGEUSDT", "FOOUSDT", "foousdt", "ß"),
-        *("SS", "", None, 0, 5, BAD_STR, BAD_STR_VALUE, BAD_BOOL, ["BTCUSDT"], []),
-    ]
+        "foousdt",
+        "ß",
+        "SS",
+        "",
+        None,
+        0,
+        5,
+        BAD_STR,
+        BAD_STR_VALUE,
+        BAD_BOOL,
+        ["BTCUSDT"],
+        [],
+        AliasStr("BTCUSDT", "ethusdt"),
+    ],
 )
-POSITION_SIDES = st.sampled_from(
-    ["LONG", "SHORT", "long", "Short", "", "LONG ", None, 1, BAD_STR, BAD_STR_VALUE, BAD_BOOL]
+POSITION_SIDES = mostly(
+    ["LONG", "SHORT", "long"],
+    ["Short", "", "LONG ", None, 1, BAD_STR, BAD_STR_VALUE, BAD_BOOL, AliasStr("LONG", "SHORT")],
 )
 ORDER_SIDES = st.sampled_from(["SELL", "BUY", "sell", "", None, 5, BAD_STR, BAD_STR_VALUE])
 ACTIONS = st.sampled_from(["ENTER", "EXIT", "exit", "", None, BAD_STR, BAD_STR_VALUE])
-REASONS = st.sampled_from(
+REASONS = mostly(
+    ["TAKE_PROFIT", "take_profit", "STOP_LOSS", "MAX_HOLD", "CATASTROPHIC_LOSS"],
     [
-        *("TAKE_PROFIT", "take_profit", "STOP_LOSS", "MAX_HOLD", "CATASTROPHIC_LOSS", "", None),
-        *(0, "TAKE_PROFIT ", BAD_STR, BAD_STR_VALUE, BAD_BOOL, ["TAKE_PROFIT"], FloatOnly(1.0)),
-    ]
+        "",
+        None,
+        0,
+        "TAKE_PROFIT ",
+        BAD_STR,
+        BAD_STR_VALUE,
+        BAD_BOOL,
+        ["TAKE_PROFIT"],
+        1.5,
+        AliasStr("STOP_LOSS", "take_profit"),
+        AliasStr("TAKE_PROFIT", "x"),
+    ],
 )
 NAN_ID = float("nan")
 TRADE_IDS = st.one_of(
-    st.sampled_from(["t1", "t2", "t3", "t1", "t2", "T1", "t1-r1", "t1-m", "t2-r2"]),
-    st.sampled_from([1, 1.0, True, None, "", ("t", 1), NAN_ID, BAD_STR, -0.0, 0]),
+    mostly(
+        ["t1", "t2", "t3", "t1", "t2", "T1", "t1-r1", "t1-m"],
+        [
+            1,
+            1.0,
+            True,
+            None,
+            "",
+            ("t", 1),
+            NAN_ID,
+            BAD_STR,
+            -0.0,
+            0,
+            AliasStr("t1", "t2"),
+            NumpyLikeFloat(1.0),
+        ],
+    ),
     st.sampled_from([["t1"], {"t": 1}, bytearray(b"t1")]),
     FRESH_NAN,
 )
@@ -349,11 +430,26 @@ CLOCK_VALUES = st.one_of(
 )
 DELTAS = st.one_of(
     st.sampled_from([0, 0.0, 0.1, 0.25, 0.5, 1, 2, 5, 8.0, 300, 1e6, 1e300]),
+    # round(x, 3) traps: halfway cases in decimal that are not halfway in binary
+    st.sampled_from([0.0005, 0.0015, 1.0005, 2.6745, 1234.5675, 4.9999999e-4, 0.0025]),
     st.floats(0.0, 1e4),
     st.integers(0, 10**4),
 )
 BAD_CLOCK_VALUES = st.sampled_from(["1000", None, Decimal("5"), [1.0], True, 2**1100])
 LOGGER_KINDS = st.sampled_from(["logging", "logging", "duck", "raising"])
+
+
+DEFAULT_WO = {
+    "trade_id": "t9",
+    "asset": "BTCUSDT",
+    "side": "LONG",
+    "action": "ENTER",
+    "plan": {"order_type": "LIMIT", "limit_price": 100.0, "ttl_s": 8.0, "is_maker": True},
+    "submitted_at": 0.0,
+    "deadline": 8.0,
+    "retries_left": 1,
+    "base_trade_id": "t9",
+}
 
 
 def build_plan(api: Any, kwargs: dict[str, Any]) -> Any:
@@ -439,6 +535,7 @@ class HookSpec:
 
     kind: str
     arg: Any = None
+    eq: str = "identity"  # or "kind": equal to any hook of its kind; "raises"
 
 
 LookalikePlan = dataclasses.make_dataclass(
@@ -472,21 +569,32 @@ CALLBACKS = [
     "expired",
     "register_payload",
     "counters",
+    "reconfigure",
+    "bump_counters",
+    "advance_clock",
 ]
 SIMPLE_SPECS = st.one_of(
     st.just(HookSpec("record")),
     st.builds(HookSpec, st.just("raise"), st.sampled_from(sorted(EXC_TYPES))),
-    st.builds(HookSpec, st.just("replace"), PLAN_KWARGS),
+    *[st.builds(HookSpec, st.just("replace"), PLAN_KWARGS)] * 2,
     st.builds(HookSpec, st.just("insane"), st.sampled_from(INSANE)),
     st.builds(HookSpec, st.just("junk"), st.sampled_from(JUNK_RETURNS)),
     st.just(HookSpec("echo")),
     st.just(HookSpec("mutate_ctx")),
-    st.builds(HookSpec, st.just("callback"), st.sampled_from(CALLBACKS)),
+    *[st.builds(HookSpec, st.just("callback"), st.sampled_from(CALLBACKS))] * 4,
     st.just(HookSpec("poke_payload")),
     st.builds(HookSpec, st.just("unregister"), st.integers(0, 8)),
 )
 HOOK_SPECS = st.one_of(
-    SIMPLE_SPECS, st.builds(HookSpec, st.just("register"), st.tuples(STAGES, SIMPLE_SPECS))
+    SIMPLE_SPECS,
+    st.builds(HookSpec, st.just("register"), st.tuples(STAGES, SIMPLE_SPECS)),
+    st.builds(HookSpec, st.just("abort")),
+    st.builds(HookSpec, st.just("unprintable")),
+    st.builds(
+        lambda spec, eq: dataclasses.replace(spec, eq=eq),
+        SIMPLE_SPECS,
+        st.sampled_from(["kind", "raises"]),
+    ),
 )
 MAX_DEPTH = 2
 
@@ -508,9 +616,24 @@ class Side:
 
     def add_hook(self, stage: Any, hook: Any) -> Any:
         handle = self.router.register_hook(stage, hook)
-        if isinstance(hook, Hook):
-            self.handles.setdefault(hook.hook_id, []).append(handle)
+        owner = getattr(hook, "__self__", hook)  # a bound method's hook
+        if isinstance(owner, Hook):
+            self.handles.setdefault(owner.hook_id, []).append(handle)
         return handle
+
+
+class HookAbort(BaseException):
+    """Raised by an "abort" hook: not an Exception, so it must propagate."""
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for this error")
+
+
+def make_hook(side: Side, hook_id: int, stage: str, spec: HookSpec, child: int) -> Hook:
+    kind = {"identity": Hook, "kind": KindEqHook, "raises": RaisingEqHook}[spec.eq]
+    return kind(side, hook_id, stage, spec, child)
 
 
 class Hook:
@@ -532,6 +655,10 @@ class Hook:
         side.calls.append(("call", self.hook_id, self.stage, norm(payload), norm(ctx)))
         if kind == "raise":
             raise EXC_TYPES[arg](f"hook#{self.hook_id} says no")
+        if kind == "abort":
+            raise HookAbort(self.hook_id)
+        if kind == "unprintable":
+            raise UnprintableError()
         if kind in ("replace", "insane"):
             kwargs = arg if kind == "replace" else {"order_type": arg[0], "limit_price": arg[1]}
             try:
@@ -557,7 +684,7 @@ class Hook:
         elif kind == "register" and not self.fired:
             self.fired = True
             stage, spec = arg
-            side.hooks[self.child] = child = Hook(side, self.child, stage, spec, -1)
+            side.hooks[self.child] = child = make_hook(side, self.child, stage, spec, -1)
             side.add_hook(stage, child)
         elif kind == "callback":
             self._callback(arg, payload, ctx)
@@ -606,6 +733,9 @@ class Hook:
                 position_side="LONG",
                 plan=payload.plan if is_wo else self._payload_plan(payload),
             ),
+            "reconfigure": self._reconfigure,
+            "bump_counters": self._bump_counters,
+            "advance_clock": self._advance_clock,
         }
         side.depth += 1
         try:
@@ -617,10 +747,53 @@ class Hook:
         finally:
             side.depth -= 1
 
+    def _reconfigure(self) -> Any:
+        """Flip the style mid-dispatch: the router must read the config it has now."""
+        side = self.side
+        if side.router.config.style == "taker":
+            new = ExecConfig(style="maker_both", offset_ticks=3, entry_miss="retry")
+        else:
+            new = ExecConfig(style="taker", tick_overrides={"FOOUSDT": 0.5})
+        side.router.config = new
+        side.config = new
+        return side.router.config
+
+    def _bump_counters(self) -> Any:
+        counters = self.side.router.counters
+        counters["plans_entry"] += 5
+        counters["hook_errors"] = 1000
+        return dict(counters)
+
+    def _advance_clock(self) -> Any:
+        clock = self.side.clock
+        if isinstance(clock.value, (int, float)):
+            clock.value += 1
+        return clock.value
+
     def _payload_plan(self, payload: Any) -> Any:
         if isinstance(payload, PLAN_TYPES):
             return payload
         return self.side.api.ExecutionPlan(action="ENTER", ttl_s=1.0, reason="cb")
+
+
+class KindEqHook(Hook):
+    """Equal to every hook of the same kind: unregistering removes the first equal one."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hook) and other.spec.kind == self.spec.kind
+
+    __hash__ = Hook.__hash__
+
+
+class RaisingEqHook(Hook):
+    """Comparing it with another hook raises (as ``list.remove`` would propagate)."""
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        raise RuntimeError(f"hook#{self.hook_id} cannot be compared")
+
+    __hash__ = Hook.__hash__
 
 
 # ── the machine ──────────────────────────────────────────────────────────────
@@ -641,7 +814,7 @@ class Outcome:
 def attempt(op: Callable[[], Any], view: Callable[[Any], Any] | None = None) -> Outcome:
     try:
         value = op()
-    except Exception as exc:
+    except (Exception, HookAbort) as exc:
         return Outcome(False, exc)
     return Outcome(True, value, norm(value if view is None else view(value)))
 
@@ -688,7 +861,9 @@ class LockstepMachine(RuleBasedStateMachine):
         names = f"{left.api.name} vs {right.api.name}"
         if planning:
             for side, out in ((left, a), (right, b)):
-                assert out.ok, f"{what} must never raise ({side.api.name}): {out.describe()}"
+                assert out.ok or isinstance(out.value, HookAbort), (
+                    f"{what} must never raise ({side.api.name}): {out.describe()}"
+                )
         if a.ok != b.ok or (not a.ok and type(a.value) is not type(b.value)):
             raise AssertionError(f"{what}: {names}: {a.describe()} / {b.describe()}")
         if a.ok:
@@ -706,12 +881,21 @@ class LockstepMachine(RuleBasedStateMachine):
         cfg=st.one_of(st.none(), CONFIGS),
         start=CLOCK_VALUES,
         logger_kind=LOGGER_KINDS,
+        hooks=st.lists(st.tuples(STAGES, HOOK_SPECS), max_size=4),
     )
-    def build(self, cfg: dict[str, Any] | None, start: Any, logger_kind: str) -> None:
+    def build(
+        self,
+        cfg: dict[str, Any] | None,
+        start: Any,
+        logger_kind: str,
+        hooks: list[tuple[str, HookSpec]],
+    ) -> None:
         self.sides = tuple(  # type: ignore[assignment]
             Side(api, None if cfg is None else ExecConfig(**cfg), start, logger_kind)
             for api in (self.LEFT, self.RIGHT)
         )
+        for stage, spec in hooks:
+            self.add_hook_pair(stage, spec)
 
     # ── planning ──
 
@@ -778,7 +962,8 @@ class LockstepMachine(RuleBasedStateMachine):
         else:
             kw["reason"] = exit_reason
             res = self.both("plan_exit", lambda s: s.router.plan_exit(**kw), planning=True)
-        assert res is not None
+        if res is None:  # a hook aborted
+            return
         self.keep_plan(res)
         if res[0].is_maker:
             reg = self.both(
@@ -886,13 +1071,13 @@ class LockstepMachine(RuleBasedStateMachine):
 
     def pick_wo(self, side: Side, pick: tuple[str, Any]) -> Any:
         kind, arg = pick
-        if kind == "live":
-            live = side.router.working_orders()
-            return live[arg % len(live)] if live else None
-        if kind == "seen":
-            if not self.wos:
-                return None
+        live = side.router.working_orders()
+        if kind == "live" and live:
+            return live[arg % len(live)]
+        if kind in ("live", "seen") and self.wos:
             return self.wos[arg % len(self.wos)][self.pair.index(side)]
+        if kind in ("live", "seen"):
+            return build_wo(side.api, DEFAULT_WO)
         if kind == "fresh":
             return build_wo(side.api, arg)
         return arg
@@ -1007,10 +1192,13 @@ class LockstepMachine(RuleBasedStateMachine):
 
     @rule(stage=STAGES, spec=HOOK_SPECS)
     def register_hook(self, stage: str, spec: HookSpec) -> None:
+        self.add_hook_pair(stage, spec)
+
+    def add_hook_pair(self, stage: str, spec: HookSpec) -> None:
         hook_id = self.next_hook_id
         child = hook_id + 1 if spec.kind == "register" else -1
         self.next_hook_id += 2 if spec.kind == "register" else 1
-        hooks = [Hook(s, hook_id, stage, spec, child) for s in self.pair]
+        hooks = [make_hook(s, hook_id, stage, spec, child) for s in self.pair]
         for side, hook in zip(self.pair, hooks, strict=True):
             side.hooks[hook_id] = hook
         res = self.both(
@@ -1022,17 +1210,19 @@ class LockstepMachine(RuleBasedStateMachine):
             self.hook_pairs.append((hooks[0], hooks[1]))
             self.handle_pairs.append(res)
 
-    @rule(i=st.integers(0, 99), stage=STAGES)
-    def register_again(self, i: int, stage: str) -> None:
-        """The same hook object on a second stage, or twice on one stage."""
+    @rule(i=st.integers(0, 99), stage=STAGES, bound=st.booleans())
+    def register_again(self, i: int, stage: str, bound: bool) -> None:
+        """The same hook on a second stage or twice on one stage; or a fresh bound
+        method of it (equal to, but not identical with, an earlier one)."""
         if not self.hook_pairs:
             return
         pair = self.hook_pairs[i % len(self.hook_pairs)]
-        res = self.both(
-            "register_hook(again)",
-            lambda s: s.add_hook(stage, pair[self.pair.index(s)]),
-            view=callable,
-        )
+
+        def op(s: Side) -> Any:
+            hook = pair[self.pair.index(s)]
+            return s.add_hook(stage, hook.__call__ if bound else hook)
+
+        res = self.both(f"register_hook(again, bound={bound})", op, view=callable)
         if res is not None:
             self.handle_pairs.append(res)
 
@@ -1060,10 +1250,14 @@ class LockstepMachine(RuleBasedStateMachine):
 
     # ── config, counters, clock ──
 
-    @rule(cfg=st.one_of(CONFIGS, st.sampled_from([None, "taker", {}])))
+    @rule(cfg=st.one_of(CONFIGS, st.sampled_from([None, "taker", {}, "same"])))
     def set_config(self, cfg: Any) -> None:
+        """Assign a new config, or the current one again (re-reads its ticks)."""
+
         def op(s: Side) -> Any:
             new = ExecConfig(**cfg) if isinstance(cfg, dict) and cfg else cfg
+            if cfg == "same":
+                new = s.config
             s.router.config = new
             s.config = new
             return s.router.config
@@ -1197,6 +1391,7 @@ class LockstepMachine(RuleBasedStateMachine):
                         router.config is side.config,
                         router.logger is side.logger,
                         router.clock is side.clock,
+                        router.counters == dict(router.counters),
                     ),
                 }
             )

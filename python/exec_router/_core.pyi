@@ -4,8 +4,6 @@ from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import Field
 from typing import Any, ClassVar, final
 
-from typing_extensions import disjoint_base
-
 from .config import ExecConfig
 
 __all__ = ["Counters", "ExecutionPlan", "ExecutionRouter", "HookHandle", "WorkingOrder"]
@@ -110,7 +108,7 @@ class HookHandle:
     def stage(self) -> str: ...
     def __call__(self) -> None: ...
 
-@disjoint_base
+@final
 class ExecutionRouter:
     def __new__(
         cls,

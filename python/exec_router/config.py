@@ -130,6 +130,7 @@ class ExecConfig:
         legacy bounds; this never raises on a bad environment.
         """
         env = _EnvReader(os.environ if environ is None else environ, prefix)
+        ticks = env.ticks("TICK_SIZE_")  # read first: legacy logs its warnings first
         return cls(
             style=env.choice("EXEC_STYLE", "taker", VALID_STYLES),
             entry_ttl_s=env.number("MAKER_ENTRY_TTL_S", 8.0, 0.5, 300.0),
@@ -140,7 +141,7 @@ class ExecConfig:
             offset_ticks=int(env.number("MAKER_OFFSET_TICKS", 1.0, 0.0, 100.0)),
             max_spread_bps=env.number("MAKER_MAX_SPREAD_BPS", 5.0, 0.0, 1000.0),
             post_only=env.flag("POST_ONLY", True),
-            tick_overrides=env.ticks("TICK_SIZE_"),
+            tick_overrides=ticks,
         )
 
 

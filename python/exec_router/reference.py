@@ -348,7 +348,9 @@ class ExecutionRouter:
             return True  # no book data: quote anyway, post-only caps the risk
         return _to_float(spread_bps, "spread_bps") <= self.config.max_spread_bps
 
-    def _invalid_plan(self, method: str, action: str, bad: _Invalid) -> ExecutionPlan:
+    def _invalid_plan(
+        self, method: str, action: str, bad: _Invalid, metadata: dict[str, Any] | None = None
+    ) -> ExecutionPlan:
         self.counters["taker_entries" if action == "ENTER" else "taker_exits"] += 1
         self._warn(
             "exec_router: %s got an invalid %s (%s) — falling back to MARKET",
@@ -356,7 +358,9 @@ class ExecutionRouter:
             bad.name,
             type(bad.value).__name__,
         )
-        return ExecutionPlan(action=action, reason=f"invalid_input:{bad.name}")
+        return ExecutionPlan(
+            action=action, reason=f"invalid_input:{bad.name}", metadata=metadata or {}
+        )
 
     def plan_entry(
         self,
@@ -440,7 +444,6 @@ class ExecutionRouter:
         self.counters["plans_exit"] += 1
         try:
             urgent = _upper(_or_empty(reason, "reason"), "reason") not in MAKER_EXIT_REASONS
-            label = _text(reason, "reason")
         except _Invalid as bad:
             return self._invalid_plan("plan_exit", "EXIT", bad)
         ctx = {
@@ -465,6 +468,10 @@ class ExecutionRouter:
                 return ExecutionPlan(action="EXIT", suppress=True, reason="working_exit_exists")
             # Urgent: the runtime cancels the resting quote, then sends this.
             self.counters["exit_escalations"] += 1
+            try:
+                label = _text(reason, "reason")
+            except _Invalid as bad:
+                return self._invalid_plan("plan_exit", "EXIT", bad, {"preempt_working": True})
             preempt = {"preempt_working": True}
             plan = ExecutionPlan(action="EXIT", reason=f"escalate:{label}", metadata=preempt)
             plan = self._pre_submit(plan, ctx)
@@ -476,7 +483,9 @@ class ExecutionRouter:
                 )
             return plan
         try:
-            plan = self._exit_plan(asset, position_side, reference_price, spread_bps, urgent, label)
+            plan = self._exit_plan(
+                asset, position_side, reference_price, spread_bps, reason, urgent
+            )
         except _Invalid as bad:
             return self._invalid_plan("plan_exit", "EXIT", bad)
         plan = self._pre_submit(plan, ctx)
@@ -497,11 +506,11 @@ class ExecutionRouter:
         position_side: Any,
         reference_price: Any,
         spread_bps: Any,
+        reason: Any,
         urgent: bool,
-        label: str,
     ) -> ExecutionPlan:
         cfg = self.config
-        taker = ExecutionPlan(action="EXIT", reason=f"taker_exit:{label}")
+        taker = ExecutionPlan(action="EXIT", reason=f"taker_exit:{_text(reason, 'reason')}")
         if not (
             cfg.maker_exit
             and not urgent
