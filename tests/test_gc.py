@@ -47,7 +47,12 @@ def test_routers_in_cycles_are_collected(impl: Impl) -> None:
 
 
 def test_collection_during_construction_is_safe(impl: Impl, gc_every_allocation: None) -> None:
+    config = impl.ExecConfig(style="maker_both")
     for _ in range(300):
+        # Empty the dict free list so that allocations really allocate.
+        spare = [{} for _ in range(100)]
+        impl.ExecutionRouter(config)
+        del spare
         router = cyclic_router(impl)
         router.expired(2.0)
         router.snapshot()

@@ -881,7 +881,7 @@ class LockstepMachine(RuleBasedStateMachine):
         cfg=st.one_of(st.none(), CONFIGS),
         start=CLOCK_VALUES,
         logger_kind=LOGGER_KINDS,
-        hooks=st.lists(st.tuples(STAGES, HOOK_SPECS), max_size=4),
+        hooks=st.lists(st.tuples(STAGES, HOOK_SPECS), max_size=6),
     )
     def build(
         self,
@@ -946,6 +946,45 @@ class LockstepMachine(RuleBasedStateMachine):
         self.both("order_side", op)
 
     # ── the runtime's happy path, so that sequences reach deep states ──
+
+    QUOTES = st.tuples(
+        st.sampled_from(["t1", "t2", "t3"]),
+        st.sampled_from(["BTCUSDT", "ETHUSDT", "FOOUSDT", "shibusdt"]),
+        st.sampled_from(["LONG", "SHORT"]),
+        st.floats(1e-3, 1e5),
+        st.one_of(st.none(), st.sampled_from(["TAKE_PROFIT", "STOP_LOSS"])),
+    )
+
+    @rule(
+        actions=st.lists(
+            st.one_of(
+                st.tuples(st.just("quote"), QUOTES),
+                st.tuples(st.just("advance"), DELTAS),
+                st.tuples(st.just("ttl"), st.floats(1e-3, 1e5)),
+                st.tuples(
+                    st.just("resolve"),
+                    st.tuples(st.integers(0, 9), st.sampled_from(["note_fill", "note_cancel"])),
+                ),
+            ),
+            min_size=2,
+            max_size=8,
+        )
+    )
+    def session(self, actions: list[tuple[str, Any]]) -> None:
+        """A burst of runtime activity: quotes, time passing, the TTL loop, fills."""
+        for kind, arg in actions:
+            if kind == "quote":
+                self.quote(*arg)
+            elif kind == "advance":
+                self.advance(arg)
+            elif kind == "ttl":
+                self.ttl_loop(arg)
+            else:
+                self.resolve_live(*arg)
+
+    # Aliases weigh the rule draw (the rule list is sampled uniformly).
+    session_again = session
+    session_once_more = session
 
     @rule(
         tid=st.sampled_from(["t1", "t2", "t3"]),
