@@ -9,7 +9,8 @@ export PYO3_PYTHON := $(PY)
 # cargo test embeds the interpreter; let the test binary find libpython.
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-.PHONY: help install build-dev build-prod test test-rust test-python lint format bench clean
+
+.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,6 +25,8 @@ install: $(STAMP)  ## create .venv with the pinned build and test dependencies
 
 build-dev: $(STAMP)  ## editable install with the quick `fast` profile
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --profile fast
+
+dev: build-dev  ## alias of build-dev
 
 build-prod: $(STAMP)  ## release wheel (fat LTO) into dist/, installed into .venv
 	rm -rf dist

@@ -39,7 +39,12 @@ struct State {
 // Not `subclass` nor `dict`: CPython's `object.__new__` allocates a managed
 // `__dict__` after allocating the instance, and a GC pass there would
 // traverse the not yet initialised Rust fields.
-#[pyclass(module = "exec_router._core", name = "ExecutionRouter", frozen, weakref)]
+#[pyclass(
+    module = "exec_router._core",
+    name = "ExecutionRouter",
+    frozen,
+    weakref
+)]
 pub struct ExecutionRouter {
     cells: Arc<Cells>,
     counters: Py<Counters>,

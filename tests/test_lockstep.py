@@ -878,7 +878,7 @@ class LockstepMachine(RuleBasedStateMachine):
     # ── setup ──
 
     @initialize(
-        cfg=st.one_of(st.none(), CONFIGS),
+        cfg=st.one_of(CONFIGS, CONFIGS, CONFIGS, st.none()),
         start=CLOCK_VALUES,
         logger_kind=LOGGER_KINDS,
         hooks=st.lists(st.tuples(STAGES, HOOK_SPECS), max_size=6),
