@@ -188,20 +188,17 @@ impl ExecutionPlan {
                 number(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)
             })
         };
-        let metadata = match arg(8) {
-            None => None,
-            Some(v) => Some(
-                v.cast::<PyDict>()
-                    .map_err(|_| {
-                        pyo3::exceptions::PyTypeError::new_err(format!(
-                            "ExecutionPlan.metadata must be dict, got {}",
-                            type_name(v)
-                        ))
-                    })?
-                    .clone()
-                    .unbind(),
-            ),
+        let metadata = || -> PyResult<Option<Py<PyDict>>> {
+            let Some(v) = arg(8) else { return Ok(None) };
+            let dict = v.cast::<PyDict>().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "ExecutionPlan.metadata must be dict, got {}",
+                    type_name(v)
+                ))
+            })?;
+            Ok(Some(dict.clone().unbind()))
         };
+        // Checked in field order, so the first bad field is the one named.
         Ok(Self {
             order_type: text(0, "MARKET")?,
             limit_price: num(1)?,
@@ -211,7 +208,7 @@ impl ExecutionPlan {
             action: text(5, "ENTER")?,
             reason: text(6, "taker_default")?,
             suppress: flag(7)?,
-            metadata: Mutex::new(metadata),
+            metadata: Mutex::new(metadata()?),
         })
     }
 

@@ -112,27 +112,30 @@ impl WorkingOrder {
         let bound = dataclass::bind(OWNER, &FIELDS, 9, args, kwargs)?;
         let none = py.None().into_bound(py);
         let arg = |i: usize| bound.get(i).and_then(Option::as_ref).unwrap_or(&none);
-        let plan = arg(4).cast::<ExecutionPlan>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "WorkingOrder.plan must be ExecutionPlan, got {}",
-                type_name(arg(4))
-            ))
-        })?;
-        let retry_n = match bound.get(9).and_then(Option::as_ref) {
-            Some(v) => int64(OWNER, "retry_n", v)?,
-            None => 0,
+        let plan = || {
+            arg(4).cast::<ExecutionPlan>().cloned().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "WorkingOrder.plan must be ExecutionPlan, got {}",
+                    type_name(arg(4))
+                ))
+            })
         };
+        let retry_n = || match bound.get(9).and_then(Option::as_ref) {
+            Some(v) => int64(OWNER, "retry_n", v),
+            None => Ok(0),
+        };
+        // Checked in field order, so the first bad field is the one named.
         Ok(Self {
             trade_id: arg(0).clone().unbind(),
             asset: arg(1).clone().unbind(),
             side: string(OWNER, "side", arg(2))?.unbind(),
             action: string(OWNER, "action", arg(3))?.unbind(),
-            plan: plan.clone().unbind(),
+            plan: plan()?.unbind(),
             submitted_at: number(OWNER, "submitted_at", arg(5))?,
             deadline: number(OWNER, "deadline", arg(6))?,
             retries_left: int64(OWNER, "retries_left", arg(7))?,
             base_trade_id: arg(8).clone().unbind(),
-            retry_n,
+            retry_n: retry_n()?,
             link: None,
         })
     }

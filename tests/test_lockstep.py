@@ -104,7 +104,8 @@ def norm(v: Any) -> Any:
     if t is dict:
         return ("dict", tuple((norm(k), norm(x)) for k, x in v.items()))
     if isinstance(v, PLAN_TYPES):
-        return ("plan", t.__name__, _fields(v, PLAN_FIELDS), _call(v.sane))
+        plan: Any = v
+        return ("plan", t.__name__, _fields(plan, PLAN_FIELDS), _call(plan.sane))
     if isinstance(v, WO_TYPES):
         return ("wo", t.__name__, _fields(v, WO_FIELDS))
     if isinstance(v, ExecConfig):
@@ -113,7 +114,7 @@ def norm(v: Any) -> Any:
 
 
 def _fields(v: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
-    out = []
+    out: list[tuple[Any, ...]] = []
     for name in names:
         try:
             value = getattr(v, name)
@@ -122,7 +123,7 @@ def _fields(v: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
             continue
         if name in ("submitted_at", "deadline") and type(value) in (int, float):
             # The pure WorkingOrder does not coerce on assignment; the native one does.
-            out.append((name, fbits(float(value))))
+            out.append((name, fbits(float(value)) if abs(value) < 2**1000 else norm(value)))
         else:
             out.append((name, norm(value)))
     return tuple(out)
@@ -227,9 +228,9 @@ BAD_STR_VALUE = BadStr(ValueError)
 BAD_BOOL = BadBool()
 FRESH_NAN = st.builds(float, st.just("nan"))
 
-NUMBERS = [65000.0, 65000, 100.5, 1, 0, 0.0, -0.0, -1.0, -5, NAN, INF, -INF]
+NUMBERS: list[Any] = [65000.0, 65000, 100.5, 1, 0, 0.0, -0.0, -1.0, -5, NAN, INF, -INF]
 NUMBERS += [5e-324, 1e-300, 1e300, sys.float_info.max, 2**1100, 2**63, True, False]
-ODD_NUMBERS = ["65000", " 1.5 ", "nan", "inf", "-3", "abc", "", None, [1.0]]
+ODD_NUMBERS: list[Any] = ["65000", " 1.5 ", "nan", "inf", "-3", "abc", "", None, [1.0]]
 ODD_NUMBERS += [BAD_STR, BAD_STR_VALUE, BAD_BOOL, FloatOnly(2.0), FloatOnly(1e9)]
 ODD_NUMBERS += [Decimal("1.5"), Decimal("NaN"), Fraction(1, 3)]
 ODD_NUMBERS += [LyingFloat(100.0), NumpyLikeFloat(100.0), NumpyLikeFloat(NAN)]
@@ -694,10 +695,11 @@ class Hook:
         """Try to assign a frozen plan field; extend a working order's deadline."""
         side = self.side
         try:
+            target: Any = payload
             if isinstance(payload, PLAN_TYPES):
-                payload.reason = "poked"  # type: ignore[misc]
+                target.reason = "poked"  # frozen: must raise FrozenInstanceError
             elif isinstance(payload, WO_TYPES):
-                payload.deadline = payload.deadline + 1.0
+                target.deadline = target.deadline + 1.0
         except Exception as exc:
             side.calls.append(("poke", self.hook_id, type(exc).__name__))
         else:
@@ -894,6 +896,8 @@ class LockstepMachine(RuleBasedStateMachine):
             Side(api, None if cfg is None else ExecConfig(**cfg), start, logger_kind)
             for api in (self.LEFT, self.RIGHT)
         )
+        for stage in HOOK_STAGES:  # every dispatch is recorded and compared
+            self.add_hook_pair(stage, HookSpec("record"))
         for stage, spec in hooks:
             self.add_hook_pair(stage, spec)
 
@@ -1504,6 +1508,24 @@ class UncountedCancelRouter(reference.ExecutionRouter):
         self.counters["cancels"] = before
 
 
+class CtxDroppingRouter(reference.ExecutionRouter):
+    """Hands hooks a ctx without ``side`` (same hook repr, so only the hook log differs)."""
+
+    def register_hook(self, stage: Any, fn: Any) -> Any:
+        if not callable(fn):
+            return super().register_hook(stage, fn)
+
+        class Wrapped:
+            def __call__(self, payload: Any, ctx: dict[str, Any]) -> Any:
+                ctx.pop("side", None)
+                return fn(payload, ctx)
+
+            def __repr__(self) -> str:
+                return repr(fn)
+
+        return super().register_hook(stage, Wrapped())
+
+
 def _mutant(router: type) -> type[LockstepMachine]:
     api = SimpleNamespace(
         name=router.__name__,
@@ -1514,7 +1536,9 @@ def _mutant(router: type) -> type[LockstepMachine]:
     return type(f"{router.__name__}Machine", (LockstepMachine,), {"LEFT": api})
 
 
-@pytest.mark.parametrize("router", [UlpOffRouter, ReorderingRouter, UncountedCancelRouter])
+@pytest.mark.parametrize(
+    "router", [UlpOffRouter, ReorderingRouter, UncountedCancelRouter, CtxDroppingRouter]
+)
 def test_machine_catches_planted_bug(router: type) -> None:
     machine = _mutant(router)
     budget = settings(

@@ -163,16 +163,19 @@ class ExecutionPlan:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Checked in field order, so the first bad field is the one named.
         owner = "ExecutionPlan"
-        for name in ("order_type", "action", "reason"):
-            _check_type(owner, name, getattr(self, name), str)
-        for name in ("post_only", "is_maker", "suppress"):
-            _check_type(owner, name, getattr(self, name), bool)
+        _check_type(owner, "order_type", self.order_type, str)
+        limit_price = _number_field(owner, "limit_price", self.limit_price)
+        _check_type(owner, "post_only", self.post_only, bool)
+        ttl_s = _number_field(owner, "ttl_s", self.ttl_s)
+        _check_type(owner, "is_maker", self.is_maker, bool)
+        _check_type(owner, "action", self.action, str)
+        _check_type(owner, "reason", self.reason, str)
+        _check_type(owner, "suppress", self.suppress, bool)
         _check_type(owner, "metadata", self.metadata, dict)
-        for name in ("limit_price", "ttl_s"):
-            value = getattr(self, name)
-            if type(value) is not float:
-                object.__setattr__(self, name, _number_field(owner, name, value))
+        object.__setattr__(self, "limit_price", limit_price)
+        object.__setattr__(self, "ttl_s", ttl_s)
 
     def sane(self) -> bool:
         """A plan the venue can take: MARKET, or LIMIT at a positive price."""
@@ -201,14 +204,15 @@ class WorkingOrder:
     retry_n: int = 0
 
     def __post_init__(self) -> None:
+        # Checked in field order, so the first bad field is the one named.
         owner = "WorkingOrder"
         _check_type(owner, "side", self.side, str)
         _check_type(owner, "action", self.action, str)
         _check_type(owner, "plan", self.plan, ExecutionPlan)
-        _int_field(owner, "retries_left", self.retries_left)
-        _int_field(owner, "retry_n", self.retry_n)
         self.submitted_at = _number_field(owner, "submitted_at", self.submitted_at)
         self.deadline = _number_field(owner, "deadline", self.deadline)
+        _int_field(owner, "retries_left", self.retries_left)
+        _int_field(owner, "retry_n", self.retry_n)
 
 
 # ── the router ───────────────────────────────────────────────────────────────
