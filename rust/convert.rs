@@ -265,3 +265,110 @@ pub fn int64(owner: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64>
         .extract::<i64>()
         .map_err(|_| PyValueError::new_err(format!("{owner}.{name} must fit in 64 bits")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_py<F: for<'py> FnOnce(Python<'py>)>(f: F) {
+        Python::initialize();
+        Python::attach(f);
+    }
+
+    fn eval<'py>(py: Python<'py>, code: &str) -> Bound<'py, PyAny> {
+        let code = std::ffi::CString::new(code).unwrap_or_default();
+        py.eval(&code, None, None)
+            .unwrap_or_else(|_| py.None().into_bound(py))
+    }
+
+    fn invalid_name<T>(result: Conv<T>) -> Option<&'static str> {
+        match result {
+            Err(Fail::Invalid { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn to_float_follows_python_float() {
+        with_py(|py| {
+            assert!(matches!(to_float("x", &eval(py, "65000")), Ok(v) if v == 65000.0));
+            assert!(matches!(to_float("x", &eval(py, "' 3 '")), Ok(v) if v == 3.0));
+            assert!(matches!(to_float("x", &eval(py, "b'2.5'")), Ok(v) if v == 2.5));
+            assert_eq!(
+                invalid_name(to_float("spread", &eval(py, "None"))),
+                Some("spread")
+            );
+            assert_eq!(
+                invalid_name(to_float("spread", &eval(py, "'abc'"))),
+                Some("spread")
+            );
+            assert_eq!(
+                invalid_name(to_float("spread", &eval(py, "10**400"))),
+                Some("spread")
+            );
+        });
+    }
+
+    #[test]
+    fn is_positive_compares_like_python() {
+        with_py(|py| {
+            assert!(matches!(is_positive("r", &eval(py, "1e-300")), Ok(true)));
+            assert!(matches!(
+                is_positive("r", &eval(py, "float('nan')")),
+                Ok(false)
+            ));
+            assert!(matches!(is_positive("r", &eval(py, "10**400")), Ok(true)));
+            assert!(matches!(is_positive("r", &eval(py, "-0.0")), Ok(false)));
+            assert_eq!(
+                invalid_name(is_positive("r", &eval(py, "'100'"))),
+                Some("r")
+            );
+        });
+    }
+
+    #[test]
+    fn upper_is_matches_python_upper() {
+        with_py(|py| {
+            assert!(matches!(
+                upper_is("s", &eval(py, "'long'"), "LONG"),
+                Ok(true)
+            ));
+            // Python upper-cases the long s to an ASCII S.
+            assert!(matches!(
+                upper_is("s", &eval(py, "'\\u017fell'"), "SELL"),
+                Ok(true)
+            ));
+            assert!(matches!(
+                upper_is("s", &eval(py, "'\\ud800'"), "SELL"),
+                Ok(false)
+            ));
+            assert!(matches!(upper_is("s", &eval(py, "None"), "NONE"), Ok(true)));
+        });
+    }
+
+    #[test]
+    fn text_is_python_format() {
+        with_py(|py| {
+            let shown = |code: &str| match text("v", &eval(py, code)) {
+                Ok(s) => s.to_string(),
+                Err(_) => "<error>".to_owned(),
+            };
+            assert_eq!(shown("1e-05"), "1e-05");
+            assert_eq!(shown("3"), "3");
+            assert_eq!(shown("5.0"), "5.0");
+            assert_eq!(shown("float('nan')"), "nan");
+            assert_eq!(shown("None"), "None");
+        });
+    }
+
+    #[test]
+    fn blank_and_hashable() {
+        with_py(|py| {
+            assert!(matches!(is_blank("a", &eval(py, "''")), Ok(true)));
+            assert!(matches!(is_blank("a", &eval(py, "0")), Ok(true)));
+            assert!(matches!(is_blank("a", &eval(py, "'X'")), Ok(false)));
+            assert!(hashable("t", &eval(py, "('a', 1)")).is_ok());
+            assert_eq!(invalid_name(hashable("t", &eval(py, "['a']"))), Some("t"));
+        });
+    }
+}

@@ -4,6 +4,7 @@
 
 // `!(x > 0.0)` is deliberate throughout: it is true for NaN, as in Python.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
 mod convert;
 mod counters;
