@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
 /// The counter names, in the legacy order.
@@ -73,11 +74,23 @@ impl Cells {
     /// A plain dict of the current values.
     pub fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for (i, key) in KEYS.iter().enumerate() {
-            dict.set_item(pyo3::types::PyString::intern(py, key), self.get(i))?;
+        for (i, key) in key_strings(py)?.iter().enumerate() {
+            dict.set_item(key, self.get(i))?;
         }
         Ok(dict)
     }
+}
+
+static KEY_STRINGS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+
+/// [`KEYS`] as interned Python strings, made once.
+fn key_strings(py: Python<'_>) -> PyResult<&Vec<Py<PyString>>> {
+    KEY_STRINGS.get_or_try_init(py, || {
+        Ok(KEYS
+            .iter()
+            .map(|k| PyString::intern(py, k).unbind())
+            .collect())
+    })
 }
 
 fn position(key: &Bound<'_, PyAny>) -> Option<usize> {

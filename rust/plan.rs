@@ -8,7 +8,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
-use pyo3::PyTraverseError;
+use pyo3::{intern, PyTraverseError};
 
 use crate::convert::{boolean, number, string, type_name};
 use crate::dataclass::{self, Default};
@@ -88,16 +88,21 @@ impl<'py> Spec<'py> {
 
     pub fn build(self, py: Python<'py>) -> PyResult<Bound<'py, ExecutionPlan>> {
         let (order_type, (limit_price, post_only, ttl_s)) = match self.limit {
-            Some(l) => ("LIMIT", l),
-            None => ("MARKET", (0.0, false, 0.0)),
+            Some(l) => (intern!(py, "LIMIT"), l),
+            None => (intern!(py, "MARKET"), (0.0, false, 0.0)),
+        };
+        let action = if self.action == "EXIT" {
+            intern!(py, "EXIT")
+        } else {
+            intern!(py, "ENTER")
         };
         let plan = ExecutionPlan {
-            order_type: PyString::intern(py, order_type).clone().unbind(),
+            order_type: order_type.clone().unbind(),
             limit_price,
             post_only,
             ttl_s,
             is_maker: self.limit.is_some(),
-            action: PyString::intern(py, self.action).clone().unbind(),
+            action: action.clone().unbind(),
             reason: self.reason.unbind(),
             suppress: self.suppress,
             metadata: Mutex::new(self.metadata.map(Bound::unbind)),
@@ -172,10 +177,10 @@ impl ExecutionPlan {
         let py = args.py();
         let bound = dataclass::bind(OWNER, &FIELDS, 0, args, kwargs)?;
         let arg = |i: usize| bound.get(i).and_then(Option::as_ref);
-        let text = |i: usize, default: &str| -> PyResult<Py<PyString>> {
+        let text = |i: usize, default: &Bound<'_, PyString>| -> PyResult<Py<PyString>> {
             match arg(i) {
                 Some(v) => Ok(string(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)?.unbind()),
-                None => Ok(PyString::intern(py, default).clone().unbind()),
+                None => Ok(default.clone().unbind()),
             }
         };
         let flag = |i: usize| -> PyResult<bool> {
@@ -200,13 +205,13 @@ impl ExecutionPlan {
         };
         // Checked in field order, so the first bad field is the one named.
         Ok(Self {
-            order_type: text(0, "MARKET")?,
+            order_type: text(0, intern!(py, "MARKET"))?,
             limit_price: num(1)?,
             post_only: flag(2)?,
             ttl_s: num(3)?,
             is_maker: flag(4)?,
-            action: text(5, "ENTER")?,
-            reason: text(6, "taker_default")?,
+            action: text(5, intern!(py, "ENTER"))?,
+            reason: text(6, intern!(py, "taker_default"))?,
             suppress: flag(7)?,
             metadata: Mutex::new(metadata()?),
         })

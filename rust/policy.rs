@@ -24,14 +24,6 @@ impl Miss {
             _ => None,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Miss::Skip => "skip",
-            Miss::Retry => "retry",
-            Miss::Market => "market",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

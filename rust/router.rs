@@ -118,10 +118,6 @@ impl<'a, 'py> Ctx<'a, 'py> {
     }
 }
 
-fn interned<'py>(py: Python<'py>, s: &'static str) -> Bound<'py, PyString> {
-    PyString::intern(py, s)
-}
-
 impl ExecutionRouter {
     fn policy(&self) -> Arc<Policy> {
         lock(&self.state).policy.clone()
@@ -170,7 +166,7 @@ impl ExecutionRouter {
                         "exec_router: hook %r failed at %s: %s",
                         vec![
                             hook.clone(),
-                            interned(py, stage.name()).into_any(),
+                            PyString::new(py, stage.name()).into_any(),
                             err.value(py).clone().into_any(),
                         ],
                     )?;
@@ -302,7 +298,7 @@ impl ExecutionRouter {
         spread_bps: Option<&Bound<'py, PyAny>>,
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
-        let taker = || Spec::market("ENTER", interned(py, "taker_default"));
+        let taker = || Spec::market("ENTER", intern!(py, "taker_default").clone());
         if !(policy.maker_entry && is_positive("reference_price", reference_price)?) {
             return Ok(taker());
         }
@@ -318,7 +314,7 @@ impl ExecutionRouter {
         if !(price > 0.0) {
             return Ok(taker());
         }
-        let reason = interned(py, "maker_entry");
+        let reason = intern!(py, "maker_entry").clone();
         Ok(Spec::limit(
             "ENTER",
             reason,
@@ -357,7 +353,7 @@ impl ExecutionRouter {
         if !(price > 0.0) {
             return taker();
         }
-        let reason = interned(py, "maker_exit:TAKE_PROFIT");
+        let reason = intern!(py, "maker_exit:TAKE_PROFIT").clone();
         Ok(Spec::limit(
             "EXIT",
             reason,
@@ -696,7 +692,12 @@ impl ExecutionRouter {
             Ok(pricing::sells(exit, long))
         };
         let sells = side().map_err(|f| f.into_err("order_side"))?;
-        Ok(interned(py, if sells { "SELL" } else { "BUY" }))
+        let side = if sells {
+            intern!(py, "SELL")
+        } else {
+            intern!(py, "BUY")
+        };
+        Ok(side.clone())
     }
 
     // ── planning ─────────────────────────────────────────────────────────
@@ -806,7 +807,7 @@ impl ExecutionRouter {
         if working_exit {
             if !urgent {
                 self.cells.inc(Counter::SuppressedDupExit);
-                let reason = interned(py, "working_exit_exists");
+                let reason = intern!(py, "working_exit_exists").clone();
                 return Ok(Spec::market("EXIT", reason)
                     .suppressed()
                     .build(py)?
@@ -835,7 +836,7 @@ impl ExecutionRouter {
             let plan = self.dispatch(py, Stage::PreSubmit, plan.into_any(), &ctx)?;
             let plan = plan.cast_into::<ExecutionPlan>()?;
             if plan.get().suppress {
-                let reason = interned(py, "hook_suppress_overridden_market");
+                let reason = intern!(py, "hook_suppress_overridden_market").clone();
                 let plan = Spec::market("EXIT", reason).with_metadata(preempt()?);
                 return Ok(plan.build(py)?.into_any());
             }
@@ -858,11 +859,11 @@ impl ExecutionRouter {
             .dispatch(py, Stage::PreSubmit, plan, &ctx)?
             .cast_into::<ExecutionPlan>()?;
         if plan.get().suppress {
-            let reason = interned(py, "hook_suppress_overridden_market");
+            let reason = intern!(py, "hook_suppress_overridden_market").clone();
             plan = Spec::market("EXIT", reason).build(py)?;
         }
         if !plan.get().is_sane(py) {
-            plan = Spec::market("EXIT", interned(py, "sanity_fallback_market")).build(py)?;
+            plan = Spec::market("EXIT", intern!(py, "sanity_fallback_market").clone()).build(py)?;
         }
         let p = plan.get();
         if p.is_maker {
@@ -1017,7 +1018,12 @@ impl ExecutionRouter {
             Miss::Retry => Counter::EntryMissRetry,
             Miss::Market => Counter::EntryMissMarket,
         });
-        let name = interned(py, action.name());
+        let name = match action {
+            Miss::Skip => intern!(py, "skip"),
+            Miss::Retry => intern!(py, "retry"),
+            Miss::Market => intern!(py, "market"),
+        }
+        .clone();
         let ctx = Ctx::one("action", name.clone().into_any());
         self.dispatch(py, Stage::OnMiss, wo.clone(), &ctx)?;
         Ok(name)
@@ -1063,7 +1069,7 @@ impl ExecutionRouter {
             let reason = PyString::new(py, &format!("maker_entry_retry_{n}"));
             Spec::limit("ENTER", reason, price, policy.post_only, policy.entry_ttl_s)
         } else {
-            Spec::market("ENTER", interned(py, "retry_price_insane_market"))
+            Spec::market("ENTER", intern!(py, "retry_price_insane_market").clone())
         };
         Ok((new_tid.into_any(), spec.with_metadata(metadata).build(py)?))
     }
@@ -1077,7 +1083,7 @@ impl ExecutionRouter {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, ExecutionPlan>)> {
         let order = Self::wo_arg("market_fallback_plan", wo)?;
         let enter = order.borrow().is_enter(py);
-        let ctx = Ctx::one("to", interned(py, "MARKET").into_any());
+        let ctx = Ctx::one("to", intern!(py, "MARKET").clone().into_any());
         let base_of = || order.borrow().base_trade_id.clone_ref(py).into_bound(py);
         let metadata = |base: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyDict>> {
             let m = PyDict::new(py);
@@ -1089,14 +1095,14 @@ impl ExecutionRouter {
                 .map_err(|f| f.into_err("market_fallback_plan"))?;
             let new_tid = concat("", &base_text, "-m")?;
             self.dispatch(py, Stage::OnEscalate, wo.clone(), &ctx)?;
-            let plan = Spec::market("ENTER", interned(py, "entry_miss_market_fallback"))
+            let plan = Spec::market("ENTER", intern!(py, "entry_miss_market_fallback").clone())
                 .with_metadata(metadata(base_of())?)
                 .build(py)?;
             return Ok((new_tid.into_any(), plan));
         }
         self.cells.inc(Counter::ExitEscalations);
         self.dispatch(py, Stage::OnEscalate, wo.clone(), &ctx)?;
-        let plan = Spec::market("EXIT", interned(py, "exit_ttl_market_fallback"))
+        let plan = Spec::market("EXIT", intern!(py, "exit_ttl_market_fallback").clone())
             .with_metadata(metadata(base_of())?)
             .build(py)?;
         let trade_id = order.borrow().trade_id.clone_ref(py).into_bound(py);
