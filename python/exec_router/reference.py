@@ -163,6 +163,18 @@ class ExecutionPlan:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if (  # the common case, cheaply: every field already has its exact type
+            type(self.order_type) is str
+            and type(self.limit_price) is float
+            and type(self.post_only) is bool
+            and type(self.ttl_s) is float
+            and type(self.is_maker) is bool
+            and type(self.action) is str
+            and type(self.reason) is str
+            and type(self.suppress) is bool
+            and type(self.metadata) is dict
+        ):
+            return
         # Checked in field order, so the first bad field is the one named.
         owner = "ExecutionPlan"
         _check_type(owner, "order_type", self.order_type, str)
