@@ -124,6 +124,20 @@ impl<T> Index<T> {
         due.iter().filter_map(|pos| self.get(*pos)).collect()
     }
 
+    /// Remove every item matching `pred`; returns them with their positions.
+    pub fn remove_where(&mut self, pred: impl Fn(&T) -> bool) -> Vec<(u64, T)> {
+        let doomed: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| pred(&s.item))
+            .map(|(p, _)| *p)
+            .collect();
+        doomed
+            .into_iter()
+            .filter_map(|p| self.remove(p).map(|t| (p, t)))
+            .collect()
+    }
+
     pub fn get(&self, pos: u64) -> Option<&T> {
         self.slots.get(&pos).map(|s| &s.item)
     }

@@ -52,6 +52,8 @@ pub struct ExecutionRouter {
     working: Py<PyDict>,
     index: Arc<Registry>,
     state: Mutex<State>,
+    /// Bumped by every registry mutation: detects one nested in a key's __eq__/__hash__.
+    gen: std::sync::atomic::AtomicU64,
 }
 
 /// A hook's context, built only when a stage has hooks.
@@ -336,10 +338,9 @@ impl ExecutionRouter {
         urgent: bool,
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
-        let taker = || -> Conv<Spec<'py>> {
-            let reason = concat("taker_exit:", &text("reason", reason)?, "")?;
-            Ok(Spec::market("EXIT", reason))
-        };
+        // Formatted first: legacy builds the taker plan before trying a quote.
+        let taker_reason = concat("taker_exit:", &text("reason", reason)?, "")?;
+        let taker = || -> Conv<Spec<'py>> { Ok(Spec::market("EXIT", taker_reason.clone())) };
         if !(policy.maker_exit
             && !urgent
             && is_positive("reference_price", reference_price)?
@@ -368,16 +369,52 @@ impl ExecutionRouter {
         lock(&self.index).first_entry().map(|wo| wo.clone_ref(py))
     }
 
+    /// Start a registry mutation; returns the generation it runs in.
+    fn bump(&self) -> u64 {
+        self.gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    fn changed_since(&self, g: u64) -> bool {
+        self.gen.load(std::sync::atomic::Ordering::Relaxed) != g
+    }
+
+    /// Drop index entries whose order is no longer a value of `working` (identity only,
+    /// no user code); returns their positions.
+    fn prune_orphans(&self, py: Python<'_>) -> Vec<u64> {
+        let live: std::collections::HashSet<usize> = self
+            .working
+            .bind(py)
+            .iter()
+            .map(|(_, v)| v.as_ptr() as usize)
+            .collect();
+        let removed = lock(&self.index).remove_where(|w| !live.contains(&(w.as_ptr() as usize)));
+        let positions = removed.iter().map(|(p, _)| *p).collect();
+        for (_, w) in &removed {
+            if let Ok(mut m) = w.bind(py).try_borrow_mut() {
+                m.link = None;
+            }
+        }
+        drop(removed);
+        positions
+    }
+
     /// `working[trade_id] = wo`, keeping the place of a replaced order.
     fn put(&self, key: &Bound<'_, PyAny>, wo: &Bound<'_, WorkingOrder>) -> PyResult<()> {
         let py = key.py();
+        let g = self.bump();
         let dict = self.working.bind(py);
         let old = dict.get_item(key)?;
         dict.set_item(key, wo)?;
+        // A key's __eq__/__hash__ may have changed the registry meanwhile.
+        let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
-        let old_pos = old
+        let mut old_pos = old
             .as_ref()
             .and_then(|o| o.borrow_mut().link.take().map(|l| l.pos));
+        if conflict {
+            let orphans = self.prune_orphans(py);
+            old_pos = old_pos.or_else(|| orphans.into_iter().min());
+        }
         let (deadline, enter) = {
             let w = wo.borrow();
             (w.deadline, w.is_enter(py))
@@ -404,10 +441,14 @@ impl ExecutionRouter {
         let py = key.py();
         hashable("trade_id", key).map_err(|f| f.into_err(method))?;
         let dict = self.working.bind(py);
-        let Some(found) = dict.get_item(key)? else {
+        let g = self.bump();
+        let found = dict.call_method1(pyo3::intern!(py, "pop"), (key, py.None()))?;
+        if self.changed_since(g) {
+            self.prune_orphans(py);
+        }
+        if found.is_none() {
             return Ok(None);
-        };
-        dict.del_item(key)?;
+        }
         let wo = found.cast_into::<WorkingOrder>()?;
         let link = wo.borrow_mut().link.take();
         if let Some(link) = link {
@@ -442,41 +483,51 @@ impl ExecutionRouter {
 
     /// Replace the stage's hook list with the first equal to `hook` removed.
     fn unregister(&self, py: Python<'_>, stage: Stage, hook: &Bound<'_, PyAny>) -> PyResult<()> {
-        loop {
-            let Some(snapshot) = lock(&self.state).hooks.get(stage) else {
-                return Ok(());
+        let Some(snapshot) = lock(&self.state).hooks.get(stage) else {
+            return Ok(());
+        };
+        let mut found = None;
+        for h in snapshot.iter() {
+            let b = h.bind(py);
+            let equal = match b.eq(hook) {
+                Ok(equal) => equal,
+                // As `list.remove`: a ValueError ends the search, unfound.
+                Err(err) if err.is_instance_of::<PyValueError>(py) => return Ok(()),
+                Err(err) => return Err(err),
             };
-            let mut found = None;
-            for (i, h) in snapshot.iter().enumerate() {
-                let h = h.bind(py);
-                if h.is(hook) || h.eq(hook)? {
-                    found = Some(i);
-                    break;
-                }
-            }
-            let Some(found) = found else {
-                return Ok(());
-            };
-            let rest: Vec<Py<PyAny>> = snapshot
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != found)
-                .map(|(_, h)| h.clone_ref(py))
-                .collect();
-            let old = {
-                let mut state = lock(&self.state);
-                let current = state.hooks.get(stage);
-                if !current.is_some_and(|c| Arc::ptr_eq(&c, &snapshot)) {
-                    None
-                } else {
-                    Some(state.hooks.replace(stage, rest))
-                }
-            };
-            if let Some(old) = old {
-                drop(old);
-                return Ok(());
+            if b.is(hook) || equal {
+                found = Some(h.as_ptr());
+                break;
             }
         }
+        let Some(target) = found else {
+            return Ok(());
+        };
+        let old = {
+            let mut state = lock(&self.state);
+            match state.hooks.get(stage) {
+                Some(current) if current.iter().any(|h| h.as_ptr() == target) => {
+                    let mut skipped = false;
+                    let rest: Vec<Py<PyAny>> = current
+                        .iter()
+                        .filter(|h| {
+                            if !skipped && h.as_ptr() == target {
+                                skipped = true;
+                                false
+                            } else {
+                                true
+                            }
+                        })
+                        .map(|h| h.clone_ref(py))
+                        .collect();
+                    Some((state.hooks.replace(stage, rest), current))
+                }
+                _ => None,
+            }
+        };
+        drop(old);
+        drop(snapshot);
+        Ok(())
     }
 }
 
@@ -547,6 +598,7 @@ impl ExecutionRouter {
             counters,
             working: PyDict::new(py).unbind(),
             index: Arc::new(Registry::default()),
+            gen: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State {
                 config: config.unbind(),
                 policy,

@@ -174,9 +174,15 @@ impl WorkingOrder {
     fn set_action(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let value = string(OWNER, "action", value)?;
         let enter = value.to_str().is_ok_and(|a| a == "ENTER");
-        swap_field!(slf, action, value.unbind());
-        let link = slf.borrow().link.clone();
+        let (old, link) = {
+            let mut me = slf.borrow_mut();
+            (
+                std::mem::replace(&mut me.action, value.unbind()),
+                me.link.clone(),
+            )
+        };
         Self::reindex(link, |ix, pos| ix.set_enter(pos, enter));
+        drop(old);
         Ok(())
     }
     #[getter]
@@ -199,8 +205,9 @@ impl WorkingOrder {
         self.submitted_at
     }
     #[setter]
-    fn set_submitted_at(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.submitted_at = number(OWNER, "submitted_at", value)?;
+    fn set_submitted_at(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = number(OWNER, "submitted_at", value)?;
+        slf.borrow_mut().submitted_at = v;
         Ok(())
     }
     #[getter]
@@ -223,8 +230,9 @@ impl WorkingOrder {
         self.retries_left
     }
     #[setter]
-    fn set_retries_left(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.retries_left = int64(OWNER, "retries_left", value)?;
+    fn set_retries_left(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = int64(OWNER, "retries_left", value)?;
+        slf.borrow_mut().retries_left = v;
         Ok(())
     }
     #[getter]
@@ -240,8 +248,9 @@ impl WorkingOrder {
         self.retry_n
     }
     #[setter]
-    fn set_retry_n(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.retry_n = int64(OWNER, "retry_n", value)?;
+    fn set_retry_n(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = int64(OWNER, "retry_n", value)?;
+        slf.borrow_mut().retry_n = v;
         Ok(())
     }
 
@@ -256,8 +265,10 @@ impl WorkingOrder {
         };
         match op {
             CompareOp::Eq | CompareOp::Ne => {
-                let mine = PyTuple::new(py, slf.borrow().values(py))?;
-                let theirs = PyTuple::new(py, other.borrow().values(py))?;
+                let mine = slf.borrow().values(py);
+                let theirs = other.borrow().values(py);
+                let mine = PyTuple::new(py, mine)?;
+                let theirs = PyTuple::new(py, theirs)?;
                 let same = mine.eq(theirs)?;
                 Ok(PyBool::new(py, same == matches!(op, CompareOp::Eq))
                     .to_owned()

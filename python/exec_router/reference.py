@@ -108,6 +108,14 @@ def _hashable(value: Any, name: str) -> Hashable:
     return value  # type: ignore[no-any-return]
 
 
+def _lookup(working: dict[Any, Any], trade_id: Any) -> Any:
+    """``working.get(trade_id)``; an id that cannot be hashed or compared is invalid."""
+    try:
+        return working.get(trade_id)
+    except Exception as exc:
+        raise _Invalid("trade_id", trade_id, exc) from None
+
+
 def _real(value: Any, name: str, method: str) -> float:
     """A real number (int or float) as a float; anything else is a TypeError."""
     if isinstance(value, (int, float)):
@@ -474,7 +482,7 @@ class ExecutionRouter:
         }
         self._run_hooks("pre_plan", None, ctx)
         try:
-            wo = self._working.get(_hashable(trade_id, "trade_id"))
+            wo = _lookup(self._working, trade_id)
         except _Invalid as bad:
             return self._invalid_plan("plan_exit", "EXIT", bad)
         if wo is not None and wo.action == "EXIT":
@@ -581,6 +589,7 @@ class ExecutionRouter:
         retry_n = 0 if retry_n is None else retry_n
         if isinstance(retry_n, bool) or not isinstance(retry_n, int):
             raise TypeError(f"{method}() got an invalid retry_n: {type(retry_n).__name__}")
+        _int_field("WorkingOrder", "retry_n", retry_n)
         now = self._now()
         retries = self.config.entry_retries
         if retry_n > 0:
