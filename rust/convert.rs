@@ -169,13 +169,20 @@ pub fn text<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'p
     if let Ok(f) = value.cast_exact::<PyFloat>() {
         return guard(name, value, f.str());
     }
-    let formatted = value.call_method1(pyo3::intern!(value.py(), "__format__"), ("",));
+    let formatted = guard(name, value, builtin_format(value.py()))?.call1((value,));
     let formatted = guard(name, value, formatted)?;
     guard(
         name,
         value,
         formatted.cast_into::<PyString>().map_err(PyErr::from),
     )
+}
+
+static FORMAT: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// The builtin `format`.
+fn builtin_format(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    FORMAT.import(py, "builtins", "format")
 }
 
 /// `f"{value}"` for a value already in the registry: never fails.
@@ -358,6 +365,7 @@ mod tests {
             assert_eq!(shown("5.0"), "5.0");
             assert_eq!(shown("float('nan')"), "nan");
             assert_eq!(shown("None"), "None");
+            assert_eq!(shown("int"), "<class 'int'>");
         });
     }
 
