@@ -12,6 +12,8 @@ import pytest
 
 from exec_router.config import ConfigError, ExecConfig
 
+from .support import maker_plan
+
 if TYPE_CHECKING:
     from conftest import Impl
 
@@ -67,18 +69,14 @@ DEFAULT_REPR = (
 
 
 def limit(impl: Impl, **kwargs: Any) -> Any:
+    """A first-retry maker entry quote; kwargs override its fields."""
     args: dict[str, Any] = {
-        "order_type": "LIMIT",
         "limit_price": 64999.9,
-        "post_only": True,
         "ttl_s": 8.0,
-        "is_maker": True,
-        "action": "ENTER",
-        "reason": "maker_entry",
         "metadata": {"retry_n": 1, "base_trade_id": "T"},
     }
     args.update(kwargs)
-    return impl.ExecutionPlan(**args)
+    return maker_plan(impl, **args)
 
 
 def working(impl: Impl, **kwargs: Any) -> Any:

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from exec_router.config import ConfigError
 from exec_router.constants import HOOK_STAGES
 
+from .support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
+
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
@@ -21,14 +23,6 @@ INF = math.inf
 NAN = math.nan
 FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 WARNING = "exec_router: %s got an invalid %s (%s) — falling back to MARKET"
-
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def warning(self, msg: str, *args: Any) -> None:
-        self.messages.append(msg % args)
 
 
 class BrokenLogger:
@@ -74,29 +68,10 @@ class BadBool:
         raise RuntimeError("no bool")
 
 
-def maker_plan(impl: Impl, action: str = "ENTER") -> Any:
-    return impl.ExecutionPlan(
-        order_type="LIMIT", limit_price=100.0, ttl_s=5.0, is_maker=True, action=action
-    )
-
-
-def register(router: Any, impl: Impl, trade_id: Any, action: str = "ENTER") -> Any:
-    return router.register_working(
-        trade_id=trade_id, asset="BTCUSDT", position_side="LONG", plan=maker_plan(impl, action)
-    )
-
-
 def plan(router: Any, method: str, **kwargs: Any) -> Any:
-    args: dict[str, Any] = {
-        "trade_id": "T1",
-        "asset": "BTCUSDT",
-        "position_side": "LONG",
-        "reference_price": 65000.0,
-    }
-    if method == "plan_exit":
-        args["reason"] = "TAKE_PROFIT"
-    args.update(kwargs)
-    return getattr(router, method)(**args)
+    """``entry_plan`` or ``exit_plan``, chosen by the router method's name."""
+    planner = {"plan_entry": entry_plan, "plan_exit": exit_plan}[method]
+    return planner(router, **kwargs)
 
 
 def action_of(method: str) -> str:

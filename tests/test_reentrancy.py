@@ -12,18 +12,7 @@ from typing import Any
 import pytest
 
 from .conftest import FakeClock, Impl
-
-
-def quote(impl: Impl, action: str = "ENTER") -> Any:
-    return impl.ExecutionPlan(
-        order_type="LIMIT", limit_price=99.0, is_maker=True, action=action, ttl_s=8.0
-    )
-
-
-def register(impl: Impl, router: Any, trade_id: Any, action: str = "ENTER") -> Any:
-    return router.register_working(
-        trade_id=trade_id, asset="BTCUSDT", position_side="LONG", plan=quote(impl, action)
-    )
+from .support import register
 
 
 def assert_consistent(router: Any) -> None:
@@ -59,17 +48,17 @@ class Key:
 @pytest.mark.parametrize("scenario", ["register/register", "fill/register", "fill/clear"])
 def test_key_eq_reentering_the_registry(impl: Impl, clock: FakeClock, scenario: str) -> None:
     router = impl.router(clock=clock)
-    register(impl, router, Key("a"))
+    register(router, impl, Key("a"))
     Key.calls = 0
     outer, inner = scenario.split("/")
     nested = {
-        "register": lambda: register(impl, router, Key("a")),
+        "register": lambda: register(router, impl, Key("a")),
         "clear": lambda: router.clear_working(Key("a")),
     }[inner]
     Key.fire = {2: nested}
     try:
         if outer == "register":
-            register(impl, router, Key("a"))
+            register(router, impl, Key("a"))
         else:
             router.note_fill(Key("a"))
     except KeyError:
@@ -81,7 +70,7 @@ def test_key_eq_reentering_the_registry(impl: Impl, clock: FakeClock, scenario: 
 
 def test_float_reentering_during_assignment(impl: Impl, clock: FakeClock) -> None:
     router = impl.router(clock=clock)
-    wo = register(impl, router, "a")
+    wo = register(router, impl, "a")
 
     class Reentrant(int):
         def __float__(self) -> float:
@@ -99,7 +88,7 @@ def test_float_reentering_during_assignment(impl: Impl, clock: FakeClock) -> Non
 
 def test_del_of_old_action_reassigning_it(impl: Impl, clock: FakeClock) -> None:
     router = impl.router(clock=clock)
-    wo = register(impl, router, "a")
+    wo = register(router, impl, "a")
 
     class Action(str):
         def __del__(self) -> None:

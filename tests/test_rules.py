@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from exec_router.constants import COUNTER_KEYS, LOGGER, VALID_EXHAUST, VALID_STYLES, MissAction
 
+from .support import RecordingLogger, entry_plan, exit_plan, register
+
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
@@ -41,52 +43,6 @@ EXIT_REASONS: list[Any] = [
 PRICES: list[Any] = [65000.0, 65000, 0.5, 0.0, -1.0, NAN, INF, -INF]
 SPREADS: list[Any] = [None, 0.0, 4.9, 5.0, 5.1, 50.0, NAN, "3"]
 SIDES = ["LONG", "SHORT", "long", "short"]
-
-
-def limit_plan(impl: Impl, action: str, ttl_s: float = 5.0) -> Any:
-    """A resting maker quote as the runtime would register it."""
-    reason = "maker_entry" if action == "ENTER" else "maker_exit:TAKE_PROFIT"
-    return impl.ExecutionPlan(
-        order_type="LIMIT",
-        limit_price=100.0,
-        post_only=True,
-        ttl_s=ttl_s,
-        is_maker=True,
-        action=action,
-        reason=reason,
-    )
-
-
-def register(router: Any, impl: Impl, trade_id: Any, action: str, ttl_s: float = 5.0) -> Any:
-    return router.register_working(
-        trade_id=trade_id,
-        asset="BTCUSDT",
-        position_side="LONG",
-        plan=limit_plan(impl, action, ttl_s),
-    )
-
-
-def exit_plan(router: Any, trade_id: Any = "T1", **kwargs: Any) -> Any:
-    args: dict[str, Any] = {
-        "trade_id": trade_id,
-        "asset": "BTCUSDT",
-        "position_side": "LONG",
-        "reference_price": 65000.0,
-        "reason": "TAKE_PROFIT",
-    }
-    args.update(kwargs)
-    return router.plan_exit(**args)
-
-
-def entry_plan(router: Any, trade_id: Any = "T1", **kwargs: Any) -> Any:
-    args: dict[str, Any] = {
-        "trade_id": trade_id,
-        "asset": "BTCUSDT",
-        "position_side": "LONG",
-        "reference_price": 65000.0,
-    }
-    args.update(kwargs)
-    return router.plan_entry(**args)
 
 
 def maker_exit_expected(style: str, reason: Any, price: Any, spread: Any) -> bool:
@@ -414,28 +370,6 @@ def test_rule3_skip_and_market_modes_never_requote(impl: Impl, mode: str) -> Non
 
 
 # ── rule 4: pure policy ──────────────────────────────────────────────────────
-
-
-class RecordingLogger:
-    """Records every call; the router may only ever call ``warning``."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, tuple[Any, ...]]] = []
-
-    def _record(self, level: str, msg: str, *args: Any) -> None:
-        self.records.append((level, msg, args))
-
-    def warning(self, msg: str, *args: Any) -> None:
-        self._record("warning", msg, *args)
-
-    def debug(self, msg: str, *args: Any) -> None:
-        self._record("debug", msg, *args)
-
-    def info(self, msg: str, *args: Any) -> None:
-        self._record("info", msg, *args)
-
-    def error(self, msg: str, *args: Any) -> None:
-        self._record("error", msg, *args)
 
 
 class StrictLogger:

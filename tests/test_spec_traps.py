@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from exec_router.constants import COUNTER_KEYS, HOOK_STAGES, MissAction
 
+from .support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
+
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
 
@@ -23,63 +25,6 @@ FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixtur
 
 def bits(x: float) -> bytes:
     return struct.pack("<d", x)
-
-
-def maker_plan(impl: Impl, action: str = "ENTER", ttl_s: Any = 5.0) -> Any:
-    return impl.ExecutionPlan(
-        order_type="LIMIT", limit_price=100.0, ttl_s=ttl_s, is_maker=True, action=action
-    )
-
-
-def register(router: Any, impl: Impl, trade_id: Any, action: str = "ENTER", **kw: Any) -> Any:
-    return router.register_working(
-        trade_id=trade_id,
-        asset="BTCUSDT",
-        position_side="LONG",
-        plan=maker_plan(impl, action, **kw),
-    )
-
-
-def entry(router: Any, trade_id: Any = "T1", **kwargs: Any) -> Any:
-    args: dict[str, Any] = {
-        "trade_id": trade_id,
-        "asset": "BTCUSDT",
-        "position_side": "LONG",
-        "reference_price": 65000.0,
-    }
-    args.update(kwargs)
-    return router.plan_entry(**args)
-
-
-def exit_(router: Any, trade_id: Any = "T1", **kwargs: Any) -> Any:
-    args: dict[str, Any] = {
-        "trade_id": trade_id,
-        "asset": "BTCUSDT",
-        "position_side": "LONG",
-        "reference_price": 65000.0,
-        "reason": "TAKE_PROFIT",
-    }
-    args.update(kwargs)
-    return router.plan_exit(**args)
-
-
-class RecordingLogger:
-    """Stands in for ``logging.Logger``; keeps (level, formatted message)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def warning(self, msg: str, *args: Any) -> None:
-        self.records.append(("warning", msg % args))
-
-    def info(self, msg: str, *args: Any) -> None:
-        self.records.append(("info", msg % args))
-
-    def error(self, msg: str, *args: Any) -> None:
-        self.records.append(("error", msg % args))
-
-    def debug(self, msg: str, *args: Any) -> None:
-        self.records.append(("debug", msg % args))
 
 
 # ── numbers in strings use str() ─────────────────────────────────────────────
@@ -106,7 +51,9 @@ def test_spread_gate_reason_uses_python_str(
 ) -> None:
     config = impl.ExecConfig(style="maker_entry", max_spread_bps=max_spread)
     router = impl.router(config=config)
-    assert entry(router, spread_bps=spread) == impl.ExecutionPlan(action="ENTER", reason=reason)
+    assert entry_plan(router, spread_bps=spread) == impl.ExecutionPlan(
+        action="ENTER", reason=reason
+    )
     assert router.counters["spread_gate_taker"] == 1
     assert router.counters["taker_entries"] == 1
 
@@ -117,9 +64,9 @@ def test_spread_gate_reason_uses_python_str(
 )
 def test_exit_reasons_use_python_str(impl: Impl, reason: Any, label: str) -> None:
     router = impl.router("maker_exit")
-    assert exit_(router, trade_id="A", reason=reason).reason == f"taker_exit:{label}"
+    assert exit_plan(router, trade_id="A", reason=reason).reason == f"taker_exit:{label}"
     register(router, impl, "B", "EXIT")
-    escalated = exit_(router, trade_id="B", reason=reason)
+    escalated = exit_plan(router, trade_id="B", reason=reason)
     assert escalated.reason == f"escalate:{label}"
     assert escalated.metadata == {"preempt_working": True}
 
@@ -127,10 +74,10 @@ def test_exit_reasons_use_python_str(impl: Impl, reason: Any, label: str) -> Non
 def test_dup_entry_reason_uses_str_of_trade_id(impl: Impl) -> None:
     router = impl.router()
     register(router, impl, 42, "ENTER")
-    assert entry(router).reason == "working_entry_exists:42"
+    assert entry_plan(router).reason == "working_entry_exists:42"
     router.clear_working(42)
     register(router, impl, ("a", 1.5), "ENTER")
-    assert entry(router).reason == "working_entry_exists:('a', 1.5)"
+    assert entry_plan(router).reason == "working_entry_exists:('a', 1.5)"
 
 
 # ── snapshot() rounds with round(x, 3) ───────────────────────────────────────
@@ -213,7 +160,7 @@ def test_buy_quote_is_floored_at_one_tick(impl: Impl) -> None:
     # max(tick, ref - offset): the BUY quote never drops below one tick.
     router = impl.router()
     assert router.maker_price(asset="BTCUSDT", order_side="BUY", reference_price=0.05) == 0.1
-    plan = entry(router, reference_price=0.05)
+    plan = entry_plan(router, reference_price=0.05)
     assert (plan.order_type, plan.limit_price) == ("LIMIT", 0.1)
 
 
@@ -222,10 +169,10 @@ def test_buy_quote_is_floored_at_one_tick(impl: Impl) -> None:
 
 def test_nan_reference_gives_taker(impl: Impl) -> None:
     router = impl.router()
-    assert entry(router, reference_price=NAN) == impl.ExecutionPlan(
+    assert entry_plan(router, reference_price=NAN) == impl.ExecutionPlan(
         action="ENTER", reason="taker_default"
     )
-    assert exit_(router, reference_price=NAN) == impl.ExecutionPlan(
+    assert exit_plan(router, reference_price=NAN) == impl.ExecutionPlan(
         action="EXIT", reason="taker_exit:TAKE_PROFIT"
     )
     assert router.maker_price(asset="BTCUSDT", order_side="SELL", reference_price=NAN) == 0.0
@@ -234,10 +181,10 @@ def test_nan_reference_gives_taker(impl: Impl) -> None:
 
 def test_nan_spread_trips_the_gate(impl: Impl) -> None:
     router = impl.router()
-    assert entry(router, spread_bps=NAN).reason == "spread_gate:nanbps"
+    assert entry_plan(router, spread_bps=NAN).reason == "spread_gate:nanbps"
     assert router.counters["spread_gate_taker"] == 1
     # The exit path has no gate counter but still falls back to taker.
-    assert exit_(router, spread_bps=NAN).reason == "taker_exit:TAKE_PROFIT"
+    assert exit_plan(router, spread_bps=NAN).reason == "taker_exit:TAKE_PROFIT"
     assert router.counters["spread_gate_taker"] == 1
 
 
@@ -248,7 +195,7 @@ def test_nan_spread_trips_the_gate(impl: Impl) -> None:
 @pytest.mark.parametrize("side", ["LONG", "SHORT"])
 def test_int_reference_price_same_plan_bit_for_bit(impl: Impl, asset: Any, side: str) -> None:
     router = impl.router(config=impl.ExecConfig(style="maker_both", offset_ticks=3))
-    for method in (entry, exit_):
+    for method in (entry_plan, exit_plan):
         as_int = method(router, asset=asset, position_side=side, reference_price=65000)
         as_float = method(router, asset=asset, position_side=side, reference_price=65000.0)
         assert as_int == as_float
@@ -285,11 +232,11 @@ def test_maker_price_matches_python_arithmetic(
 
 def test_numeric_string_spread_is_accepted(impl: Impl) -> None:
     router = impl.router()
-    assert entry(router, spread_bps="3") == entry(router, trade_id="T2", spread_bps=3.0)
-    assert entry(router, spread_bps="3").reason == "maker_entry"
-    assert exit_(router, spread_bps=" 4.5 ").reason == "maker_exit:TAKE_PROFIT"
-    assert exit_(router, spread_bps="6").reason == "taker_exit:TAKE_PROFIT"
-    assert entry(router, spread_bps="1e3").reason == "spread_gate:1e3bps"
+    assert entry_plan(router, spread_bps="3") == entry_plan(router, trade_id="T2", spread_bps=3.0)
+    assert entry_plan(router, spread_bps="3").reason == "maker_entry"
+    assert exit_plan(router, spread_bps=" 4.5 ").reason == "maker_exit:TAKE_PROFIT"
+    assert exit_plan(router, spread_bps="6").reason == "taker_exit:TAKE_PROFIT"
+    assert entry_plan(router, spread_bps="1e3").reason == "spread_gate:1e3bps"
 
 
 def test_numeric_string_reference_price_for_maker_price(impl: Impl) -> None:
@@ -314,7 +261,7 @@ def test_each_hook_gets_its_own_ctx_copy(impl: Impl) -> None:
     for stage in ("pre_plan", "pre_submit"):
         router.register_hook(stage, vandal)
         router.register_hook(stage, vandal)
-    plan = entry(router)
+    plan = entry_plan(router)
     assert plan.reason == "maker_entry"  # the router's own values are untouched
     base = {
         "trade_id": "T1",
@@ -326,7 +273,7 @@ def test_each_hook_gets_its_own_ctx_copy(impl: Impl) -> None:
     }
     assert seen == [base] * 4
     seen.clear()
-    exit_(router, reason="MAX_HOLD")
+    exit_plan(router, reason="MAX_HOLD")
     assert seen == [{**base, "action": "EXIT", "reason": "MAX_HOLD", "urgent": True}] * 4
 
 
@@ -336,7 +283,7 @@ def test_hook_payloads_and_contexts_per_stage(impl: Impl) -> None:
     calls: list[tuple[str, Any, dict[str, Any]]] = []
     for stage in HOOK_STAGES:
         router.register_hook(stage, lambda p, c, s=stage: calls.append((s, p, c)))
-    plan = entry(router)
+    plan = entry_plan(router)
     assert calls == [("pre_plan", None, calls[0][2]), ("pre_submit", plan, calls[1][2])]
     calls.clear()
     wo = router.register_working(trade_id="T1", asset="BTCUSDT", position_side="long", plan=plan)
@@ -364,7 +311,7 @@ def test_pre_submit_chain_passes_the_current_plan(impl: Impl) -> None:
     seen: list[Any] = []
     router.register_hook("pre_submit", lambda p, c: replacement)
     router.register_hook("pre_submit", lambda p, c: seen.append(p))
-    assert entry(router) == replacement
+    assert entry_plan(router) == replacement
     assert seen == [replacement]
     assert router.counters["taker_entries"] == 1
     assert router.counters["maker_entries"] == 0
@@ -382,7 +329,7 @@ def test_pre_submit_insane_plan_is_ignored_with_a_warning(impl: Impl) -> None:
 
     router.register_hook("pre_submit", insane)
     router.register_hook("pre_submit", bad_type)
-    assert entry(router).reason == "maker_entry"
+    assert entry_plan(router).reason == "maker_entry"
     assert logger.records == [
         ("warning", f"exec_router: hook {insane!r} returned insane plan — ignored"),
         ("warning", f"exec_router: hook {bad_type!r} returned insane plan — ignored"),
@@ -395,7 +342,7 @@ def test_pre_submit_junk_is_ignored_silently(impl: Impl, junk: Any) -> None:
     logger = RecordingLogger()
     router = impl.router(logger=logger)
     router.register_hook("pre_submit", lambda p, c: junk)
-    assert entry(router).reason == "maker_entry"
+    assert entry_plan(router).reason == "maker_entry"
     assert logger.records == []
 
 
@@ -405,7 +352,7 @@ def test_only_pre_submit_may_replace(impl: Impl) -> None:
     for stage in HOOK_STAGES:
         if stage != "pre_submit":
             router.register_hook(stage, lambda p, c: other)
-    assert entry(router).reason == "maker_entry"
+    assert entry_plan(router).reason == "maker_entry"
 
 
 @pytest.mark.parametrize("stage", HOOK_STAGES)
@@ -418,7 +365,7 @@ def test_hook_exception_is_counted_logged_and_swallowed(impl: Impl, stage: str) 
         raise ValueError("kaput")
 
     router.register_hook(stage, boom)
-    plan = entry(router)
+    plan = entry_plan(router)
     wo = router.register_working(trade_id="T1", asset="BTCUSDT", position_side="LONG", plan=plan)
     router.entry_miss_action(wo)
     router.market_fallback_plan(wo)
@@ -439,7 +386,7 @@ def test_base_exception_in_a_hook_propagates(impl: Impl, exc: type[BaseException
 
     router.register_hook("pre_submit", stop)
     with pytest.raises(exc):
-        entry(router)
+        entry_plan(router)
     assert router.counters["hook_errors"] == 0
     assert router.counters["maker_entries"] == 0
 
@@ -464,10 +411,10 @@ def test_dispatch_runs_over_a_snapshot(impl: Impl) -> None:
 
     handles["self"] = router.register_hook("pre_plan", meddler)
     handles["victim"] = router.register_hook("pre_plan", victim)
-    entry(router)
+    entry_plan(router)
     assert calls == ["meddler", "victim"]  # changes apply from the next dispatch
     calls.clear()
-    entry(router, trade_id="T2")
+    entry_plan(router, trade_id="T2")
     assert calls == ["late"]
 
 
@@ -483,14 +430,14 @@ def test_register_hook_returns_an_unregister_callable(impl: Impl) -> None:
     # The native backend returns a callable handle object, the pure one a closure.
     assert callable(first)
     assert callable(second)
-    entry(router)
+    entry_plan(router)
     assert len(calls) == 2
     assert first() is None
-    entry(router)
+    entry_plan(router)
     assert len(calls) == 3
     second()
     second()  # unregistering twice is harmless
-    entry(router)
+    entry_plan(router)
     assert len(calls) == 3
 
 
@@ -535,7 +482,7 @@ def test_hooks_may_reenter_the_router(impl: Impl, clock: FakeClock) -> None:
     router.register_hook("on_working", on_working)
     router.register_hook("on_fill", on_fill)
     register(router, impl, "w0", "EXIT")
-    outer = entry(router, trade_id="outer")
+    outer = entry_plan(router, trade_id="outer")
     assert outer.reason == "maker_entry"
     assert seen["nested"].reason == "maker_entry"
     assert seen["nested"].limit_price == 3000.0 + 0.01
@@ -561,12 +508,12 @@ def test_counters_live_mapping(impl: Impl) -> None:
     assert len(counters) == 16
     assert counters == dict.fromkeys(COUNTER_KEYS, 0)
     assert dict(counters) == dict.fromkeys(COUNTER_KEYS, 0)
-    entry(router)
+    entry_plan(router)
     assert counters["plans_entry"] == 1  # reads current values
     assert counters["maker_entries"] == 1
     counters["plans_entry"] = 41
     counters["hook_errors"] += 2
-    entry(router, trade_id="T2")
+    entry_plan(router, trade_id="T2")
     assert router.counters["plans_entry"] == 42  # writes stick
     assert counters["hook_errors"] == 2
     assert "plans_entry" in counters
@@ -655,13 +602,13 @@ def test_assigned_action_drives_the_guards(impl: Impl) -> None:
     wo = register(router, impl, "A", "ENTER")
     wo.action = "EXIT"
     assert router.has_working_entry() is False
-    assert entry(router, trade_id="B").suppress is False
-    assert exit_(router, trade_id="A").reason == "working_exit_exists"
+    assert entry_plan(router, trade_id="B").suppress is False
+    assert exit_plan(router, trade_id="A").reason == "working_exit_exists"
     wo.action = "ENTER"
     assert router.has_working_entry() is True
-    assert entry(router, trade_id="B").reason == "working_entry_exists:A"
+    assert entry_plan(router, trade_id="B").reason == "working_entry_exists:A"
     wo.trade_id = "renamed"
-    assert entry(router, trade_id="B").reason == "working_entry_exists:renamed"
+    assert entry_plan(router, trade_id="B").reason == "working_entry_exists:renamed"
 
 
 def test_assigned_fields_feed_snapshot_and_retry(impl: Impl, clock: FakeClock) -> None:
@@ -709,7 +656,7 @@ def test_logs_go_through_router_logger(impl: Impl, caplog: pytest.LogCaptureFixt
     router.register_hook("pre_plan", boom)
     router.register_hook("pre_submit", insane)
     with caplog.at_level(logging.DEBUG):
-        entry(router)
+        entry_plan(router)
     got = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert got == [
         (logger.name, logging.WARNING, f"exec_router: hook {boom!r} failed at pre_plan: x"),
@@ -738,9 +685,9 @@ def test_logger_can_be_swapped_at_runtime(impl: Impl) -> None:
     first, second = RecordingLogger(), RecordingLogger()
     router = impl.router(logger=first)
     router.register_hook("pre_plan", lambda p, c: 1 / 0)
-    entry(router)
+    entry_plan(router)
     router.logger = second
-    entry(router, trade_id="T2")
+    entry_plan(router, trade_id="T2")
     assert len(first.records) == 1
     assert len(second.records) == 1
     assert router.logger is second
