@@ -7,6 +7,7 @@ use pyo3::exceptions::PyAttributeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError};
 
@@ -318,12 +319,12 @@ impl ExecutionPlan {
 
     #[classattr]
     fn __dataclass_fields__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(plan_shape(py)?.0.unbind())
+        Ok(cached_plan_shape(py)?.0.clone_ref(py))
     }
 
     #[classattr]
     fn __dataclass_params__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(plan_shape(py)?.1.unbind())
+        Ok(cached_plan_shape(py)?.1.clone_ref(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -340,6 +341,16 @@ impl ExecutionPlan {
         let taken = lock(&self.metadata).take();
         drop(taken);
     }
+}
+
+static PLAN_SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// The dataclass shape, built once for both class attributes.
+fn cached_plan_shape(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    PLAN_SHAPE.get_or_try_init(py, || {
+        let (fields, params) = plan_shape(py)?;
+        Ok((fields.unbind(), params.unbind()))
+    })
 }
 
 fn plan_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {

@@ -7,6 +7,7 @@ use std::sync::{Mutex, Weak};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
@@ -308,12 +309,12 @@ impl WorkingOrder {
 
     #[classattr]
     fn __dataclass_fields__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(working_shape(py)?.0.unbind())
+        Ok(cached_working_shape(py)?.0.clone_ref(py))
     }
 
     #[classattr]
     fn __dataclass_params__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(working_shape(py)?.1.unbind())
+        Ok(cached_working_shape(py)?.1.clone_ref(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -336,6 +337,16 @@ impl WorkingOrder {
             drop(old);
         });
     }
+}
+
+static WORKING_SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// The dataclass shape, built once for both class attributes.
+fn cached_working_shape(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    WORKING_SHAPE.get_or_try_init(py, || {
+        let (fields, params) = working_shape(py)?;
+        Ok((fields.unbind(), params.unbind()))
+    })
 }
 
 fn working_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
