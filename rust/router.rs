@@ -399,7 +399,13 @@ impl ExecutionRouter {
     }
 
     /// `working[trade_id] = wo`, keeping the place of a replaced order.
-    fn put(&self, key: &Bound<'_, PyAny>, wo: &Bound<'_, WorkingOrder>) -> PyResult<()> {
+    fn put(
+        &self,
+        key: &Bound<'_, PyAny>,
+        wo: &Bound<'_, WorkingOrder>,
+        deadline: f64,
+        enter: bool,
+    ) -> PyResult<()> {
         let py = key.py();
         let g = self.bump();
         let dict = self.working.bind(py);
@@ -408,23 +414,20 @@ impl ExecutionRouter {
         // A key's __eq__/__hash__ may have changed the registry meanwhile.
         let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
-        let mut old_pos = old
-            .as_ref()
-            .and_then(|o| o.borrow_mut().link.take().map(|l| l.pos));
+        let mut old_pos = match &old {
+            Some(o) => o.try_borrow_mut()?.link.take().map(|l| l.pos),
+            None => None,
+        };
         if conflict {
             let orphans = self.prune_orphans(py);
             old_pos = old_pos.or_else(|| orphans.into_iter().min());
         }
-        let (deadline, enter) = {
-            let w = wo.borrow();
-            (w.deadline, w.is_enter(py))
-        };
         let (pos, displaced) = {
             let mut index = lock(&self.index);
             let pos = old_pos.unwrap_or_else(|| index.new_pos());
             (pos, index.insert(pos, wo.clone().unbind(), deadline, enter))
         };
-        wo.borrow_mut().link = Some(Link {
+        wo.try_borrow_mut()?.link = Some(Link {
             registry: Arc::downgrade(&self.index),
             pos,
         });
@@ -450,7 +453,7 @@ impl ExecutionRouter {
             return Ok(None);
         }
         let wo = found.cast_into::<WorkingOrder>()?;
-        let link = wo.borrow_mut().link.take();
+        let link = wo.try_borrow_mut()?.link.take();
         if let Some(link) = link {
             let removed = lock(&self.index).remove(link.pos);
             drop(removed);
@@ -777,7 +780,10 @@ impl ExecutionRouter {
         self.dispatch(py, Stage::PrePlan, py.None().into_bound(py), &ctx)?;
         if let Some(blocker) = self.first_working_entry(py) {
             self.cells.inc(Counter::SuppressedDupEnter);
-            let trade_id = blocker.bind(py).borrow().trade_id.clone_ref(py);
+            let trade_id = blocker
+                .bind(py)
+                .try_borrow()
+                .map_or_else(|_| py.None(), |b| b.trade_id.clone_ref(py));
             let reason = concat("working_entry_exists:", &label(trade_id.bind(py))?, "")?;
             let plan = Spec::market("ENTER", reason).suppressed().build(py)?;
             return Ok(plan.into_any());
@@ -850,11 +856,8 @@ impl ExecutionRouter {
         let working_exit = found
             .and_then(|w| w.cast_into::<WorkingOrder>().ok())
             .is_some_and(|w| {
-                w.borrow()
-                    .action
-                    .bind(py)
-                    .to_str()
-                    .is_ok_and(|a| a == "EXIT")
+                w.try_borrow()
+                    .is_ok_and(|w| w.action.bind(py).to_str().is_ok_and(|a| a == "EXIT"))
             });
         if working_exit {
             if !urgent {
@@ -976,6 +979,7 @@ impl ExecutionRouter {
         let p = plan.get();
         let enter = p.action_is(py, "ENTER");
         let retries_left = self.policy().retries_left(enter, retry_n);
+        let deadline = now + py_max(0.5, p.ttl_s);
         let wo = Bound::new(
             py,
             WorkingOrder {
@@ -985,14 +989,14 @@ impl ExecutionRouter {
                 action: p.action_str(py).unbind(),
                 plan: plan.clone().unbind(),
                 submitted_at: now,
-                deadline: now + py_max(0.5, p.ttl_s),
+                deadline,
                 retries_left,
                 base_trade_id: base.unbind(),
                 retry_n,
                 link: None,
             },
         )?;
-        self.put(trade_id, &wo)?;
+        self.put(trade_id, &wo, deadline, enter)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
@@ -1063,7 +1067,7 @@ impl ExecutionRouter {
         wo: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyString>> {
         let order = Self::wo_arg("entry_miss_action", wo)?;
-        let retries_left = order.borrow().retries_left;
+        let retries_left = order.try_borrow()?.retries_left;
         let action = self.policy().miss_action(retries_left);
         self.cells.inc(match action {
             Miss::Skip => Counter::EntryMissSkip,
@@ -1091,7 +1095,7 @@ impl ExecutionRouter {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, ExecutionPlan>)> {
         let order = Self::wo_arg("retry_plan", wo)?;
         let (retry_n, base, side, asset) = {
-            let o = order.borrow();
+            let o = order.try_borrow()?;
             (
                 o.retry_n,
                 o.base_trade_id.clone_ref(py),
@@ -1134,30 +1138,36 @@ impl ExecutionRouter {
         wo: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, ExecutionPlan>)> {
         let order = Self::wo_arg("market_fallback_plan", wo)?;
-        let enter = order.borrow().is_enter(py);
+        let enter = order.try_borrow()?.is_enter(py);
         let ctx = Ctx::one("to", intern!(py, "MARKET").clone().into_any());
-        let base_of = || order.borrow().base_trade_id.clone_ref(py).into_bound(py);
+        let base_of = || -> PyResult<Bound<'py, PyAny>> {
+            Ok(order
+                .try_borrow()?
+                .base_trade_id
+                .clone_ref(py)
+                .into_bound(py))
+        };
         let metadata = |base: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyDict>> {
             let m = PyDict::new(py);
             m.set_item(intern!(py, "base_trade_id"), base)?;
             Ok(m)
         };
         if enter {
-            let base_text = text("base_trade_id", &base_of())
+            let base_text = text("base_trade_id", &base_of()?)
                 .map_err(|f| f.into_err("market_fallback_plan"))?;
             let new_tid = concat("", &base_text, "-m")?;
             self.dispatch(py, Stage::OnEscalate, wo.clone(), &ctx)?;
             let plan = Spec::market("ENTER", intern!(py, "entry_miss_market_fallback").clone())
-                .with_metadata(metadata(base_of())?)
+                .with_metadata(metadata(base_of()?)?)
                 .build(py)?;
             return Ok((new_tid.into_any(), plan));
         }
         self.cells.inc(Counter::ExitEscalations);
         self.dispatch(py, Stage::OnEscalate, wo.clone(), &ctx)?;
         let plan = Spec::market("EXIT", intern!(py, "exit_ttl_market_fallback").clone())
-            .with_metadata(metadata(base_of())?)
+            .with_metadata(metadata(base_of()?)?)
             .build(py)?;
-        let trade_id = order.borrow().trade_id.clone_ref(py).into_bound(py);
+        let trade_id = order.try_borrow()?.trade_id.clone_ref(py).into_bound(py);
         Ok((trade_id, plan))
     }
 
@@ -1174,14 +1184,23 @@ impl ExecutionRouter {
         for wo in self.working.bind(py).values().iter() {
             let wo = wo.cast_into::<WorkingOrder>()?;
             let now = self.now(py)?;
+            let (trade_id, action, asset, submitted_at, retry_n) = {
+                let w = wo.try_borrow()?;
+                let fields = (&w.trade_id, &w.action, &w.asset);
+                (
+                    fields.0.clone_ref(py),
+                    fields.1.clone_ref(py),
+                    fields.2.clone_ref(py),
+                    w.submitted_at,
+                    w.retry_n,
+                )
+            };
             let row = PyDict::new(py);
-            let w = wo.borrow();
-            row.set_item(intern!(py, "trade_id"), &w.trade_id)?;
-            row.set_item(intern!(py, "action"), &w.action)?;
-            row.set_item(intern!(py, "asset"), &w.asset)?;
-            row.set_item(intern!(py, "age_s"), pricing::round3(now - w.submitted_at))?;
-            row.set_item(intern!(py, "retry_n"), w.retry_n)?;
-            drop(w);
+            row.set_item(intern!(py, "trade_id"), trade_id)?;
+            row.set_item(intern!(py, "action"), action)?;
+            row.set_item(intern!(py, "asset"), asset)?;
+            row.set_item(intern!(py, "age_s"), pricing::round3(now - submitted_at))?;
+            row.set_item(intern!(py, "retry_n"), retry_n)?;
             rows.append(row)?;
         }
         out.set_item(intern!(py, "working"), rows)?;

@@ -95,7 +95,7 @@ impl WorkingOrder {
 /// drop may run arbitrary Python (`__del__`).
 macro_rules! swap_field {
     ($slf:expr, $field:ident, $value:expr) => {{
-        let old = std::mem::replace(&mut $slf.borrow_mut().$field, $value);
+        let old = std::mem::replace(&mut $slf.try_borrow_mut()?.$field, $value);
         drop(old);
     }};
 }
@@ -146,16 +146,18 @@ impl WorkingOrder {
         self.trade_id.clone_ref(py)
     }
     #[setter]
-    fn set_trade_id(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+    fn set_trade_id(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<()> {
         swap_field!(slf, trade_id, value.unbind());
+        Ok(())
     }
     #[getter]
     fn asset(&self, py: Python<'_>) -> Py<PyAny> {
         self.asset.clone_ref(py)
     }
     #[setter]
-    fn set_asset(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+    fn set_asset(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<()> {
         swap_field!(slf, asset, value.unbind());
+        Ok(())
     }
     #[getter]
     fn side(&self, py: Python<'_>) -> Py<PyString> {
@@ -176,7 +178,7 @@ impl WorkingOrder {
         let value = string(OWNER, "action", value)?;
         let enter = value.to_str().is_ok_and(|a| a == "ENTER");
         let (old, link) = {
-            let mut me = slf.borrow_mut();
+            let mut me = slf.try_borrow_mut()?;
             (
                 std::mem::replace(&mut me.action, value.unbind()),
                 me.link.clone(),
@@ -208,7 +210,7 @@ impl WorkingOrder {
     #[setter]
     fn set_submitted_at(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = number(OWNER, "submitted_at", value)?;
-        slf.borrow_mut().submitted_at = v;
+        slf.try_borrow_mut()?.submitted_at = v;
         Ok(())
     }
     #[getter]
@@ -219,7 +221,7 @@ impl WorkingOrder {
     fn set_deadline(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let deadline = number(OWNER, "deadline", value)?;
         let link = {
-            let mut me = slf.borrow_mut();
+            let mut me = slf.try_borrow_mut()?;
             me.deadline = deadline;
             me.link.clone()
         };
@@ -233,7 +235,7 @@ impl WorkingOrder {
     #[setter]
     fn set_retries_left(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = int64(OWNER, "retries_left", value)?;
-        slf.borrow_mut().retries_left = v;
+        slf.try_borrow_mut()?.retries_left = v;
         Ok(())
     }
     #[getter]
@@ -241,8 +243,9 @@ impl WorkingOrder {
         self.base_trade_id.clone_ref(py)
     }
     #[setter]
-    fn set_base_trade_id(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) {
+    fn set_base_trade_id(slf: &Bound<'_, Self>, value: Bound<'_, PyAny>) -> PyResult<()> {
         swap_field!(slf, base_trade_id, value.unbind());
+        Ok(())
     }
     #[getter]
     fn retry_n(&self) -> i64 {
@@ -251,7 +254,7 @@ impl WorkingOrder {
     #[setter]
     fn set_retry_n(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = int64(OWNER, "retry_n", value)?;
-        slf.borrow_mut().retry_n = v;
+        slf.try_borrow_mut()?.retry_n = v;
         Ok(())
     }
 
@@ -266,8 +269,8 @@ impl WorkingOrder {
         };
         match op {
             CompareOp::Eq | CompareOp::Ne => {
-                let mine = slf.borrow().values(py);
-                let theirs = other.borrow().values(py);
+                let mine = slf.try_borrow()?.values(py);
+                let theirs = other.try_borrow()?.values(py);
                 let mine = PyTuple::new(py, mine)?;
                 let theirs = PyTuple::new(py, theirs)?;
                 let same = mine.eq(theirs)?;
@@ -282,7 +285,7 @@ impl WorkingOrder {
 
     fn __repr__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyString>> {
         let py = slf.py();
-        let values = slf.borrow().values(py);
+        let values = slf.try_borrow()?.values(py);
         dataclass::repr(py, OWNER, &FIELDS, &values)
     }
 
@@ -290,7 +293,7 @@ impl WorkingOrder {
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
         let py = slf.py();
-        let values = slf.borrow().values(py);
+        let values = slf.try_borrow()?.values(py);
         Ok((slf.get_type(), PyTuple::new(py, values)?))
     }
 
