@@ -276,7 +276,8 @@ class ExecutionRouter:
         if not isinstance(config, ExecConfig):
             raise TypeError(f"ExecutionRouter got an invalid config: {type(config).__name__}")
         self._config = config
-        self._ticks = {**DEFAULT_TICKS, **config.tick_overrides}
+        ticks = {**DEFAULT_TICKS, **config.tick_overrides}
+        self._ticks = {sym: float(tick) for sym, tick in ticks.items()}
 
     # ── hooks ────────────────────────────────────────────────────────────────
 
