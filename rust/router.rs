@@ -34,6 +34,8 @@ struct State {
     logger: Py<PyAny>,
     clock: Py<PyAny>,
     hooks: HookTable,
+    /// Told of every registry change (the journal).
+    observer: Option<Py<PyAny>>,
 }
 
 // Not `subclass` nor `dict`: CPython's `object.__new__` allocates a managed
@@ -484,6 +486,21 @@ impl ExecutionRouter {
         Ok(())
     }
 
+    /// Tell the observer, if any, of a registry change; no lock is held.
+    fn notify<'py>(
+        &self,
+        py: Python<'py>,
+        op: &Bound<'py, PyString>,
+        trade_id: &Bound<'py, PyAny>,
+        wo: &Bound<'py, WorkingOrder>,
+    ) -> PyResult<()> {
+        let observer = lock(&self.state).observer.as_ref().map(|o| o.clone_ref(py));
+        match observer {
+            Some(o) => o.bind(py).call1((op, trade_id, wo)).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Replace the stage's hook list with the first equal to `hook` removed.
     fn unregister(&self, py: Python<'_>, stage: Stage, hook: &Bound<'_, PyAny>) -> PyResult<()> {
         let Some(snapshot) = lock(&self.state).hooks.get(stage) else {
@@ -532,6 +549,10 @@ impl ExecutionRouter {
         drop(snapshot);
         Ok(())
     }
+}
+
+fn state_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
+    py.import(intern!(py, "exec_router.state"))
 }
 
 fn default_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -608,6 +629,7 @@ impl ExecutionRouter {
                 logger: logger.unbind(),
                 clock: clock.unbind(),
                 hooks: HookTable::default(),
+                observer: None,
             }),
         })
     }
@@ -997,6 +1019,7 @@ impl ExecutionRouter {
             },
         )?;
         self.put(trade_id, &wo, deadline, enter)?;
+        self.notify(py, intern!(py, "put"), trade_id, &wo)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
@@ -1041,6 +1064,7 @@ impl ExecutionRouter {
 
     fn note_fill(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_fill", trade_id)? {
+            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::FillsWorking, Stage::OnFill)?;
         }
         Ok(())
@@ -1048,14 +1072,63 @@ impl ExecutionRouter {
 
     fn note_cancel(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_cancel", trade_id)? {
+            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::Cancels, Stage::OnCancel)?;
         }
         Ok(())
     }
 
-    fn clear_working(&self, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.pop("clear_working", trade_id)?;
+    fn clear_working(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(wo) = self.pop("clear_working", trade_id)? {
+            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
+        }
         Ok(())
+    }
+
+    /// Install `fn(op, trade_id, wo)`, told of every registry change (None removes it).
+    #[pyo3(signature = (r#fn))]
+    fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
+        let new = if r#fn.is_none() {
+            None
+        } else if r#fn.is_callable() {
+            Some(r#fn.clone().unbind())
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "_observe_registry() got an invalid fn: {}",
+                type_name(r#fn)
+            )));
+        };
+        let old = std::mem::replace(&mut lock(&self.state).observer, new);
+        drop(old);
+        Ok(())
+    }
+
+    /// This router's state as a versioned, JSON-serialisable dict.
+    fn export_state<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        state_module(py)?.call_method1(intern!(py, "export_state"), (slf,))
+    }
+
+    /// Rebuild a router from `export_state()` output.
+    #[classmethod]
+    #[pyo3(signature = (state, config = None, *, logger = None, clock = None))]
+    fn from_state<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        state: &Bound<'py, PyAny>,
+        config: Option<&Bound<'py, PyAny>>,
+        logger: Option<&Bound<'py, PyAny>>,
+        clock: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "logger"), logger)?;
+        kwargs.set_item(intern!(py, "clock"), clock)?;
+        let plan_type = py.get_type::<ExecutionPlan>();
+        state_module(py)?.call_method(
+            intern!(py, "from_state"),
+            (cls, plan_type, state, config),
+            Some(&kwargs),
+        )
     }
 
     // ── miss and escalation policy ───────────────────────────────────────
@@ -1215,6 +1288,9 @@ impl ExecutionRouter {
             visit.call(&state.config)?;
             visit.call(&state.logger)?;
             visit.call(&state.clock)?;
+            if let Some(o) = &state.observer {
+                visit.call(o)?;
+            }
             state.hooks.traverse(&visit)?;
         }
         if let Ok(index) = self.index.try_lock() {
@@ -1237,6 +1313,7 @@ impl ExecutionRouter {
                 (
                     std::mem::replace(&mut state.logger, py.None()),
                     std::mem::replace(&mut state.clock, py.None()),
+                    state.observer.take(),
                 )
             };
             drop(old);
