@@ -488,6 +488,7 @@ impl ExecutionRouter {
         stage: Stage,
     ) -> PyResult<()> {
         self.cells.inc(counter);
+        self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, stage, wo.into_any(), &ctx)?;
         Ok(())
@@ -1076,7 +1077,6 @@ impl ExecutionRouter {
 
     fn note_fill(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_fill", trade_id)? {
-            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::FillsWorking, Stage::OnFill)?;
         }
         Ok(())
@@ -1084,7 +1084,6 @@ impl ExecutionRouter {
 
     fn note_cancel(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_cancel", trade_id)? {
-            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::Cancels, Stage::OnCancel)?;
         }
         Ok(())
