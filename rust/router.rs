@@ -3,6 +3,7 @@
 //! `__eq__`/`__hash__` of a key, or a drop that may run `__del__`).
 
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -56,6 +57,8 @@ pub struct ExecutionRouter {
     state: Mutex<State>,
     /// Bumped by every registry mutation: detects one nested in a key's __eq__/__hash__.
     gen: std::sync::atomic::AtomicU64,
+    /// `HookTable::mask`, readable without the lock: stages without hooks skip it.
+    hooked: AtomicU8,
 }
 
 /// A hook's context, built only when a stage has hooks.
@@ -137,6 +140,9 @@ impl ExecutionRouter {
         payload: Bound<'py, PyAny>,
         ctx: &Ctx<'_, 'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if self.hooked.load(Ordering::Relaxed) & (1 << stage as u8) == 0 {
+            return Ok(payload);
+        }
         let Some(hooks) = lock(&self.state).hooks.get(stage) else {
             return Ok(payload);
         };
@@ -341,8 +347,9 @@ impl ExecutionRouter {
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
         // Formatted first: legacy builds the taker plan before trying a quote.
-        let taker_reason = concat("taker_exit:", &text("reason", reason)?, "")?;
-        let taker = || -> Conv<Spec<'py>> { Ok(Spec::market("EXIT", taker_reason.clone())) };
+        let label = text("reason", reason)?;
+        let taker =
+            || -> Conv<Spec<'py>> { Ok(Spec::market("EXIT", concat("taker_exit:", &label, "")?)) };
         if !(policy.maker_exit
             && !urgent
             && is_positive("reference_price", reference_price)?
@@ -373,11 +380,11 @@ impl ExecutionRouter {
 
     /// Start a registry mutation; returns the generation it runs in.
     fn bump(&self) -> u64 {
-        self.gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        self.gen.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn changed_since(&self, g: u64) -> bool {
-        self.gen.load(std::sync::atomic::Ordering::Relaxed) != g
+        self.gen.load(Ordering::Relaxed) != g
     }
 
     /// Drop index entries whose order is no longer a value of `working` (identity only,
@@ -481,6 +488,7 @@ impl ExecutionRouter {
         stage: Stage,
     ) -> PyResult<()> {
         self.cells.inc(counter);
+        self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, stage, wo.into_any(), &ctx)?;
         Ok(())
@@ -540,7 +548,9 @@ impl ExecutionRouter {
                         })
                         .map(|h| h.clone_ref(py))
                         .collect();
-                    Some((state.hooks.replace(stage, rest), current))
+                    let old = state.hooks.replace(stage, rest);
+                    self.hooked.store(state.hooks.mask(), Ordering::Relaxed);
+                    Some((old, current))
                 }
                 _ => None,
             }
@@ -623,6 +633,7 @@ impl ExecutionRouter {
             working: PyDict::new(py).unbind(),
             index: Arc::new(Registry::default()),
             gen: std::sync::atomic::AtomicU64::new(0),
+            hooked: AtomicU8::new(0),
             state: Mutex::new(State {
                 config: config.unbind(),
                 policy,
@@ -730,7 +741,9 @@ impl ExecutionRouter {
         let old = {
             let mut state = lock(&me.state);
             let list = state.hooks.appended(py, parsed, r#fn.clone().unbind());
-            state.hooks.replace(parsed, list)
+            let old = state.hooks.replace(parsed, list);
+            me.hooked.store(state.hooks.mask(), Ordering::Relaxed);
+            old
         };
         drop(old);
         Ok(HookHandle {
@@ -1064,7 +1077,6 @@ impl ExecutionRouter {
 
     fn note_fill(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_fill", trade_id)? {
-            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::FillsWorking, Stage::OnFill)?;
         }
         Ok(())
@@ -1072,7 +1084,6 @@ impl ExecutionRouter {
 
     fn note_cancel(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Some(wo) = self.pop("note_cancel", trade_id)? {
-            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
             self.note_removed(py, wo, trade_id, Counter::Cancels, Stage::OnCancel)?;
         }
         Ok(())
@@ -1303,7 +1314,11 @@ impl ExecutionRouter {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let hooks = lock(&self.state).hooks.take_all();
+            let hooks = {
+                let mut state = lock(&self.state);
+                self.hooked.store(0, Ordering::Relaxed);
+                state.hooks.take_all()
+            };
             drop(hooks);
             let index = std::mem::take(&mut *lock(&self.index));
             drop(index);

@@ -148,7 +148,13 @@ def test_observer_sees_every_registry_change_in_order(impl: Impl, clock: FakeClo
     router = impl.router(clock=clock)
     seen: list[tuple[str, Any, Any]] = []
     stages: list[str] = []
-    router._observe_registry(lambda op, tid, wo: seen.append((op, tid, wo.trade_id)))
+    fills: list[int] = []
+
+    def observe(op: str, tid: Any, wo: Any) -> None:
+        seen.append((op, tid, wo.trade_id))
+        fills.append(router.counters["fills_working"])
+
+    router._observe_registry(observe)
     router.register_hook("on_working", lambda wo, ctx: stages.append(f"hook {len(seen)}"))
     register(router, impl, "a")
     register(router, impl, "b")
@@ -169,6 +175,7 @@ def test_observer_sees_every_registry_change_in_order(impl: Impl, clock: FakeClo
         ("pop", "c", "c"),
     ]
     assert stages[0] == "hook 1"  # the observer runs before the hooks
+    assert fills[3] == 1  # and after the fill is counted
     router._observe_registry(None)
     register(router, impl, "d")
     assert len(seen) == 7
@@ -188,7 +195,7 @@ def test_observer_errors_reach_the_caller_after_the_change(impl: Impl, clock: Fa
         router.note_fill("a")
     assert router.working_orders() == []
     assert not router.has_working_entry()
-    assert router.counters["fills_working"] == 0  # the hook stage never ran
+    assert router.counters["fills_working"] == 1  # counted before the observer ran
 
 
 def test_observer_must_be_callable(impl: Impl) -> None:

@@ -641,15 +641,15 @@ class ExecutionRouter:
     def note_fill(self, trade_id: Any) -> None:
         wo = self._working.pop(self._key(trade_id, "note_fill"), None)
         if wo is not None:
-            self._notify("pop", trade_id, wo)
             self.counters["fills_working"] += 1
+            self._notify("pop", trade_id, wo)
             self._run_hooks("on_fill", wo, {"trade_id": trade_id})
 
     def note_cancel(self, trade_id: Any) -> None:
         wo = self._working.pop(self._key(trade_id, "note_cancel"), None)
         if wo is not None:
-            self._notify("pop", trade_id, wo)
             self.counters["cancels"] += 1
+            self._notify("pop", trade_id, wo)
             self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
 
     def clear_working(self, trade_id: Any) -> None:
