@@ -486,3 +486,20 @@ def test_newer_format_only_in_the_wal_is_refused_untouched(tmp_path: Path) -> No
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="cannot read"):
         Journal(tmp_path)
+
+
+def test_one_transaction_per_change_and_none_for_a_no_op(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        statements: list[str] = []
+        journal._conn.set_trace_callback(statements.append)
+        register(router, impl, "a", action="EXIT")
+        register(router, impl, "a", action="EXIT")
+        router.note_fill("a")
+        router.note_cancel("a")  # absent: no change, no transaction
+        router.clear_working("a")
+        assert statements.count("COMMIT") == 3
+        assert statements.count("BEGIN IMMEDIATE") == 3

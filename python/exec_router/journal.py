@@ -77,8 +77,6 @@ class Journal:
         self._router: Any = None
         self._rows: dict[Any, int] = {}  # trade_id -> orders.seq, with the router's key equality
         self._config: ExecConfig | None = None  # the config last written
-        self._counters: dict[str, int] = {}  # the counters last written
-        self._unhook: list[Any] = []
         self._closed = False
 
     # ── lifecycle ────────────────────────────────────────────────────────────
@@ -102,11 +100,6 @@ class Journal:
                 router._observe_registry(None)
                 self._router = None
                 raise
-            # The router counts a fill or cancel after telling the observer of the
-            # removal; these hooks (run after the count) commit the counters then.
-            self._unhook = [
-                router.register_hook(stage, self._counted) for stage in ("on_fill", "on_cancel")
-            ]
 
     def sync(self) -> None:
         """Rewrite the attached router's whole registry and counters.
@@ -125,13 +118,10 @@ class Journal:
         """Stop journaling; the file keeps the registry as of the last change."""
         with self._lock:
             router, self._router = self._router, None
-            unhook, self._unhook = self._unhook, []
             self._rows.clear()
             self._config = None
         if router is not None:
             router._observe_registry(None)
-        for unregister in unhook:
-            unregister()
 
     def close(self) -> None:
         """Detach and close the file. Idempotent."""
@@ -240,7 +230,7 @@ class Journal:
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
-                self._config, self._counters = None, {}
+                self._config = None
                 raise
             if seq is None:
                 self._rows.pop(trade_id, None)
@@ -248,21 +238,6 @@ class Journal:
                 self._rows[trade_id] = seq
         if error is not None:
             raise error
-
-    def _counted(self, wo: Any, ctx: dict[str, Any]) -> None:
-        """``on_fill``/``on_cancel`` hook: commit counters that moved since the last write."""
-        with self._lock:
-            router = self._router
-            if router is None or dict(router.counters) == self._counters:
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._write_meta(router)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                _rollback(self._conn)
-                self._config, self._counters = None, {}
-                raise
 
     def _write_all(self) -> None:
         router, conn = self._router, self._conn
@@ -284,7 +259,7 @@ class Journal:
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
-            self._config, self._counters = None, {}
+            self._config = None
             raise
         self._rows = rows
 
@@ -293,8 +268,7 @@ class Journal:
         return json.dumps(_state.order_record(wo, _wall_offset(router)))
 
     def _write_meta(self, router: Any) -> None:
-        counters = dict(router.counters)
-        head = {"wall_time": time.time(), "counters": counters}
+        head = {"wall_time": time.time(), "counters": dict(router.counters)}
         self._conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (json.dumps(head),)
         )
@@ -305,7 +279,6 @@ class Journal:
                 (json.dumps(_config_dict(config)),),
             )
         self._config = config
-        self._counters = counters
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
