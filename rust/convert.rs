@@ -69,7 +69,11 @@ pub fn type_name(value: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "object".to_owned())
 }
 
-fn guard<'py, T>(name: &'static str, value: &Bound<'py, PyAny>, result: PyResult<T>) -> Conv<T> {
+pub fn guard<'py, T>(
+    name: &'static str,
+    value: &Bound<'py, PyAny>,
+    result: PyResult<T>,
+) -> Conv<T> {
     result.map_err(|err| Fail::invalid(name, value, &err))
 }
 

@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::convert::{
-    concat, hashable, is_blank, is_positive, label, real, text, to_float, type_name, upper,
+    concat, guard, hashable, is_blank, is_positive, label, real, text, to_float, type_name, upper,
     upper_is, Conv, Fail,
 };
 use crate::counters::{Cells, Counter, Counters};
@@ -210,7 +210,9 @@ impl ExecutionRouter {
             return Ok(f.value());
         }
         if reading.is_instance_of::<PyFloat>() || reading.is_instance_of::<PyInt>() {
-            return reading.extract();
+            return reading
+                .extract()
+                .map_err(|_| PyValueError::new_err("clock() returned an int out of float range"));
         }
         Err(PyTypeError::new_err(format!(
             "clock() returned {}, expected a number",
@@ -418,8 +420,9 @@ impl ExecutionRouter {
         let py = key.py();
         let g = self.bump();
         let dict = self.working.bind(py);
-        let old = dict.get_item(key)?;
-        dict.set_item(key, wo)?;
+        let invalid = |f: Fail| f.into_err("register_working");
+        let old = guard("trade_id", key, dict.get_item(key)).map_err(invalid)?;
+        guard("trade_id", key, dict.set_item(key, wo)).map_err(invalid)?;
         // A key's __eq__/__hash__ may have changed the registry meanwhile.
         let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
@@ -454,7 +457,12 @@ impl ExecutionRouter {
         hashable("trade_id", key).map_err(|f| f.into_err(method))?;
         let dict = self.working.bind(py);
         let g = self.bump();
-        let found = dict.call_method1(pyo3::intern!(py, "pop"), (key, py.None()))?;
+        let found = guard(
+            "trade_id",
+            key,
+            dict.call_method1(intern!(py, "pop"), (key, py.None())),
+        )
+        .map_err(|f| f.into_err(method))?;
         if self.changed_since(g) {
             self.prune_orphans(py);
         }
@@ -1044,7 +1052,12 @@ impl ExecutionRouter {
         trade_id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         hashable("trade_id", trade_id).map_err(|f| f.into_err("working"))?;
-        self.working.bind(py).get_item(trade_id)
+        guard(
+            "trade_id",
+            trade_id,
+            self.working.bind(py).get_item(trade_id),
+        )
+        .map_err(|f| f.into_err("working"))
     }
 
     /// Working orders in first-registration order.

@@ -31,19 +31,33 @@ def _encodable(text: str) -> bool:
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"ExecConfig.{name} must be one of {choices}, got {value!r}")
+        raise ConfigError(f"ExecConfig.{name} must be one of {choices}, got {_show(value)}")
     return value
+
+
+def _show(value: object) -> str:
+    """A short repr for an error message; never raises."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _as_float(value: int | float) -> float:
+    """``float(value)``, with ints beyond float range mapped to ±inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _check_seconds(name: str, value: object) -> float:
     if not _is_real(value):
         raise ConfigError(f"ExecConfig.{name} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        number = math.inf
+    number = _as_float(value)  # type: ignore[arg-type]
     if not math.isfinite(number) or number < 0.0:
-        raise ConfigError(f"ExecConfig.{name} must be finite and >= 0, got {value!r}")
+        raise ConfigError(f"ExecConfig.{name} must be finite and >= 0, got {_show(value)}")
     return number
 
 
@@ -51,7 +65,7 @@ def _check_count(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"ExecConfig.{name} must be an int, got {type(value).__name__}")
     if not 0 <= value <= _INT64_MAX:
-        raise ConfigError(f"ExecConfig.{name} must be >= 0 and fit in 64 bits, got {value!r}")
+        raise ConfigError(f"ExecConfig.{name} must be >= 0 and fit in 64 bits, got {_show(value)}")
     return value
 
 
@@ -63,12 +77,14 @@ def _check_ticks(value: object) -> dict[str, float]:
     ticks: dict[str, float] = {}
     for sym, tick in value.items():
         if not isinstance(sym, str) or not sym:
-            raise ConfigError(f"ExecConfig.tick_overrides keys must be non-empty str, got {sym!r}")
-        if not _encodable(sym):
-            raise ConfigError(f"ExecConfig.tick_overrides key {sym!r} is not valid text")
-        if not _is_real(tick) or not (0.0 < float(tick) < math.inf):
             raise ConfigError(
-                f"ExecConfig.tick_overrides[{sym!r}] must be a finite number > 0, got {tick!r}"
+                f"ExecConfig.tick_overrides keys must be non-empty str, got {_show(sym)}"
+            )
+        if not _encodable(sym):
+            raise ConfigError(f"ExecConfig.tick_overrides key {_show(sym)} is not valid text")
+        if not _is_real(tick) or not (0.0 < _as_float(tick) < math.inf):
+            raise ConfigError(
+                f"ExecConfig.tick_overrides[{sym!r}] must be a finite number > 0, got {_show(tick)}"
             )
         ticks[sym] = float(tick)
     return ticks

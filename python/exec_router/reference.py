@@ -257,13 +257,9 @@ class ExecutionRouter:
     ) -> None:
         logger = LOGGER if logger is None else logger
         clock = time.monotonic if clock is None else clock
-        if not callable(getattr(logger, "warning", None)):
-            raise TypeError("ExecutionRouter() got an invalid logger: it has no warning() method")
-        if not callable(clock):
-            raise TypeError(f"ExecutionRouter() got an invalid clock: {type(clock).__name__}")
-        self.config = ExecConfig() if config is None else config
         self.logger = logger
         self.clock = clock
+        self.config = ExecConfig() if config is None else config
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)
         self._working: dict[Any, WorkingOrder] = {}
         self._hooks: dict[str, list[Hook]] = {stage: [] for stage in HOOK_STAGES}
@@ -280,6 +276,26 @@ class ExecutionRouter:
         self._config = config
         ticks = {**DEFAULT_TICKS, **config.tick_overrides}
         self._ticks = {sym: float(tick) for sym, tick in ticks.items()}
+
+    @property
+    def logger(self) -> Any:
+        return self._logger
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        if not callable(getattr(logger, "warning", None)):
+            raise TypeError("ExecutionRouter() got an invalid logger: it has no warning() method")
+        self._logger = logger
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        if not callable(clock):
+            raise TypeError(f"ExecutionRouter() got an invalid clock: {type(clock).__name__}")
+        self._clock = clock
 
     # ── hooks ────────────────────────────────────────────────────────────────
 
@@ -566,7 +582,10 @@ class ExecutionRouter:
         if type(reading) is float:
             return reading
         if isinstance(reading, (int, float)):
-            return float(reading)
+            try:
+                return float(reading)
+            except OverflowError:
+                raise ValueError("clock() returned an int out of float range") from None
         raise TypeError(f"clock() returned {type(reading).__name__}, expected a number")
 
     def register_working(
@@ -611,7 +630,10 @@ class ExecutionRouter:
             base_trade_id=base,
             retry_n=retry_n,
         )
-        self._working[trade_id] = wo
+        try:
+            self._working[trade_id] = wo
+        except Exception as exc:
+            raise _Invalid("trade_id", trade_id, exc).error(method) from exc
         self._notify("put", trade_id, wo)
         self._run_hooks("on_working", wo, {"trade_id": trade_id})
         return wo
@@ -622,8 +644,20 @@ class ExecutionRouter:
         except _Invalid as bad:
             raise bad.error(method) from bad.cause
 
+    def _pop(self, trade_id: Any, method: str) -> WorkingOrder | None:
+        key = self._key(trade_id, method)
+        try:
+            return self._working.pop(key, None)
+        except Exception as exc:
+            raise _Invalid("trade_id", trade_id, exc).error(method) from exc
+
     def working(self, trade_id: Any) -> WorkingOrder | None:
-        return self._working.get(self._key(trade_id, "working"))
+        try:
+            return cast(
+                "WorkingOrder | None", _lookup(self._working, self._key(trade_id, "working"))
+            )
+        except _Invalid as bad:
+            raise bad.error("working") from bad.cause
 
     def working_orders(self) -> list[WorkingOrder]:
         """Working orders in first-registration order."""
@@ -639,21 +673,21 @@ class ExecutionRouter:
         return [wo for wo in self._working.values() if t >= wo.deadline]
 
     def note_fill(self, trade_id: Any) -> None:
-        wo = self._working.pop(self._key(trade_id, "note_fill"), None)
+        wo = self._pop(trade_id, "note_fill")
         if wo is not None:
             self.counters["fills_working"] += 1
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_fill", wo, {"trade_id": trade_id})
 
     def note_cancel(self, trade_id: Any) -> None:
-        wo = self._working.pop(self._key(trade_id, "note_cancel"), None)
+        wo = self._pop(trade_id, "note_cancel")
         if wo is not None:
             self.counters["cancels"] += 1
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
 
     def clear_working(self, trade_id: Any) -> None:
-        wo = self._working.pop(self._key(trade_id, "clear_working"), None)
+        wo = self._pop(trade_id, "clear_working")
         if wo is not None:
             self._notify("pop", trade_id, wo)
 
