@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
@@ -57,7 +57,10 @@ pub struct Cells([AtomicI64; 16]);
 impl Cells {
     pub fn inc(&self, counter: Counter) {
         if let Some(cell) = self.0.get(counter as usize) {
-            cell.fetch_add(1, Ordering::Relaxed);
+            // Saturates: a counter never wraps to a negative value.
+            let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(1))
+            });
         }
     }
 
@@ -126,7 +129,10 @@ impl Counters {
                 value.get_type().name()?
             )));
         }
-        self.cells.set(i, value.extract()?);
+        let value = value.extract::<i64>().map_err(|_| {
+            PyValueError::new_err("counter values must fit in 64 bits (-2**63 .. 2**63 - 1)")
+        })?;
+        self.cells.set(i, value);
         Ok(())
     }
 

@@ -145,7 +145,7 @@ class ExecConfig:
         Bad values are logged and replaced by the default or clamped to the
         legacy bounds; this never raises on a bad environment.
         """
-        env = _EnvReader(os.environ if environ is None else environ, prefix)
+        env = _EnvReader(_text_environ(os.environ if environ is None else environ, prefix), prefix)
         ticks = env.ticks("TICK_SIZE_")  # read first: legacy logs its warnings first
         return cls(
             style=env.choice("EXEC_STYLE", "taker", VALID_STYLES),
@@ -159,6 +159,29 @@ class ExecConfig:
             post_only=env.flag("POST_ONLY", True),
             tick_overrides=ticks,
         )
+
+
+def _text_environ(environ: object, prefix: object) -> dict[str, Any]:
+    """The ``prefix`` entries of ``environ``, their values as text."""
+    method = "ExecConfig.from_env()"
+    if not isinstance(prefix, str):
+        raise TypeError(f"{method} got an invalid prefix: {type(prefix).__name__}")
+    if not isinstance(environ, Mapping):
+        raise TypeError(f"{method} got an invalid environ: {type(environ).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{method} got an invalid environ: a {type(key).__name__} key")
+        if not key.startswith(prefix):
+            continue
+        if value is None or type(value) is str:
+            out[key] = value
+            continue
+        try:
+            out[key] = str(value)
+        except Exception as exc:
+            raise TypeError(f"{method} got an invalid environ: {key} is not text") from exc
+    return out
 
 
 class _EnvReader:

@@ -36,6 +36,7 @@ _ORDER_KEYS = (
 )
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -127,13 +128,39 @@ def export_state(router: _Router) -> dict[str, Any]:
     }
 
 
+def _int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _seconds(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _check_order(n: int, record: Any) -> None:
+    if not isinstance(record, Mapping):
+        raise StateError(f"working order #{n} is not a mapping: {type(record).__name__}")
+    missing = [key for key in _ORDER_KEYS if key not in record]
+    if missing:
+        raise StateError(f"working order #{n} lacks {', '.join(missing)}")
+    checks = {
+        "action": record["action"] in ("ENTER", "EXIT"),
+        "position_side": type(record["position_side"]) is str,
+        "plan": isinstance(record["plan"], Mapping),
+        "submitted_at": _seconds(record["submitted_at"]),
+        "deadline": _seconds(record["deadline"]) or record["deadline"] == math.inf,
+        "retries_left": _int64(record["retries_left"]),
+        "retry_n": _int64(record["retry_n"]),
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise StateError(f"working order #{n} has an invalid {', '.join(bad)}")
+
+
 def restore_orders(router: _Router, plan_type: type, records: Iterable[Mapping[str, Any]]) -> None:
     """Register ``records`` (from ``order_record``) on ``router``, in order."""
     offset = wall_offset(router)
     for n, record in enumerate(records):
-        missing = [key for key in _ORDER_KEYS if key not in record]
-        if missing:
-            raise StateError(f"working order #{n} lacks {', '.join(missing)}")
+        _check_order(n, record)
         wo = router.register_working(
             trade_id=record["trade_id"],
             asset=record["asset"],
@@ -150,7 +177,9 @@ def restore_orders(router: _Router, plan_type: type, records: Iterable[Mapping[s
 
 def check_version(state: Mapping[str, Any]) -> None:
     """Refuse anything that is not an exec_router state this version can read."""
-    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+    if not isinstance(state, Mapping) or type(state.get("format")) is not str:
+        raise StateError(f"not an exec_router state (expected format {FORMAT!r})")
+    if state["format"] != FORMAT:
         raise StateError(f"not an exec_router state (expected format {FORMAT!r})")
     version = state.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -182,17 +211,17 @@ def from_state(
             config = ExecConfig(**saved)
         except TypeError as err:
             raise StateError(f"exec_router state has a malformed config: {err}") from err
-    bad = [
-        key
-        for key, value in counters.items()
-        if key not in COUNTER_KEYS or isinstance(value, bool) or not isinstance(value, int)
-    ]
+    if not isinstance(counters, Mapping) or not isinstance(records, (list, tuple)):
+        raise StateError("exec_router state has malformed counters or working orders")
+    bad = [key for key, value in counters.items() if key not in COUNTER_KEYS or not _int64(value)]
     if bad:
         raise StateError(f"exec_router state has invalid counters: {bad!r:.80}")
     router = router_type(config, logger=logger, clock=clock)
     try:
         restore_orders(router, plan_type, records)
-    except (TypeError, KeyError) as err:
+    except (TypeError, ValueError, KeyError) as err:
+        if isinstance(err, StateError):
+            raise
         raise StateError(f"exec_router state has a malformed working order: {err}") from err
     for key, value in counters.items():
         router.counters[key] = value
