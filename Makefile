@@ -36,8 +36,9 @@ build-prod: $(STAMP)  ## release wheel (fat LTO) into dist/, installed into .ven
 test-rust: $(STAMP)  ## cargo test
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test --quiet
 
-test-python: $(STAMP)  ## pytest against whatever exec_router is installed
+test-python: $(STAMP)  ## pytest against whatever exec_router is installed, plus a bench smoke run
 	$(PY) -m pytest
+	BENCH_MAX_N=10000 $(PY) -m pytest benches --benchmark-disable -q -p no:cacheprovider
 
 test: build-prod test-rust test-python  ## build and install the release wheel, then cargo test and pytest
 
@@ -55,8 +56,17 @@ format: $(STAMP)  ## apply ruff format and rustfmt
 	$(VENV)/bin/ruff format python tests benches
 	cargo fmt
 
-bench: $(STAMP)  ## benchmarks: Rust core vs pure reference
-	$(PY) -m pytest benches --benchmark-only
+BENCH_JSON := .benchmarks/latest.json
+
+bench: build-prod  ## benchmarks on the release build: table of medians and ratios vs pure
+	mkdir -p $(dir $(BENCH_JSON))
+	$(PY) -m pytest benches --benchmark-only --benchmark-json=$(BENCH_JSON) -q
+	@echo
+	$(PY) benches/report.py $(BENCH_JSON)
+	@echo
+	$(PY) benches/footprint.py
+	@echo
+	$(PY) benches/import_time.py
 
 FUZZ_EXAMPLES ?= 20000
 FUZZ_SECONDS ?= 120

@@ -1,17 +1,50 @@
-"""Benchmark fixtures: each case runs on the Rust core and the pure reference."""
+"""Benchmark fixtures: each case runs on the Rust core and on the pure reference.
+
+Each case times ``INNER`` calls written out at a call site, as a runtime makes
+them; ``benches/report.py`` divides by ``inner`` (kept in ``extra_info``).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from exec_router import reference
+from exec_router import ExecConfig, reference
 
-IMPLS = {"rust": importlib.import_module("exec_router._core"), "pure": reference}
+INNER = 100
+REPEAT = range(INNER)
+#: The largest registry the scaling cases build (``make test`` smoke-runs with less).
+MAX_N = int(os.environ.get("BENCH_MAX_N", "1000000"))
+#: The pure reference scans its whole registry: past this size it only slows the run.
+PURE_MAX_N = 100_000
 
 
-@pytest.fixture(params=list(IMPLS), ids=list(IMPLS))
-def impl(request: pytest.FixtureRequest) -> tuple[str, ModuleType]:
-    return request.param, IMPLS[request.param]
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    module: ModuleType
+
+    def router(self, style: str = "maker_both", clock: Any = None) -> Any:
+        return self.module.ExecutionRouter(ExecConfig(style=style), clock=clock or (lambda: 1000.0))
+
+
+IMPLS = [Impl("rust", importlib.import_module("exec_router._core")), Impl("pure", reference)]
+
+
+@pytest.fixture(params=IMPLS, ids=[i.name for i in IMPLS])
+def impl(request: pytest.FixtureRequest) -> Impl:
+    return request.param  # type: ignore[no-any-return]
+
+
+def timed(
+    benchmark: Any, group: str, run: Any, impl: Impl | None = None, inner: int = INNER, **info: Any
+) -> None:
+    """Time ``run`` (which makes ``inner`` calls) as ``impl``'s entry in ``group``."""
+    benchmark.group = group
+    benchmark.extra_info.update(info, inner=inner, impl=impl.name if impl else "python")
+    benchmark(run)

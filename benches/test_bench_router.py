@@ -1,108 +1,234 @@
 """Router hot paths, Rust core vs pure reference (``make bench``).
 
-Each case checks that both implementations return the same answer, then
-times one of them; pytest-benchmark groups the two per case.
+Every case first checks that both implementations give the pure reference's
+answer, then times ``INNER`` calls; pytest-benchmark groups the two per case.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from types import ModuleType
 from typing import Any
 
-import pytest
+from .conftest import IMPLS, REPEAT, Impl, timed
 
-from exec_router import ExecConfig
-
-N_WORKING = 10_000
+PURE = IMPLS[1]
 
 
-def plan_fields(plan: Any) -> tuple[Any, ...]:
+def fields(plan: Any) -> tuple[Any, ...]:
     return tuple(getattr(plan, f.name) for f in dataclasses.fields(plan))
 
 
-def router(module: ModuleType, style: str = "maker_both") -> Any:
-    return module.ExecutionRouter(ExecConfig(style=style), clock=lambda: 1000.0)
+def entry(router: Any) -> Any:
+    return router.plan_entry(
+        trade_id="t1",
+        asset="BTCUSDT",
+        position_side="LONG",
+        reference_price=65000.0,
+        spread_bps=1.0,
+    )
 
 
-ENTRY = {"trade_id": "t1", "asset": "BTCUSDT", "position_side": "LONG", "reference_price": 65000.0}
-EXIT_TP = {**ENTRY, "reason": "TAKE_PROFIT"}
-EXIT_CL = {**ENTRY, "reason": "CATASTROPHIC_LOSS"}
+def exit_(router: Any, reason: str) -> Any:
+    return router.plan_exit(
+        trade_id="t1",
+        asset="BTCUSDT",
+        position_side="LONG",
+        reference_price=65000.0,
+        reason=reason,
+        spread_bps=1.0,
+    )
 
 
-def expected(call: str, style: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    from exec_router import reference
+def test_floor_empty_call(benchmark: Any) -> None:
+    """An empty Python function called with plan_entry's five keyword arguments."""
 
-    return plan_fields(getattr(router(reference, style), call)(**kwargs))
+    def empty(
+        *, trade_id: Any, asset: Any, position_side: Any, reference_price: Any, spread_bps: Any
+    ) -> None:
+        return None
 
+    def run() -> None:
+        for _ in REPEAT:
+            empty(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
 
-@pytest.mark.parametrize(
-    ("case", "call", "style", "kwargs"),
-    [
-        ("plan_entry_maker", "plan_entry", "maker_both", ENTRY),
-        ("plan_entry_taker", "plan_entry", "taker", ENTRY),
-        ("plan_exit_take_profit", "plan_exit", "maker_both", EXIT_TP),
-        ("plan_exit_catastrophic", "plan_exit", "maker_both", EXIT_CL),
-    ],
-)
-def test_planning(
-    benchmark: Any, impl: tuple[str, ModuleType], case: str, call: str, style: str, kwargs: Any
-) -> None:
-    benchmark.group = case
-    method = getattr(router(impl[1], style), call)
-    assert plan_fields(method(**kwargs)) == expected(call, style, kwargs)
-    benchmark(lambda: method(**kwargs))
+    timed(benchmark, "floor: empty call, 5 kwargs", run)
 
 
-def test_plan_entry_with_hook(benchmark: Any, impl: tuple[str, ModuleType]) -> None:
-    benchmark.group = "plan_entry_maker_one_hook"
-    r = router(impl[1])
+def test_plan_entry_maker(benchmark: Any, impl: Impl) -> None:
+    r = impl.router("maker_both")
+    plan = entry(r)
+    assert plan.order_type == "LIMIT"
+    assert fields(plan) == fields(entry(PURE.router("maker_both")))
+    plan_entry = r.plan_entry
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_entry(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_entry maker", run, impl)
+
+
+def test_plan_entry_taker(benchmark: Any, impl: Impl) -> None:
+    r = impl.router("taker")
+    plan = entry(r)
+    assert plan.order_type == "MARKET"
+    assert fields(plan) == fields(entry(PURE.router("taker")))
+    plan_entry = r.plan_entry
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_entry(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_entry taker", run, impl)
+
+
+def test_plan_exit_take_profit(benchmark: Any, impl: Impl) -> None:
+    r = impl.router("maker_both")
+    plan = exit_(r, "TAKE_PROFIT")
+    assert plan.order_type == "LIMIT"
+    assert fields(plan) == fields(exit_(PURE.router("maker_both"), "TAKE_PROFIT"))
+    plan_exit = r.plan_exit
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_exit(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                reason="TAKE_PROFIT",
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_exit TAKE_PROFIT maker", run, impl)
+
+
+def test_plan_exit_catastrophic(benchmark: Any, impl: Impl) -> None:
+    r = impl.router("maker_both")
+    plan = exit_(r, "CATASTROPHIC_LOSS")
+    assert plan.order_type == "MARKET"
+    assert fields(plan) == fields(exit_(PURE.router("maker_both"), "CATASTROPHIC_LOSS"))
+    plan_exit = r.plan_exit
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_exit(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                reason="CATASTROPHIC_LOSS",
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_exit CATASTROPHIC_LOSS", run, impl)
+
+
+def test_plan_entry_with_hook(benchmark: Any, impl: Impl) -> None:
+    r = impl.router("maker_both")
     r.register_hook("pre_submit", lambda plan, ctx: None)
-    assert plan_fields(r.plan_entry(**ENTRY)) == expected("plan_entry", "maker_both", ENTRY)
-    benchmark(lambda: r.plan_entry(**ENTRY))
+    assert fields(entry(r)) == fields(entry(PURE.router("maker_both")))
+    plan_entry = r.plan_entry
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_entry(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_entry maker, 1 pre_submit hook", run, impl)
 
 
-def test_maker_price(benchmark: Any, impl: tuple[str, ModuleType]) -> None:
-    benchmark.group = "maker_price"
-    r = router(impl[1])
-    args = {"asset": "ETHUSDT", "order_side": "SELL", "reference_price": 3000.0}
-    assert r.maker_price(**args) == 3000.01
-    benchmark(lambda: r.maker_price(**args))
+def test_maker_price(benchmark: Any, impl: Impl) -> None:
+    r = impl.router()
+    assert r.maker_price(asset="ETHUSDT", order_side="SELL", reference_price=3000.0) == 3000.01
+    maker_price = r.maker_price
+
+    def run() -> None:
+        for _ in REPEAT:
+            maker_price(asset="ETHUSDT", order_side="SELL", reference_price=3000.0)
+
+    timed(benchmark, "maker_price", run, impl)
 
 
-def test_register_and_fill(benchmark: Any, impl: tuple[str, ModuleType]) -> None:
-    benchmark.group = "register_working+note_fill"
-    r = router(impl[1])
-    plan = r.plan_entry(**ENTRY)
+def test_register_and_fill(benchmark: Any, impl: Impl) -> None:
+    r = impl.router()
+    plan = entry(r)
+    register, fill = r.register_working, r.note_fill
 
-    def cycle() -> None:
-        r.register_working(trade_id="t1", asset="BTCUSDT", position_side="LONG", plan=plan)
-        r.note_fill("t1")
+    def run() -> None:
+        for _ in REPEAT:
+            register(trade_id="t1", asset="BTCUSDT", position_side="LONG", plan=plan)
+            fill("t1")
 
-    cycle()
-    assert r.counters["fills_working"] == 1
-    benchmark(cycle)
+    run()
+    assert r.counters["fills_working"] == len(REPEAT)
+    assert r.working_orders() == []
+    timed(benchmark, "register_working + note_fill", run, impl)
 
 
-def filled_router(module: ModuleType, action: str) -> Any:
-    r = router(module)
-    plan = module.ExecutionPlan(
+def registry(impl: Impl, n: int, action: str, due: int = 0) -> Any:
+    """A router with ``n`` working orders, ``due`` of them (spread out) due at 1001."""
+    r = impl.router()
+    long_plan = impl.module.ExecutionPlan(
         order_type="LIMIT", limit_price=1.0, ttl_s=60.0, is_maker=True, action=action
     )
-    for i in range(N_WORKING):
-        r.register_working(trade_id=f"w{i}", asset="BTCUSDT", position_side="LONG", plan=plan)
+    short_plan = dataclasses.replace(long_plan, ttl_s=1.0)
+    step = n // due if due else n + 1
+    register = r.register_working
+    for i in range(n):
+        plan = short_plan if i % step == 0 and i // step < due else long_plan
+        register(trade_id=f"w{i}", asset="BTCUSDT", position_side="LONG", plan=plan)
     return r
 
 
-def test_expired_none_due(benchmark: Any, impl: tuple[str, ModuleType]) -> None:
-    benchmark.group = "expired_10k_none_due"
-    r = filled_router(impl[1], "EXIT")
+def test_expired_none_due(benchmark: Any, impl: Impl) -> None:
+    r = registry(impl, 10_000, "EXIT")
     assert r.expired(1001.0) == []
-    benchmark(lambda: r.expired(1001.0))
+    expired = r.expired
+
+    def run() -> None:
+        for _ in REPEAT:
+            expired(1001.0)
+
+    timed(benchmark, "expired(), 10k working, none due", run, impl)
 
 
-def test_plan_entry_with_working_exits(benchmark: Any, impl: tuple[str, ModuleType]) -> None:
-    benchmark.group = "plan_entry_10k_working_exits"
-    r = filled_router(impl[1], "EXIT")
-    assert plan_fields(r.plan_entry(**ENTRY)) == expected("plan_entry", "maker_both", ENTRY)
-    benchmark(lambda: r.plan_entry(**ENTRY))
+def test_plan_entry_with_working_exits(benchmark: Any, impl: Impl) -> None:
+    r = registry(impl, 10_000, "EXIT")
+    assert fields(entry(r)) == fields(entry(PURE.router("maker_both")))
+    plan_entry = r.plan_entry
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_entry(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
+
+    timed(benchmark, "plan_entry, 10k working exits", run, impl)

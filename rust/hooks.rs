@@ -58,6 +58,15 @@ pub struct HookTable {
 }
 
 impl HookTable {
+    /// One bit per stage that has hooks.
+    pub fn mask(&self) -> u8 {
+        self.lists
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_some())
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
+
     /// The stage's hooks, or `None` when it has none.
     pub fn get(&self, stage: Stage) -> Option<HookList> {
         self.lists.get(stage as usize).cloned().flatten()

@@ -3,6 +3,7 @@
 //! `__eq__`/`__hash__` of a key, or a drop that may run `__del__`).
 
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -34,6 +35,8 @@ struct State {
     logger: Py<PyAny>,
     clock: Py<PyAny>,
     hooks: HookTable,
+    /// Told of every registry change (the journal).
+    observer: Option<Py<PyAny>>,
 }
 
 // Not `subclass` nor `dict`: CPython's `object.__new__` allocates a managed
@@ -54,6 +57,8 @@ pub struct ExecutionRouter {
     state: Mutex<State>,
     /// Bumped by every registry mutation: detects one nested in a key's __eq__/__hash__.
     gen: std::sync::atomic::AtomicU64,
+    /// `HookTable::mask`, readable without the lock: stages without hooks skip it.
+    hooked: AtomicU8,
 }
 
 /// A hook's context, built only when a stage has hooks.
@@ -135,6 +140,9 @@ impl ExecutionRouter {
         payload: Bound<'py, PyAny>,
         ctx: &Ctx<'_, 'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if self.hooked.load(Ordering::Relaxed) & (1 << stage as u8) == 0 {
+            return Ok(payload);
+        }
         let Some(hooks) = lock(&self.state).hooks.get(stage) else {
             return Ok(payload);
         };
@@ -339,8 +347,9 @@ impl ExecutionRouter {
     ) -> Conv<Spec<'py>> {
         let policy = self.policy();
         // Formatted first: legacy builds the taker plan before trying a quote.
-        let taker_reason = concat("taker_exit:", &text("reason", reason)?, "")?;
-        let taker = || -> Conv<Spec<'py>> { Ok(Spec::market("EXIT", taker_reason.clone())) };
+        let label = text("reason", reason)?;
+        let taker =
+            || -> Conv<Spec<'py>> { Ok(Spec::market("EXIT", concat("taker_exit:", &label, "")?)) };
         if !(policy.maker_exit
             && !urgent
             && is_positive("reference_price", reference_price)?
@@ -371,11 +380,11 @@ impl ExecutionRouter {
 
     /// Start a registry mutation; returns the generation it runs in.
     fn bump(&self) -> u64 {
-        self.gen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        self.gen.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn changed_since(&self, g: u64) -> bool {
-        self.gen.load(std::sync::atomic::Ordering::Relaxed) != g
+        self.gen.load(Ordering::Relaxed) != g
     }
 
     /// Drop index entries whose order is no longer a value of `working` (identity only,
@@ -479,9 +488,25 @@ impl ExecutionRouter {
         stage: Stage,
     ) -> PyResult<()> {
         self.cells.inc(counter);
+        self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, stage, wo.into_any(), &ctx)?;
         Ok(())
+    }
+
+    /// Tell the observer, if any, of a registry change; no lock is held.
+    fn notify<'py>(
+        &self,
+        py: Python<'py>,
+        op: &Bound<'py, PyString>,
+        trade_id: &Bound<'py, PyAny>,
+        wo: &Bound<'py, WorkingOrder>,
+    ) -> PyResult<()> {
+        let observer = lock(&self.state).observer.as_ref().map(|o| o.clone_ref(py));
+        match observer {
+            Some(o) => o.bind(py).call1((op, trade_id, wo)).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Replace the stage's hook list with the first equal to `hook` removed.
@@ -523,7 +548,9 @@ impl ExecutionRouter {
                         })
                         .map(|h| h.clone_ref(py))
                         .collect();
-                    Some((state.hooks.replace(stage, rest), current))
+                    let old = state.hooks.replace(stage, rest);
+                    self.hooked.store(state.hooks.mask(), Ordering::Relaxed);
+                    Some((old, current))
                 }
                 _ => None,
             }
@@ -532,6 +559,10 @@ impl ExecutionRouter {
         drop(snapshot);
         Ok(())
     }
+}
+
+fn state_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
+    py.import(intern!(py, "exec_router.state"))
 }
 
 fn default_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -602,12 +633,14 @@ impl ExecutionRouter {
             working: PyDict::new(py).unbind(),
             index: Arc::new(Registry::default()),
             gen: std::sync::atomic::AtomicU64::new(0),
+            hooked: AtomicU8::new(0),
             state: Mutex::new(State {
                 config: config.unbind(),
                 policy,
                 logger: logger.unbind(),
                 clock: clock.unbind(),
                 hooks: HookTable::default(),
+                observer: None,
             }),
         })
     }
@@ -708,7 +741,9 @@ impl ExecutionRouter {
         let old = {
             let mut state = lock(&me.state);
             let list = state.hooks.appended(py, parsed, r#fn.clone().unbind());
-            state.hooks.replace(parsed, list)
+            let old = state.hooks.replace(parsed, list);
+            me.hooked.store(state.hooks.mask(), Ordering::Relaxed);
+            old
         };
         drop(old);
         Ok(HookHandle {
@@ -997,6 +1032,7 @@ impl ExecutionRouter {
             },
         )?;
         self.put(trade_id, &wo, deadline, enter)?;
+        self.notify(py, intern!(py, "put"), trade_id, &wo)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
@@ -1053,9 +1089,57 @@ impl ExecutionRouter {
         Ok(())
     }
 
-    fn clear_working(&self, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.pop("clear_working", trade_id)?;
+    fn clear_working(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(wo) = self.pop("clear_working", trade_id)? {
+            self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
+        }
         Ok(())
+    }
+
+    /// Install `fn(op, trade_id, wo)`, told of every registry change (None removes it).
+    #[pyo3(signature = (r#fn))]
+    fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
+        let new = if r#fn.is_none() {
+            None
+        } else if r#fn.is_callable() {
+            Some(r#fn.clone().unbind())
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "_observe_registry() got an invalid fn: {}",
+                type_name(r#fn)
+            )));
+        };
+        let old = std::mem::replace(&mut lock(&self.state).observer, new);
+        drop(old);
+        Ok(())
+    }
+
+    /// This router's state as a versioned, JSON-serialisable dict.
+    fn export_state<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        state_module(py)?.call_method1(intern!(py, "export_state"), (slf,))
+    }
+
+    /// Rebuild a router from `export_state()` output.
+    #[classmethod]
+    #[pyo3(signature = (state, config = None, *, logger = None, clock = None))]
+    fn from_state<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        state: &Bound<'py, PyAny>,
+        config: Option<&Bound<'py, PyAny>>,
+        logger: Option<&Bound<'py, PyAny>>,
+        clock: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "logger"), logger)?;
+        kwargs.set_item(intern!(py, "clock"), clock)?;
+        let plan_type = py.get_type::<ExecutionPlan>();
+        state_module(py)?.call_method(
+            intern!(py, "from_state"),
+            (cls, plan_type, state, config),
+            Some(&kwargs),
+        )
     }
 
     // ── miss and escalation policy ───────────────────────────────────────
@@ -1215,6 +1299,9 @@ impl ExecutionRouter {
             visit.call(&state.config)?;
             visit.call(&state.logger)?;
             visit.call(&state.clock)?;
+            if let Some(o) = &state.observer {
+                visit.call(o)?;
+            }
             state.hooks.traverse(&visit)?;
         }
         if let Ok(index) = self.index.try_lock() {
@@ -1227,7 +1314,11 @@ impl ExecutionRouter {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let hooks = lock(&self.state).hooks.take_all();
+            let hooks = {
+                let mut state = lock(&self.state);
+                self.hooked.store(0, Ordering::Relaxed);
+                state.hooks.take_all()
+            };
             drop(hooks);
             let index = std::mem::take(&mut *lock(&self.index));
             drop(index);
@@ -1237,6 +1328,7 @@ impl ExecutionRouter {
                 (
                     std::mem::replace(&mut state.logger, py.None()),
                     std::mem::replace(&mut state.clock, py.None()),
+                    state.observer.take(),
                 )
             };
             drop(old);

@@ -1,6 +1,6 @@
 """Type stub of the native core (`rust/`). Kept honest by mypy.stubtest."""
 
-from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import Field
 from typing import Any, ClassVar, final
 
@@ -171,3 +171,14 @@ class ExecutionRouter:
     ) -> tuple[Any, ExecutionPlan]: ...
     def market_fallback_plan(self, wo: WorkingOrder) -> tuple[Any, ExecutionPlan]: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def export_state(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        config: ExecConfig | None = None,
+        *,
+        logger: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> ExecutionRouter: ...
+    def _observe_registry(self, fn: Callable[[str, Any, WorkingOrder], object] | None) -> None: ...

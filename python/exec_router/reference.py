@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from . import state as _state
 from .config import ExecConfig
 from .constants import (
     COUNTER_KEYS,
@@ -266,6 +267,7 @@ class ExecutionRouter:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)
         self._working: dict[Any, WorkingOrder] = {}
         self._hooks: dict[str, list[Hook]] = {stage: [] for stage in HOOK_STAGES}
+        self._observer: Callable[[str, Any, WorkingOrder], object] | None = None
 
     @property
     def config(self) -> ExecConfig:
@@ -610,6 +612,7 @@ class ExecutionRouter:
             retry_n=retry_n,
         )
         self._working[trade_id] = wo
+        self._notify("put", trade_id, wo)
         self._run_hooks("on_working", wo, {"trade_id": trade_id})
         return wo
 
@@ -639,16 +642,49 @@ class ExecutionRouter:
         wo = self._working.pop(self._key(trade_id, "note_fill"), None)
         if wo is not None:
             self.counters["fills_working"] += 1
+            self._notify("pop", trade_id, wo)
             self._run_hooks("on_fill", wo, {"trade_id": trade_id})
 
     def note_cancel(self, trade_id: Any) -> None:
         wo = self._working.pop(self._key(trade_id, "note_cancel"), None)
         if wo is not None:
             self.counters["cancels"] += 1
+            self._notify("pop", trade_id, wo)
             self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
 
     def clear_working(self, trade_id: Any) -> None:
-        self._working.pop(self._key(trade_id, "clear_working"), None)
+        wo = self._working.pop(self._key(trade_id, "clear_working"), None)
+        if wo is not None:
+            self._notify("pop", trade_id, wo)
+
+    def _observe_registry(self, fn: Callable[[str, Any, WorkingOrder], object] | None) -> None:
+        """Install ``fn(op, trade_id, wo)``, told of every registry change
+        (``op`` is "put" or "pop"); None removes it."""
+        if fn is not None and not callable(fn):
+            raise TypeError(f"_observe_registry() got an invalid fn: {type(fn).__name__}")
+        self._observer = fn
+
+    def _notify(self, op: str, trade_id: Any, wo: WorkingOrder) -> None:
+        if self._observer is not None:
+            self._observer(op, trade_id, wo)
+
+    # ── state export and restore ─────────────────────────────────────────────
+
+    def export_state(self) -> dict[str, Any]:
+        """This router's state as a versioned, JSON-serialisable dict."""
+        return _state.export_state(self)
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        config: ExecConfig | None = None,
+        *,
+        logger: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> ExecutionRouter:
+        """Rebuild a router from ``export_state()`` output."""
+        return _state.from_state(cls, ExecutionPlan, state, config, logger=logger, clock=clock)
 
     # ── miss and escalation policy ───────────────────────────────────────────
 

@@ -1,0 +1,113 @@
+"""Print ``make bench``'s table from pytest-benchmark's JSON output.
+
+Usage: python benches/report.py BENCH.json [--check]
+
+Medians per call (a case times ``inner`` calls), the ratio pure ÷ Rust per
+case against its target, the maker ``plan_entry`` as a multiple of an empty
+call with the same keyword arguments, and the scaling groups by n.
+``--check`` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+#: case -> least pure ÷ Rust ratio.
+TARGETS = {
+    "plan_entry maker": 15,
+    "plan_entry taker": 8,
+    "plan_exit TAKE_PROFIT maker": 15,
+    "plan_exit CATASTROPHIC_LOSS": 8,
+    "plan_entry maker, 1 pre_submit hook": 5,
+    "maker_price": 4,
+    "register_working + note_fill": 4,
+    "expired(), 10k working, none due": 1000,
+    "plan_entry, 10k working exits": 300,
+}
+FLOOR = "floor: empty call, 5 kwargs"
+FLOOR_LIMIT = 5.0
+
+
+def per_call(bench: dict[str, Any]) -> float:
+    return float(bench["stats"]["median"]) / int(bench["extra_info"].get("inner", 1))
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    for unit, scale in (("ns", 1e9), ("µs", 1e6), ("ms", 1e3)):
+        if seconds * scale < 1000:
+            return f"{seconds * scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str]) -> int:
+    data = json.loads(Path(argv[0]).read_text())
+    medians: dict[tuple[str, str, int | None], float] = {}
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        medians[(bench["group"], info["impl"], info.get("n"))] = per_call(bench)
+
+    cpus = data.get("machine_info", {}).get("cpu", {}).get("count", "?")
+    print(
+        f"exec-router benchmarks, {date.today()}: {cpu_name()}, {cpus} CPUs,"
+        f" Python {platform.python_version()}; medians per call, same run.\n"
+    )
+    print("| case | Rust | pure | pure ÷ Rust | target | |")
+    print("|---|---:|---:|---:|---:|---|")
+    missed = 0
+    for case, target in TARGETS.items():
+        rust, pure = medians.get((case, "rust", None)), medians.get((case, "pure", None))
+        ratio = pure / rust if rust and pure else None
+        ok = ratio is not None and ratio >= target
+        missed += not ok
+        shown = f"{ratio:,.0f}×" if ratio and ratio >= 100 else f"{ratio:.1f}×" if ratio else "—"
+        status = "ok" if ok else "MISSED"
+        print(f"| {case} | {fmt(rust)} | {fmt(pure)} | {shown} | ≥ {target}× | {status} |")
+
+    floor = medians.get((FLOOR, "python", None))
+    maker = medians.get(("plan_entry maker", "rust", None))
+    if floor and maker:
+        multiple = maker / floor
+        missed += multiple > FLOOR_LIMIT
+        print(
+            f"\nFloor: an empty Python function called with the same 5 keyword arguments takes"
+            f" {fmt(floor)}; the Rust maker plan_entry is {multiple:.1f}× that"
+            f" (limit {FLOOR_LIMIT:g}×)."
+        )
+
+    scaling: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
+    for (group, impl, n), value in medians.items():
+        if n is not None:
+            scaling[group][(impl, n)] = value
+    if scaling:
+        sizes = sorted({n for rows in scaling.values() for _, n in rows})
+        print("\n| scaling (median per call) | " + " | ".join(f"n={n:,}" for n in sizes) + " |")
+        print("|---|" + "---:|" * len(sizes))
+        for group in sorted(scaling):
+            for impl in ("rust", "pure"):
+                row = [fmt(scaling[group].get((impl, n))) for n in sizes]
+                print(f"| {group.removeprefix('scaling: ')} ({impl}) | " + " | ".join(row) + " |")
+    if missed:
+        print(f"\n{missed} target(s) missed.")
+    return 1 if missed and "--check" in argv else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
