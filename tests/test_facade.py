@@ -160,3 +160,20 @@ def test_native_is_the_default_in_a_fresh_interpreter() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["native", "True"]
+
+
+def test_journal_and_state_names_load_on_first_use() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import exec_router
+        heavy = [m for m in ("sqlite3", "exec_router.journal", "numpy") if m in sys.modules]
+        assert not heavy, heavy
+        from exec_router import Journal, JournalError, StateError
+        assert issubclass(JournalError, ValueError) and issubclass(StateError, ValueError)
+        assert Journal.__module__ == "exec_router.journal" and "sqlite3" in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        exec_router.Nope  # noqa: B018

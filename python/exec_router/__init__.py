@@ -8,6 +8,7 @@ implementation of the same API instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Literal
 
@@ -38,7 +39,10 @@ __all__ = [
     "ExecConfig",
     "ExecutionPlan",
     "ExecutionRouter",
+    "Journal",
+    "JournalError",
     "MissAction",
+    "StateError",
     "WorkingOrder",
     "__version__",
 ]
@@ -65,3 +69,17 @@ else:
         ) from exc
 
 BACKEND = "pure" if _pure_requested() else "native"
+
+if TYPE_CHECKING:
+    from .journal import Journal, JournalError
+    from .state import StateError
+
+_LAZY = {"Journal": "journal", "JournalError": "journal", "StateError": "state"}
+
+
+def __getattr__(name: str) -> object:
+    """Import the journal (sqlite3) and state helpers on first use only."""
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

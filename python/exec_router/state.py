@@ -36,6 +36,9 @@ _ORDER_KEYS = (
 )
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 class StateError(ValueError):
     """A state that this version of exec_router cannot restore."""
 
@@ -68,6 +71,8 @@ R = TypeVar("R", bound=_Router)
 
 def _json(value: Any, where: str) -> Any:
     """``value`` if it survives a JSON round trip unchanged, else TypeError."""
+    if type(value) in _SCALARS or (type(value) is dict and not value):
+        return value
     try:
         same = json.loads(json.dumps(value)) == value
     except (TypeError, ValueError, RecursionError):

@@ -1,0 +1,505 @@
+"""Journal: every registry change is committed, restore is exact, foreign files are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exec_router.journal import APPLICATION_ID, FORMAT_VERSION, Journal, JournalError
+
+from .conftest import FakeClock, Impl
+from .support import maker_plan
+
+WALL = 1_700_000_000.0  # time.time() during the tests that fix it
+
+
+def register(router: Any, impl: Impl, trade_id: Any, **kw: Any) -> Any:
+    plan_kw = {k: kw.pop(k) for k in ("action", "ttl_s", "limit_price", "metadata") if k in kw}
+    return router.register_working(
+        trade_id=trade_id,
+        asset=kw.pop("asset", "BTCUSDT"),
+        position_side=kw.pop("position_side", "LONG"),
+        plan=maker_plan(impl, **plan_kw),
+        **kw,
+    )
+
+
+def fields(wo: Any) -> dict[str, Any]:
+    """A working order's fields, the plan's spelled out; times left out."""
+    plan = {f.name: getattr(wo.plan, f.name) for f in dataclasses.fields(wo.plan)}
+    return {
+        "trade_id": wo.trade_id,
+        "asset": wo.asset,
+        "side": wo.side,
+        "action": wo.action,
+        "plan": plan,
+        "retries_left": wo.retries_left,
+        "base_trade_id": wo.base_trade_id,
+        "retry_n": wo.retry_n,
+    }
+
+
+def assert_same_registry(restored: Any, original: Any) -> None:
+    """Same orders in the same order, field by field, times included; same counters."""
+    got, want = restored.working_orders(), original.working_orders()
+    assert [fields(wo) for wo in got] == [fields(wo) for wo in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.submitted_at == pytest.approx(w.submitted_at, abs=1e-6)
+        assert g.deadline == pytest.approx(w.deadline, abs=1e-6)
+    assert dict(restored.counters) == dict(original.counters)
+
+
+def journaled(path: Path, impl: Impl, **kw: Any) -> Any:
+    """What a fresh process would restore from ``path`` (same clock and wall time)."""
+    with Journal(path) as other:
+        return other.restore(router_type=impl.ExecutionRouter, **kw)
+
+
+def tids(router: Any) -> list[Any]:
+    return [wo.trade_id for wo in router.working_orders()]
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    """``time.time()`` moves with the test's fake monotonic clock."""
+    monkeypatch.setattr("time.time", lambda: WALL + clock.now)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "router.journal"
+
+
+def test_new_file_is_a_wal_journal_and_leaves_no_litter(path: Path) -> None:
+    with Journal(path):
+        pass
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (FORMAT_VERSION,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2)])
+def test_synchronous_option(path: Path, mode: Any, level: int) -> None:
+    with Journal(path, synchronous=mode) as journal:
+        assert journal._conn.execute("PRAGMA synchronous").fetchone() == (level,)
+    with pytest.raises(ValueError, match="synchronous"):
+        Journal(path, synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_each_op_is_committed_before_the_call_returns(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    router = impl.router(clock=clock, config=impl.ExecConfig(style="maker_both", entry_retries=2))
+    journal = Journal(path)
+    journal.attach(router)
+    register(router, impl, "a", metadata={"k": [1, 2]})
+    clock.now += 1.0
+    register(router, impl, "b", action="EXIT", ttl_s=30.0)
+    register(router, impl, "c", base_trade_id="base", retry_n=1)
+    assert tids(journaled(path, impl, clock=clock)) == ["a", "b", "c"]
+    assert_same_registry(journaled(path, impl, clock=clock), router)
+
+    # Replacement: new fields, same position.
+    clock.now += 2.0
+    register(router, impl, "a", asset="ETHUSDT", position_side="short", limit_price=7.5)
+    restored = journaled(path, impl, clock=clock)
+    assert tids(restored) == ["a", "b", "c"]
+    assert restored.working("a").asset == "ETHUSDT"
+    assert restored.working("a").plan.limit_price == 7.5
+    assert_same_registry(restored, router)
+
+    router.note_fill("b")
+    assert_same_registry(journaled(path, impl, clock=clock), router)
+    router.note_cancel("c")
+    assert_same_registry(journaled(path, impl, clock=clock), router)
+    router.clear_working("a")
+    assert tids(journaled(path, impl, clock=clock)) == []
+    assert_same_registry(journaled(path, impl, clock=clock), router)
+    journal.close()
+
+
+def test_ops_on_absent_ids_and_reregistration(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        for tid in ("a", "b", "c"):
+            register(router, impl, tid, action="EXIT")
+        router.note_fill("zz")
+        router.note_cancel("zz")
+        router.clear_working("zz")
+        router.note_cancel("a")
+        register(router, impl, "a", action="EXIT")  # registered again: now last
+        assert tids(router) == ["b", "c", "a"]
+        assert_same_registry(journaled(path, impl, clock=clock), router)
+
+
+def test_trade_ids_match_by_python_equality(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, 1, action="EXIT")
+        register(router, impl, "x", action="EXIT")
+        register(router, impl, 1.0, action="EXIT", limit_price=3.0)  # replaces 1
+        restored = journaled(path, impl, clock=clock)
+        assert tids(restored) == [1, "x"]
+        assert restored.working(1).plan.limit_price == 3.0
+        router.note_fill(True)  # True == 1
+        assert tids(journaled(path, impl, clock=clock)) == ["x"]
+
+
+def test_restore_is_exact_and_counters_come_back(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    config = impl.ExecConfig(style="maker_both", entry_retries=3, entry_miss="retry")
+    router = impl.router(config=config, clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        rng = random.Random(7)
+        for n in range(40):
+            clock.now += rng.random()
+            register(
+                router,
+                impl,
+                f"t{n % 13}",
+                action=rng.choice(["ENTER", "EXIT"]),
+                ttl_s=rng.choice([0.1, 5.0, 60.0]),
+                limit_price=rng.uniform(1, 100),
+                retry_n=rng.randrange(3),
+                base_trade_id=rng.choice([None, "b"]),
+            )
+            if n % 3 == 0:
+                router.note_fill(f"t{rng.randrange(13)}")
+            router.plan_entry(trade_id="p", asset="BTCUSDT", position_side="LONG",
+                              reference_price=1.0)  # fmt: skip
+        router.note_cancel(tids(router)[0])  # the last change is a pop
+        restored = journaled(path, impl, clock=clock)
+    assert restored.config == config
+    assert len(restored.working_orders()) > 3
+    assert_same_registry(restored, router)
+
+
+def test_expiry_survives_downtime_and_a_new_clock_origin(
+    impl: Impl, path: Path, clock: FakeClock, wall: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "short", action="EXIT", ttl_s=5.0)
+        register(router, impl, "long", action="EXIT", ttl_s=60.0)
+    # Down for 30 s; the new process's monotonic clock starts at 50.
+    new_clock = FakeClock(50.0)
+    monkeypatch.setattr("time.time", lambda: WALL + clock.now + 30.0 + (new_clock.now - 50.0))
+    restored = journaled(path, impl, clock=new_clock)
+    assert [wo.trade_id for wo in restored.expired()] == ["short"]
+    assert restored.working("long").deadline == pytest.approx(50.0 + 30.0)
+    assert restored.working("short").deadline == pytest.approx(50.0 - 25.0)
+    new_clock.now += 29.0
+    assert [wo.trade_id for wo in restored.expired()] == ["short"]
+    new_clock.now += 1.0
+    assert [wo.trade_id for wo in restored.expired()] == ["short", "long"]
+
+
+def test_config_override_and_default_backend(path: Path, clock: FakeClock, impl: Impl) -> None:
+    import exec_router
+
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "a")
+        config = impl.ExecConfig(style="maker_entry")
+        restored = journal.restore(config, clock=clock)
+    assert isinstance(restored, exec_router.ExecutionRouter)
+    assert restored.config == config
+    assert tids(restored) == ["a"]
+
+
+def test_config_change_is_journaled_with_the_next_change(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        router.config = impl.ExecConfig(style="maker_exit", exit_ttl_s=9.0)
+        register(router, impl, "a", action="EXIT")
+    assert journaled(path, impl, clock=clock).config == router.config
+
+
+def test_attach_writes_a_busy_router_over_stale_content(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    old = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(old)
+        for tid in ("x", "y"):
+            register(old, impl, tid, action="EXIT")
+    busy = impl.router(clock=clock)
+    register(busy, impl, "a")
+    register(busy, impl, "b", action="EXIT", base_trade_id="bb", retry_n=2)
+    busy.note_fill("a")
+    register(busy, impl, "c", action="EXIT")
+    with Journal(path) as journal:
+        journal.attach(busy)
+        assert_same_registry(journaled(path, impl, clock=clock), busy)
+        # A restored router attached to a new journal round-trips exactly.
+        restored = journal.restore(router_type=impl.ExecutionRouter, clock=clock)
+    with Journal(path.with_name("second")) as second:
+        second.attach(restored)
+        assert_same_registry(second.restore(router_type=impl.ExecutionRouter, clock=clock), busy)
+
+
+def test_detach_close_and_context_manager(impl: Impl, path: Path, clock: FakeClock) -> None:
+    router = impl.router(clock=clock)
+    journal = Journal(path)
+    journal.attach(router)
+    with pytest.raises(RuntimeError, match="already attached"):
+        journal.attach(router)
+    register(router, impl, "a", action="EXIT")
+    journal.detach()
+    register(router, impl, "b", action="EXIT")  # not journaled
+    assert tids(journaled(path, impl, clock=clock)) == ["a"]
+    journal.attach(router)  # attach again: the whole registry
+    assert tids(journaled(path, impl, clock=clock)) == ["a", "b"]
+    with journal:
+        pass
+    journal.close()  # idempotent
+    router.note_fill("a")  # the router no longer reports to the closed journal
+    assert tids(journaled(path, impl, clock=clock)) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="closed"):
+        journal.attach(router)
+    assert "closed" in repr(journal)
+
+
+def test_sync_writes_in_place_edits(impl: Impl, path: Path, clock: FakeClock, wall: None) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        with pytest.raises(RuntimeError, match="no router"):
+            journal.sync()
+        journal.attach(router)
+        wo = register(router, impl, "a", action="EXIT")
+        wo.deadline += 100.0
+        journal.sync()
+        assert journaled(path, impl, clock=clock).working("a").deadline == pytest.approx(
+            wo.deadline
+        )
+
+
+def test_unjournalable_order_raises_and_leaves_no_stale_row(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "a", action="EXIT")
+        register(router, impl, "b", action="EXIT")
+        with pytest.raises(TypeError, match="trade_id"):
+            register(router, impl, ("tuple", 1), action="EXIT")
+        assert router.working(("tuple", 1)) is not None  # the in-memory change stays done
+        with pytest.raises(TypeError, match="metadata"):
+            register(router, impl, "a", action="EXIT", metadata={"x": object()})
+        # "a" now holds an order the journal cannot store: its old record is gone.
+        assert tids(journaled(path, impl, clock=clock)) == ["b"]
+        router.note_fill("a")
+        register(router, impl, "c", action="EXIT")
+        assert tids(journaled(path, impl, clock=clock)) == ["b", "c"]
+
+
+def test_attach_refuses_an_unjournalable_registry(impl: Impl, path: Path) -> None:
+    router = impl.router()
+    register(router, impl, frozenset({1}), action="EXIT")
+    with Journal(path) as journal:
+        with pytest.raises(TypeError, match="trade_id"):
+            journal.attach(router)
+        router.note_fill(frozenset({1}))  # no observer left behind
+        assert journal.state()["working"] == []
+
+
+def test_hook_that_changes_the_registry(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    router = impl.router(clock=clock)
+    router.register_hook(
+        "on_working", lambda wo, ctx: router.note_fill(wo.trade_id) if wo.asset == "X" else None
+    )
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "a", action="EXIT")
+        register(router, impl, "b", action="EXIT", asset="X")
+        assert tids(router) == ["a"]
+        assert_same_registry(journaled(path, impl, clock=clock), router)
+
+
+def test_concurrent_calls_leave_the_journal_equal_to_the_registry(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+
+        def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(150):
+                tid = f"t{rng.randrange(8)}"
+                op = rng.randrange(3)
+                if op == 0:
+                    register(router, impl, tid, action="EXIT", limit_price=float(seed + 1))
+                elif op == 1:
+                    router.note_fill(tid)
+                else:
+                    router.note_cancel(tid)
+
+        threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        restored = journaled(path, impl, clock=clock)
+    # Order may differ for ids registered concurrently; content may not.
+    key = lambda wo: wo.trade_id  # noqa: E731
+    got = sorted(restored.working_orders(), key=key)
+    want = sorted(router.working_orders(), key=key)
+    assert [fields(wo) for wo in got] == [fields(wo) for wo in want]
+    assert dict(restored.counters) == dict(router.counters)
+
+
+def test_state_is_an_exec_router_state(impl: Impl, path: Path, clock: FakeClock) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        assert journal.state()["working"] == []
+        assert journal.restore(router_type=impl.ExecutionRouter).working_orders() == []
+        journal.attach(router)
+        register(router, impl, "a", action="EXIT")
+        state = journal.state()
+    assert (state["format"], state["version"]) == ("exec_router.state", 1)
+    assert json.loads(json.dumps(state)) == state
+    assert [r["trade_id"] for r in state["working"]] == ["a"]
+
+
+# ── refusing files that are not journals ─────────────────────────────────────
+
+
+def _foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE orders (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)")
+    conn.execute("INSERT INTO orders (record) VALUES ('{}')")
+    conn.commit()
+    conn.close()
+
+
+def _foreign_wal_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA application_id=42")
+    conn.execute("CREATE TABLE meta (key TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _newer_journal(path: Path) -> None:
+    with Journal(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
+    conn.commit()
+    conn.close()
+
+
+def _damaged_schema(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+    conn.execute("CREATE TABLE other (x)")
+    conn.commit()
+    conn.close()
+
+
+FOREIGN = {
+    "random_bytes": lambda p: p.write_bytes(random.Random(3).randbytes(8192)),
+    "text": lambda p: p.write_text("trade_id,asset\nt1,BTCUSDT\n" * 50),
+    "empty": lambda p: p.write_bytes(b""),
+    "short_sqlite_magic": lambda p: p.write_bytes(b"SQLite format 3\x00"),
+    "foreign_sqlite": _foreign_sqlite,
+    "foreign_wal_sqlite": _foreign_wal_sqlite,
+    "newer_journal": _newer_journal,
+    "damaged_schema": _damaged_schema,
+}
+REASONS = {
+    "random_bytes": "not an SQLite database",
+    "text": "not an SQLite database",
+    "empty": "empty file",
+    "short_sqlite_magic": "not an SQLite database",
+    "foreign_sqlite": "application_id 0x0",
+    "foreign_wal_sqlite": "application_id 0x2a",
+    "newer_journal": "newer than",
+    "damaged_schema": "damaged schema",
+}
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN))
+def test_foreign_files_are_refused_and_left_untouched(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "not-a-journal"
+    FOREIGN[kind](path)
+    before = path.read_bytes()
+    others = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(JournalError, match=REASONS[kind]) as err:
+        Journal(path)
+    assert isinstance(err.value, ValueError)
+    assert str(path) in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == others
+
+
+def test_newer_format_only_in_the_wal_is_refused_untouched(tmp_path: Path) -> None:
+    """A version bump not yet checkpointed: the raw header says 1, SQLite says 2."""
+    src = tmp_path / "live"
+    with Journal(src):
+        pass
+    writer = sqlite3.connect(src)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
+    writer.commit()
+    copy = tmp_path / "copy"
+    for suffix in ("", "-wal"):
+        (tmp_path / f"copy{suffix}").write_bytes((tmp_path / f"live{suffix}").read_bytes())
+    writer.close()
+    before = copy.read_bytes(), (tmp_path / "copy-wal").read_bytes()
+    with pytest.raises(JournalError, match="newer than"):
+        Journal(copy)
+    assert (copy.read_bytes(), (tmp_path / "copy-wal").read_bytes()) == before
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot read"):
+        Journal(tmp_path)
+
+
+def test_one_transaction_per_change_and_none_for_a_no_op(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        statements: list[str] = []
+        journal._conn.set_trace_callback(statements.append)
+        register(router, impl, "a", action="EXIT")
+        register(router, impl, "a", action="EXIT")
+        router.note_fill("a")
+        router.note_cancel("a")  # absent: no change, no transaction
+        router.clear_working("a")
+        assert statements.count("COMMIT") == 3
+        assert statements.count("BEGIN IMMEDIATE") == 3
