@@ -725,6 +725,9 @@ def check_contract(side: Side, o: Op, outcome: tuple[str, Any]) -> None:
     if o.method == "assign_plan":
         assert isinstance(exc, dataclasses.FrozenInstanceError), f"{where}: {exc!r}"
         return
+    reading = side.clock.value
+    if isinstance(exc, OverflowError) and type(reading) is int and reading.bit_length() > 1000:
+        return  # pinned: test_clock_reading_out_of_float_range_names_the_clock
     if isinstance(exc, ObserverError):
         return  # the observer's own error: user code, propagated as the clock's would be
     if isinstance(exc, HostileError) and str(exc) == "__eq__" and o.method in RAW_DUNDER_OK:
