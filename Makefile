@@ -10,7 +10,7 @@ export PYO3_PYTHON := $(PY)
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
 
-.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench clean
+.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench fuzz fuzz-rust clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,5 +68,18 @@ bench: build-prod  ## benchmarks on the release build: table of medians and rati
 	@echo
 	$(PY) benches/import_time.py
 
+FUZZ_EXAMPLES ?= 20000
+FUZZ_SECONDS ?= 120
+
+fuzz: $(STAMP)  ## long fuzz: FUZZ_EXAMPLES hypothesis examples, then fuzz-rust if cargo-fuzz is installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py -q -p no:cacheprovider
+	@if cargo fuzz --version >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-rust; \
+	else echo "cargo-fuzz not installed (cargo install cargo-fuzz): skipping fuzz-rust"; fi
+
+fuzz-rust:  ## model-check rust/index.rs and rust/pricing.rs: cargo test, then cargo-fuzz FUZZ_SECONDS per target
+	cd fuzz && cargo test --release --quiet
+	cd fuzz && for target in index_model pricing; do \
+	  cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
 clean:  ## remove build output and the venv
-	rm -rf target dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf target fuzz/target dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
