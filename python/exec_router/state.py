@@ -133,27 +133,31 @@ def _int64(value: Any) -> bool:
 
 
 def _seconds(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    try:
+        return type(value) in (int, float) and math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _check_order(n: int, record: Any) -> None:
+    where = f"exec_router state: working order #{n}"
     if not isinstance(record, Mapping):
-        raise StateError(f"working order #{n} is not a mapping: {type(record).__name__}")
+        raise StateError(f"{where} is not a mapping: {type(record).__name__}")
     missing = [key for key in _ORDER_KEYS if key not in record]
     if missing:
-        raise StateError(f"working order #{n} lacks {', '.join(missing)}")
+        raise StateError(f"{where} lacks {', '.join(missing)}")
     checks = {
-        "action": record["action"] in ("ENTER", "EXIT"),
+        "action": type(record["action"]) is str and record["action"] in ("ENTER", "EXIT"),
         "position_side": type(record["position_side"]) is str,
         "plan": isinstance(record["plan"], Mapping),
         "submitted_at": _seconds(record["submitted_at"]),
-        "deadline": _seconds(record["deadline"]) or record["deadline"] == math.inf,
+        "deadline": _seconds(record["deadline"]),
         "retries_left": _int64(record["retries_left"]),
         "retry_n": _int64(record["retry_n"]),
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
-        raise StateError(f"working order #{n} has an invalid {', '.join(bad)}")
+        raise StateError(f"{where} has an invalid {', '.join(bad)}")
 
 
 def restore_orders(router: _Router, plan_type: type, records: Iterable[Mapping[str, Any]]) -> None:
