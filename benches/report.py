@@ -60,9 +60,13 @@ def cpu_name() -> str:
 def main(argv: list[str]) -> int:
     data = json.loads(Path(argv[0]).read_text())
     medians: dict[tuple[str, str, int | None], float] = {}
+    journal: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
-        medians[(bench["group"], info["impl"], info.get("n"))] = per_call(bench)
+        if "journal" in info:
+            journal[bench["group"]][info["journal"]] = per_call(bench)
+        else:
+            medians[(bench["group"], info["impl"], info.get("n"))] = per_call(bench)
 
     cpus = data.get("machine_info", {}).get("cpu", {}).get("count", "?")
     print(
@@ -104,6 +108,13 @@ def main(argv: list[str]) -> int:
             for impl in ("rust", "pure"):
                 row = [fmt(scaling[group].get((impl, n))) for n in sizes]
                 print(f"| {group.removeprefix('scaling: ')} ({impl}) | " + " | ".join(row) + " |")
+    if journal:
+        modes = ("off", "NORMAL", "FULL")
+        print("\n| journal (median per call) | " + " | ".join(modes) + " |")
+        print("|---|" + "---:|" * len(modes))
+        for group in sorted(journal):
+            row = [fmt(journal[group].get(m)) for m in modes]
+            print(f"| {group.removeprefix('journal: ')} | " + " | ".join(row) + " |")
     if missed:
         print(f"\n{missed} target(s) missed.")
     return 1 if missed and "--check" in argv else 0
