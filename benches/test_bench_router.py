@@ -7,7 +7,10 @@ answer, then times ``INNER`` calls; pytest-benchmark groups the two per case.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from .conftest import IMPLS, REPEAT, Impl, timed
 
@@ -39,6 +42,41 @@ def exit_(router: Any, reason: str) -> Any:
     )
 
 
+def entry_loop(router: Any) -> Callable[[], None]:
+    """``INNER`` maker-style ``plan_entry`` calls, written out as a runtime makes them."""
+    plan_entry = router.plan_entry
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_entry(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                spread_bps=1.0,
+            )
+
+    return run
+
+
+def exit_loop(router: Any, reason: str) -> Callable[[], None]:
+    """``INNER`` ``plan_exit`` calls for ``reason``."""
+    plan_exit = router.plan_exit
+
+    def run() -> None:
+        for _ in REPEAT:
+            plan_exit(
+                trade_id="t1",
+                asset="BTCUSDT",
+                position_side="LONG",
+                reference_price=65000.0,
+                reason=reason,
+                spread_bps=1.0,
+            )
+
+    return run
+
+
 def test_floor_empty_call(benchmark: Any) -> None:
     """An empty Python function called with plan_entry's five keyword arguments."""
 
@@ -60,104 +98,33 @@ def test_floor_empty_call(benchmark: Any) -> None:
     timed(benchmark, "floor: empty call, 5 kwargs", run)
 
 
-def test_plan_entry_maker(benchmark: Any, impl: Impl) -> None:
-    r = impl.router("maker_both")
-    plan = entry(r)
-    assert plan.order_type == "LIMIT"
-    assert fields(plan) == fields(entry(PURE.router("maker_both")))
-    plan_entry = r.plan_entry
-
-    def run() -> None:
-        for _ in REPEAT:
-            plan_entry(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                spread_bps=1.0,
-            )
-
-    timed(benchmark, "plan_entry maker", run, impl)
+PLANNING = [
+    ("plan_entry maker", "maker_both", None, "LIMIT"),
+    ("plan_entry taker", "taker", None, "MARKET"),
+    ("plan_exit TAKE_PROFIT maker", "maker_both", "TAKE_PROFIT", "LIMIT"),
+    ("plan_exit CATASTROPHIC_LOSS", "maker_both", "CATASTROPHIC_LOSS", "MARKET"),
+]
 
 
-def test_plan_entry_taker(benchmark: Any, impl: Impl) -> None:
-    r = impl.router("taker")
-    plan = entry(r)
-    assert plan.order_type == "MARKET"
-    assert fields(plan) == fields(entry(PURE.router("taker")))
-    plan_entry = r.plan_entry
+@pytest.mark.parametrize(("case", "style", "reason", "order_type"), PLANNING)
+def test_planning(
+    benchmark: Any, impl: Impl, case: str, style: str, reason: str | None, order_type: str
+) -> None:
+    def plan(router: Any) -> Any:
+        return entry(router) if reason is None else exit_(router, reason)
 
-    def run() -> None:
-        for _ in REPEAT:
-            plan_entry(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                spread_bps=1.0,
-            )
-
-    timed(benchmark, "plan_entry taker", run, impl)
-
-
-def test_plan_exit_take_profit(benchmark: Any, impl: Impl) -> None:
-    r = impl.router("maker_both")
-    plan = exit_(r, "TAKE_PROFIT")
-    assert plan.order_type == "LIMIT"
-    assert fields(plan) == fields(exit_(PURE.router("maker_both"), "TAKE_PROFIT"))
-    plan_exit = r.plan_exit
-
-    def run() -> None:
-        for _ in REPEAT:
-            plan_exit(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                reason="TAKE_PROFIT",
-                spread_bps=1.0,
-            )
-
-    timed(benchmark, "plan_exit TAKE_PROFIT maker", run, impl)
-
-
-def test_plan_exit_catastrophic(benchmark: Any, impl: Impl) -> None:
-    r = impl.router("maker_both")
-    plan = exit_(r, "CATASTROPHIC_LOSS")
-    assert plan.order_type == "MARKET"
-    assert fields(plan) == fields(exit_(PURE.router("maker_both"), "CATASTROPHIC_LOSS"))
-    plan_exit = r.plan_exit
-
-    def run() -> None:
-        for _ in REPEAT:
-            plan_exit(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                reason="CATASTROPHIC_LOSS",
-                spread_bps=1.0,
-            )
-
-    timed(benchmark, "plan_exit CATASTROPHIC_LOSS", run, impl)
+    r = impl.router(style)
+    assert plan(r).order_type == order_type
+    assert fields(plan(r)) == fields(plan(PURE.router(style)))
+    run = entry_loop(r) if reason is None else exit_loop(r, reason)
+    timed(benchmark, case, run, impl)
 
 
 def test_plan_entry_with_hook(benchmark: Any, impl: Impl) -> None:
     r = impl.router("maker_both")
     r.register_hook("pre_submit", lambda plan, ctx: None)
     assert fields(entry(r)) == fields(entry(PURE.router("maker_both")))
-    plan_entry = r.plan_entry
-
-    def run() -> None:
-        for _ in REPEAT:
-            plan_entry(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                spread_bps=1.0,
-            )
-
+    run = entry_loop(r)
     timed(benchmark, "plan_entry maker, 1 pre_submit hook", run, impl)
 
 
@@ -219,16 +186,5 @@ def test_expired_none_due(benchmark: Any, impl: Impl) -> None:
 def test_plan_entry_with_working_exits(benchmark: Any, impl: Impl) -> None:
     r = registry(impl, 10_000, "EXIT")
     assert fields(entry(r)) == fields(entry(PURE.router("maker_both")))
-    plan_entry = r.plan_entry
-
-    def run() -> None:
-        for _ in REPEAT:
-            plan_entry(
-                trade_id="t1",
-                asset="BTCUSDT",
-                position_side="LONG",
-                reference_price=65000.0,
-                spread_bps=1.0,
-            )
-
+    run = entry_loop(r)
     timed(benchmark, "plan_entry, 10k working exits", run, impl)

@@ -156,10 +156,11 @@ class Journal:
             rows = self._conn.execute("SELECT record FROM orders ORDER BY seq").fetchall()
             meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         head = json.loads(meta["head"]) if "head" in meta else {}
-        config = json.loads(meta["config"]) if "config" in meta else _config_dict(ExecConfig())
+        default = dataclasses.asdict(ExecConfig())
+        config = json.loads(meta["config"]) if "config" in meta else default
         return {
-            "format": "exec_router.state",
-            "version": 1,
+            "format": _state.FORMAT,
+            "version": _state.VERSION,
             "wall_time": head.get("wall_time", time.time()),
             "config": config,
             "counters": head.get("counters", {}),
@@ -241,7 +242,7 @@ class Journal:
 
     def _write_all(self) -> None:
         router, conn = self._router, self._conn
-        offset = _wall_offset(router)
+        offset = _state.wall_offset(router)
         records = [
             (wo.trade_id, json.dumps(_state.order_record(wo, offset)))
             for wo in router.working_orders()
@@ -265,7 +266,7 @@ class Journal:
 
     @staticmethod
     def _record(router: Any, wo: Any) -> str:
-        return json.dumps(_state.order_record(wo, _wall_offset(router)))
+        return json.dumps(_state.order_record(wo, _state.wall_offset(router)))
 
     def _write_meta(self, router: Any) -> None:
         head = {"wall_time": time.time(), "counters": dict(router.counters)}
@@ -276,7 +277,7 @@ class Journal:
         if config is not self._config and config != self._config:
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('config', ?)",
-                (json.dumps(_config_dict(config)),),
+                (json.dumps(dataclasses.asdict(config)),),
             )
         self._config = config
 
@@ -284,15 +285,6 @@ class Journal:
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
-
-
-def _wall_offset(router: Any) -> float:
-    """Seconds to add to a reading of ``router.clock`` to get wall-clock time."""
-    return time.time() - float(router.clock())
-
-
-def _config_dict(config: ExecConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
 
 
 # ── opening: create atomically, refuse what is not ours ──────────────────────
