@@ -133,7 +133,8 @@ def _load(args: argparse.Namespace) -> tuple[Tape, Strategy]:
     if args.trades and not args.book:
         raise UsageError("--trades needs --book")
     if args.book:
-        tape = load_tape(args.book, args.trades, symbol=args.symbol.upper())
+        sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
+        tape = load_tape(args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes)
     else:
         if not 0 < args.hours <= 24 * 31:
             raise UsageError("--hours must be in (0, 744]")

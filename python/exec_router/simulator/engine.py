@@ -13,6 +13,7 @@ Per order, exactly as a live runtime: plan -> submit -> ``register_working`` (ma
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -56,6 +57,7 @@ class Trade:
     retries: int = 0
     entry_rejects: int = 0
     quotes: int = 0  # maker quotes sent, entry and exit
+    quote_fills: int = 0  # fills of quotes still registered (reported with note_fill)
     giveup_ms: int | None = None
     giveup_mid: float | None = None
     exit_reason: str | None = None
@@ -113,13 +115,14 @@ class Simulation:
         venue: Venue | None = None,
         *,
         progress: Callable[[], None] | None = None,
+        router_cls: Callable[..., ExecutionRouter] | None = None,
     ) -> None:
         self.tape = tape
         self.config = config
         self.strategy = strategy
         self.venue = venue or Venue()
         self.clock = SimClock(tape.start_ms / 1000.0)
-        self.router = ExecutionRouter(config, clock=self.clock)
+        self.router = (router_cls or ExecutionRouter)(config, clock=self.clock)
         self.trades: list[Trade] = []
         self._by_id: dict[str, Trade] = {}
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
@@ -256,6 +259,7 @@ class Simulation:
             if order.plan.post_only:
                 self._on_reject(order)
             else:  # a plain limit that crosses takes liquidity at the opposite best
+                self._note_fill(order)
                 self._filled(order, self.venue.market_price(self.tape, order.side, t), False)
             return
         if order.state == "sent":
@@ -269,8 +273,12 @@ class Simulation:
         if order.state == "done" or tf >= order.cancel_at:
             return
         if order.state != "cancelled":
-            self.router.note_fill(order.tid)
+            self._note_fill(order)
         self._filled(order, order.plan.limit_price, True)
+
+    def _note_fill(self, order: Order) -> None:
+        self.router.note_fill(order.tid)
+        order.trade.quote_fills += 1
 
     def _on_deadline(self, order: Order) -> None:
         if order.state != "live":
@@ -390,11 +398,13 @@ def simulate(
     venue: Venue | None = None,
     *,
     progress: Callable[[], None] | None = None,
+    router_cls: Callable[..., ExecutionRouter] | None = None,
 ) -> StyleRun:
-    """Replay ``tape`` through a fresh router built from ``config``."""
-    import time
+    """Replay ``tape`` through a fresh router built from ``config``.
 
+    ``router_cls`` defaults to ``exec_router.ExecutionRouter`` (the selected backend).
+    """
     start = time.perf_counter()
-    sim = Simulation(tape, config, strategy, venue, progress=progress)
+    sim = Simulation(tape, config, strategy, venue, progress=progress, router_cls=router_cls)
     trades = sim.run()
     return StyleRun(config, trades, dict(sim.router.counters), time.perf_counter() - start)
