@@ -10,7 +10,8 @@ export PYO3_PYTHON := $(PY)
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
 
-.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench clean
+.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench simulate \
+	bench-sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +58,18 @@ format: $(STAMP)  ## apply ruff format and rustfmt
 
 bench: $(STAMP)  ## benchmarks: Rust core vs pure reference
 	$(PY) -m pytest benches --benchmark-only
+
+# The simulator needs an importable core: build it once, again only when the Rust changes.
+SIM_STAMP := $(VENV)/.sim-built
+$(SIM_STAMP): $(STAMP) Cargo.toml Cargo.lock $(wildcard rust/*.rs)
+	$(MAKE) --no-print-directory build-dev
+	touch $@
+
+simulate: $(SIM_STAMP)  ## compare the execution styles on a synthetic day (ARGS="--help")
+	$(PY) -m exec_router simulate $(ARGS)
+
+bench-sim: $(SIM_STAMP)  ## simulator speed: a 10M-row bookTicker file and a 27-config sweep
+	$(PY) benches/bench_sim.py
 
 clean:  ## remove build output and the venv
 	rm -rf target dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
