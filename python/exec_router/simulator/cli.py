@@ -203,13 +203,7 @@ def _simulate(args: argparse.Namespace) -> int:
     con.print()
     con.print(report.counters_table(summaries))
     con.print()
-    rates = [s["events_per_s_end_to_end"] for s in summaries]
-    con.print(
-        f"Speed: {tape.events:,} tape events, loaded in {load_s:.2f} s; "
-        f"{len(configs)} styles simulated in {sum(s['sim_seconds'] for s in summaries):.2f} s; "
-        f"{min(rates) / 1e6:.1f}–{max(rates) / 1e6:.1f} M events/s per style end to end "
-        f"(loading included)."
-    )
+    con.print(_speed(tape, summaries, load_s, generated=not args.book))
     payload = _payload(tape, strategy, venue, load_s, total_s)
     payload["styles"] = {s["style"]: s for s in summaries}
     _outputs(args, con, payload, summaries, header)
@@ -250,6 +244,20 @@ def _sweep(
     payload["sweep"] = {"grid": grid, "seconds": sweep_s, "ranked": ranked}
     _outputs(args, con, payload, ranked[:4], header)
     return 0
+
+
+def _speed(tape: Tape, summaries: Sequence[dict[str, Any]], load_s: float, generated: bool) -> str:
+    sims = [s["sim_seconds"] for s in summaries]
+    rates = [s["events_per_s_end_to_end"] for s in summaries]
+    overall = tape.events * len(sims) / (load_s + sum(sims))
+    low, high = f"{min(rates) / 1e6:.1f}", f"{max(rates) / 1e6:.1f}"
+    per_style = low if low == high else f"{low}–{high}"
+    return (
+        f"Speed: {tape.events:,} tape events {'generated' if generated else 'loaded'} in "
+        f"{load_s:.2f} s; {len(sims)} style(s) simulated in {sum(sims):.2f} s; "
+        f"{per_style} M events/s per style end to end (loading included), "
+        f"{overall / 1e6:.1f} M events/s over all styles."
+    )
 
 
 def _config_dict(config: ExecConfig) -> dict[str, Any]:

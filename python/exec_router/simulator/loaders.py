@@ -376,11 +376,10 @@ def load_book(path: str, *, sizes: bool = True) -> tuple[I64, F64, F64, F64 | No
     ts = _to_ms(_numpy(table, r["ts"]))
     bid, ask = _numpy(table, r["bid"]), _numpy(table, r["ask"])
     _check_order(src, layout, ts)
-    _check_positive(src, layout, r["bid"], bid, True)
-    _check_positive(src, layout, r["ask"], ask, True)
-    crossed = np.flatnonzero(ask < bid)
-    if crossed.size:
-        row = int(crossed[0])
+    if not ((bid > 0) & (ask >= bid) & (ask < np.inf)).all():  # one pass when all is well
+        _check_positive(src, layout, r["bid"], bid, True)
+        _check_positive(src, layout, r["ask"], ask, True)
+        row = int(np.argmax(ask < bid))
         raise TapeError(
             src.name, layout.line_of(row), f"crossed book: ask {ask[row]} < bid {bid[row]}"
         )

@@ -14,7 +14,7 @@ def plot(summaries: Sequence[dict[str, Any]], path: str, title: str = "") -> Non
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.2, 1]}
+        1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [1.2, 1]}
     )
     parts = (
         ("fees", "fees", "#4c72b0"),
@@ -23,29 +23,28 @@ def plot(summaries: Sequence[dict[str, Any]], path: str, title: str = "") -> Non
         ("missed", "missed entries (per RT)", "#8172b2"),
     )
     styles = [s["style"] for s in summaries]
-    width = 0.8 / len(parts)
-    for k, (key, label, color) in enumerate(parts):
-        values = []
-        for s in summaries:
-            c = s["costs_bps"]
-            if key == "missed":
-                total, incl = c["total_per_round_trip"], c["total_incl_missed"]
-                values.append(0.0 if total is None or incl is None else incl - total)
+    xs = list(range(len(styles)))
+    up = [0.0] * len(styles)  # stacked bars: costs stack up, savings stack down
+    down = [0.0] * len(styles)
+    for key, label, color in parts:
+        values = [_part(s["costs_bps"], key) for s in summaries]
+        bottoms = [u if v >= 0 else d for v, u, d in zip(values, up, down, strict=True)]
+        left.bar(xs, values, 0.6, bottom=bottoms, label=label, color=color)
+        for i, v in enumerate(values):
+            if v >= 0:
+                up[i] += v
             else:
-                values.append(c[key] or 0.0)
-        xs = [i + (k - (len(parts) - 1) / 2) * width for i in range(len(styles))]
-        left.bar(xs, values, width, label=label, color=color)
+                down[i] += v
     totals = [s["costs_bps"]["total_incl_missed"] or 0.0 for s in summaries]
-    left.scatter(
-        range(len(styles)), totals, marker="D", color="black", zorder=3, label="total incl. missed"
-    )
+    left.scatter(xs, totals, marker="D", color="black", zorder=3, label="total incl. missed")
     for i, v in enumerate(totals):
         left.annotate(f"{v:.2f}", (i, v), textcoords="offset points", xytext=(0, 7), ha="center")
     left.axhline(0, color="grey", linewidth=0.8)
-    left.set_xticks(range(len(styles)), styles)
+    left.set_xticks(xs, styles)
     left.set_ylabel("bps of notional per round trip (+ = cost)")
     left.set_title("Cost per round trip")
-    left.legend(fontsize=8, loc="upper right")
+    left.set_ylim(min(0.0, *down) * 1.2 - 0.2, max(1.0, *up, *totals) * 1.15)
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
 
     for s in summaries:
         curve = s.get("markout_curve_bps") or {}
@@ -59,9 +58,16 @@ def plot(summaries: Sequence[dict[str, Any]], path: str, title: str = "") -> Non
     right.set_ylabel("mid move against the fill, bps (+ = adverse)")
     right.set_title("Markouts after maker fills")
     if right.lines:
-        right.legend(fontsize=8)
+        right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _part(costs: dict[str, Any], key: str) -> float:
+    if key == "missed":
+        total, incl = costs["total_per_round_trip"], costs["total_incl_missed"]
+        return 0.0 if total is None or incl is None else float(incl - total)
+    return float(costs[key] or 0.0)

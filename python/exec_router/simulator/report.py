@@ -65,12 +65,12 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ),
     ),
     (
-        "Markouts after maker fills, bps (+ = adverse)",
+        "Markouts after maker fills, bps",
         (
             ("maker fills", _get("markouts_bps", "maker_fills"), "d"),
-            ("1 s", _get("markouts_bps", "1s"), ".2f"),
-            ("5 s", _get("markouts_bps", "5s"), ".2f"),
-            ("30 s", _get("markouts_bps", "30s"), ".2f"),
+            ("adverse move at 1 s", _get("markouts_bps", "1s"), ".2f"),
+            ("adverse move at 5 s", _get("markouts_bps", "5s"), ".2f"),
+            ("adverse move at 30 s", _get("markouts_bps", "30s"), ".2f"),
         ),
     ),
 )
@@ -79,7 +79,8 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
 def fmt(value: Any, spec: str) -> str:
     if value is None:
         return "—"
-    return format(value, spec)
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
 def comparison_table(summaries: Sequence[dict[str, Any]], title: str) -> Table:

@@ -23,7 +23,7 @@ def first_true(mask_of: Callable[[int, int], Mask], lo: int, hi: int) -> int:
     while lo < hi:
         end = min(hi, lo + chunk)
         mask = mask_of(lo, end)
-        k = int(np.argmax(mask))
+        k = int(mask.argmax())
         if mask[k]:
             return lo + k
         lo = end

@@ -77,8 +77,8 @@ class Tape:
 
     def asof(self, t_ms: int) -> int:
         """Index of the book row in force at ``t_ms`` (the first row before the tape starts)."""
-        i = int(np.searchsorted(self.ts, t_ms, side="right")) - 1
-        return max(i, 0)
+        i = int(self.ts.searchsorted(t_ms, side="right")) - 1
+        return i if i > 0 else 0
 
     def mids_at(self, t_ms: I64) -> F64:
         """Vectorised as-of mid for many times."""
@@ -87,14 +87,14 @@ class Tape:
 
     def after(self, t_ms: int) -> int:
         """First book row strictly after ``t_ms``."""
-        return int(np.searchsorted(self.ts, t_ms, side="right"))
+        return int(self.ts.searchsorted(t_ms, side="right"))
 
     def before(self, t_ms: int) -> int:
         """One past the last book row strictly before ``t_ms``."""
-        return int(np.searchsorted(self.ts, t_ms, side="left"))
+        return int(self.ts.searchsorted(t_ms, side="left"))
 
     def trades_after(self, t_ms: int) -> int:
-        return int(np.searchsorted(self.trade_ts, t_ms, side="right"))
+        return int(self.trade_ts.searchsorted(t_ms, side="right"))
 
     def trades_before(self, t_ms: int) -> int:
-        return int(np.searchsorted(self.trade_ts, t_ms, side="left"))
+        return int(self.trade_ts.searchsorted(t_ms, side="left"))
