@@ -137,3 +137,60 @@ def test_the_default_backend_drives_the_simulation() -> None:
     tape = make_tape([(0, 999.9, 1000.1), (1000, 999.9, 1000.1)])
     sim, _, _ = simulate_case(tape, "taker", [(0, "t1", "LONG")])
     assert type(sim.router) is ExecutionRouter
+
+
+def _native_and_pure() -> tuple[Any, Any]:
+    from exec_router import reference
+
+    try:
+        from exec_router import _core
+    except ImportError as exc:  # pragma: no cover - only without a build
+        pytest.skip(str(exc))
+    return _core.ExecutionRouter, reference.ExecutionRouter
+
+
+def _fingerprint(sim: Any) -> list[Any]:
+    return [
+        (t.outcome, t.entry, t.exit, t.entry_tid, t.retries, t.preemptions, t.exit_fallbacks)
+        for t in sim.trades
+    ]
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    tape=tapes(),
+    style=st.sampled_from(["maker_entry", "maker_exit", "maker_both"]),
+    model=st.sampled_from(FILL_MODELS),
+    latency=st.sampled_from([0, 120]),
+    config=configs,
+)
+def test_native_and_pure_routers_replay_identically(
+    data: Any, tape: Any, style: str, model: str, latency: int, config: dict[str, Any]
+) -> None:
+    entries, exits = data.draw(intents(tape.end_ms))
+    native, pure = _native_and_pure()
+    runs = [
+        simulate_case(
+            tape,
+            style,
+            entries,
+            exits,
+            impl=Impl(cls),
+            fill_model=model,
+            latency_ms=latency,
+            **config,
+        )
+        for cls in (native, pure)
+    ]
+    (sim_a, sum_a, rec_a), (sim_b, sum_b, rec_b) = runs
+    assert _fingerprint(sim_a) == _fingerprint(sim_b)
+    assert sum_a["counters"] == sum_b["counters"]
+    assert rec_a.calls == rec_b.calls
+
+
+class Impl:
+    """The one attribute ``simulate_case`` reads from a backend."""
+
+    def __init__(self, cls: Any) -> None:
+        self.ExecutionRouter = cls
