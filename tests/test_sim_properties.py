@@ -194,3 +194,22 @@ class Impl:
 
     def __init__(self, cls: Any) -> None:
         self.ExecutionRouter = cls
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(0, 5_000),
+    hits=st.lists(st.integers(0, 4_999), max_size=3),
+    lo=st.integers(0, 5_000),
+    hi=st.integers(0, 5_000),
+)
+def test_chunked_search_finds_the_first_match(size: int, hits: list[int], lo: int, hi: int) -> None:
+    import numpy as np
+
+    from exec_router.simulator.search import first_true
+
+    mask = np.zeros(size, dtype=bool)
+    mask[[h for h in hits if h < size]] = True
+    hi = min(hi, size)
+    expected = next((i for i in range(lo, hi) if mask[i]), -1)
+    assert first_true(lambda a, b: mask[a:b], lo, hi) == expected
