@@ -13,6 +13,7 @@ from exec_router.simulator import (
     ExitIntent,
     IntentList,
     Simulation,
+    StyleRun,
     Tape,
     Venue,
     summarize,
@@ -82,7 +83,5 @@ def simulate_case(
     )
     recorder = Recorder(sim.router)
     sim.run()
-    from exec_router.simulator.engine import StyleRun
-
     run = StyleRun(sim.config, sim.trades, dict(sim.router.counters))
     return sim, summarize(run, tape, venue), recorder
