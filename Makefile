@@ -10,7 +10,8 @@ export PYO3_PYTHON := $(PY)
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
 
-.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench fuzz fuzz-rust clean
+.PHONY: help install dev build-dev build-prod test test-rust test-python lint format bench \
+	bench-sim simulate fuzz fuzz-rust clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -80,6 +81,18 @@ fuzz-rust:  ## model-check rust/index.rs and rust/pricing.rs: cargo test, then c
 	cd fuzz && cargo test --release --quiet
 	cd fuzz && for target in index_model pricing; do \
 	  cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# The simulator needs an importable core: build it once, again only when the Rust changes.
+SIM_STAMP := $(VENV)/.sim-built
+$(SIM_STAMP): $(STAMP) Cargo.toml Cargo.lock $(wildcard rust/*.rs)
+	$(MAKE) --no-print-directory build-dev
+	touch $@
+
+simulate: $(SIM_STAMP)  ## compare the execution styles on a synthetic day (ARGS="--help")
+	$(PY) -m exec_router simulate $(ARGS)
+
+bench-sim: $(SIM_STAMP)  ## simulator speed: a 10M-row bookTicker file and a 27-config sweep
+	$(PY) benches/bench_sim.py
 
 clean:  ## remove build output and the venv
 	rm -rf target fuzz/target dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,145 @@
+"""Render the comparison: a rich table on stdout, or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from exec_router.constants import COUNTER_KEYS
+
+Row = tuple[str, Callable[[dict[str, Any]], Any], str]
+
+
+def _get(*path: str) -> Callable[[dict[str, Any]], Any]:
+    def read(summary: dict[str, Any]) -> Any:
+        value: Any = summary
+        for key in path:
+            value = value[key]
+        return value
+
+    return read
+
+
+SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
+    (
+        "Entries",
+        (
+            ("planned", _get("entries", "planned"), "d"),
+            ("maker fills", _get("entries", "maker_fills"), "d"),
+            ("taker fills", _get("entries", "taker_fills"), "d"),
+            ("skipped", _get("entries", "skipped"), "d"),
+            ("retried", _get("entries", "retried"), "d"),
+            ("rejected (post-only)", _get("entries", "rejected"), "d"),
+        ),
+    ),
+    (
+        "Exits",
+        (
+            ("maker fills", _get("exits", "maker_fills"), "d"),
+            ("taker fills", _get("exits", "taker_fills"), "d"),
+            ("escalated", _get("exits", "escalated"), "d"),
+        ),
+    ),
+    (
+        "Costs, bps (+ = cost)",
+        (
+            ("fees / round trip", _get("costs_bps", "fees"), ".2f"),
+            ("entry slippage vs arrival mid", _get("costs_bps", "entry_slippage"), ".2f"),
+            ("exit slippage vs arrival mid", _get("costs_bps", "exit_slippage"), ".2f"),
+            ("total / round trip", _get("costs_bps", "total_per_round_trip"), ".2f"),
+            ("missed entry, opportunity", _get("costs_bps", "missed_opportunity"), ".2f"),
+            ("total incl. missed / RT", _get("costs_bps", "total_incl_missed"), ".2f"),
+        ),
+    ),
+    (
+        "Fill latency, ms (decision → fill)",
+        (
+            ("entry p50", _get("fill_latency_ms", "entry_p50"), ".0f"),
+            ("entry p95", _get("fill_latency_ms", "entry_p95"), ".0f"),
+            ("exit p50", _get("fill_latency_ms", "exit_p50"), ".0f"),
+            ("exit p95", _get("fill_latency_ms", "exit_p95"), ".0f"),
+        ),
+    ),
+    (
+        "Markouts after maker fills, bps",
+        (
+            ("maker fills", _get("markouts_bps", "maker_fills"), "d"),
+            ("adverse move at 1 s", _get("markouts_bps", "1s"), ".2f"),
+            ("adverse move at 5 s", _get("markouts_bps", "5s"), ".2f"),
+            ("adverse move at 30 s", _get("markouts_bps", "30s"), ".2f"),
+        ),
+    ),
+)
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "—"
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
+
+
+def comparison_table(summaries: Sequence[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    for s in summaries:
+        table.add_column(s["style"], justify="right", no_wrap=True)
+    for i, (section, rows) in enumerate(SECTIONS):
+        if i:
+            table.add_section()
+        table.add_row(f"[bold]{section}[/bold]", *([""] * len(summaries)))
+        for label, read, spec in rows:
+            table.add_row(f"  {label}", *(fmt(read(s), spec) for s in summaries))
+    return table
+
+
+def counters_table(summaries: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="Router counters", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    for s in summaries:
+        table.add_column(s["style"], justify="right", no_wrap=True)
+    for key in COUNTER_KEYS:
+        values = [s["counters"][key] for s in summaries]
+        if any(values):
+            table.add_row(f"  {key}", *(str(v) for v in values))
+    return table
+
+
+def sweep_table(ranked: Sequence[dict[str, Any]], keys: Sequence[str], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("#", justify="right")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for label in ("maker fills", "skipped", "cost/RT", "incl. missed", "markout 5 s"):
+        table.add_column(label, justify="right")
+    for rank, s in enumerate(ranked, 1):
+        cfg = s["config"]
+        e = s["entries"]
+        table.add_row(
+            str(rank),
+            *(str(cfg[k]) for k in keys),
+            f"{e['maker_fills']}/{e['planned']}",
+            str(e["skipped"]),
+            fmt(s["costs_bps"]["total_per_round_trip"], ".2f"),
+            fmt(s["costs_bps"]["total_incl_missed"], ".2f"),
+            fmt(s["markouts_bps"]["5s"], ".2f"),
+        )
+    return table
+
+
+def console(file: Any = None) -> Console:
+    """A console for stdout; a fixed width when piped, so the table never wraps."""
+    con = Console(file=file, highlight=False)
+    if not con.is_terminal:
+        con = Console(file=file, highlight=False, width=120)
+    return con
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, default=str)
+        fh.write("\n")

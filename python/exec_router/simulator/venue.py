@@ -1,0 +1,56 @@
+"""The simulated venue: latency, fees, post-only rejection, market and maker fills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fills import DEFAULT_FILL_MODEL, FILL_MODELS, first_fill
+from .tape import Tape
+
+#: BingX USDT-M perpetuals: maker 2 bps, taker 5 bps.
+MAKER_FEE_BPS = 2.0
+TAKER_FEE_BPS = 5.0
+
+
+@dataclass(frozen=True)
+class Venue:
+    """How orders meet the tape.
+
+    - An order (or a cancel) reaches the venue ``latency_ms`` after the runtime sends it;
+      the venue's answers (acks, fills, rejections) reach the runtime at once.
+    - A post-only quote that would cross the book on arrival is rejected.
+    - A market order fills in full at the opposite best in force on arrival.
+    - A resting quote fills at its limit price, when ``fill_model`` says so.
+    """
+
+    fill_model: str = DEFAULT_FILL_MODEL
+    latency_ms: int = 50
+    maker_fee_bps: float = MAKER_FEE_BPS
+    taker_fee_bps: float = TAKER_FEE_BPS
+
+    def __post_init__(self) -> None:
+        if self.fill_model not in FILL_MODELS:
+            raise ValueError(f"unknown fill model {self.fill_model!r}; choose from {FILL_MODELS}")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+
+    def crosses(self, tape: Tape, side: int, price: float, t_ms: int, eps: float) -> bool:
+        """Would a limit order at ``price`` take liquidity on arrival at ``t_ms``?"""
+        i = tape.asof(t_ms)
+        if side > 0:
+            return price >= float(tape.ask[i]) - eps
+        return price <= float(tape.bid[i]) + eps
+
+    def market_price(self, tape: Tape, side: int, t_ms: int) -> float:
+        """A market order's fill price: the opposite best in force at ``t_ms``."""
+        i = tape.asof(t_ms)
+        return float(tape.ask[i] if side > 0 else tape.bid[i])
+
+    def maker_fill(
+        self, tape: Tape, side: int, price: float, start: int, end: int, eps: float
+    ) -> int | None:
+        """When a quote resting from ``start`` until its cancel lands at ``end`` fills."""
+        return first_fill(self.fill_model, tape, side, price, start, end, eps)
+
+    def fee_bps(self, maker: bool) -> float:
+        return self.maker_fee_bps if maker else self.taker_fee_bps

@@ -1,0 +1,87 @@
+"""Helpers for the simulator tests: hand-made tapes and one-call simulations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from exec_router import ExecConfig
+from exec_router.simulator import (
+    EntryIntent,
+    ExitIntent,
+    IntentList,
+    Simulation,
+    StyleRun,
+    Tape,
+    Venue,
+    summarize,
+)
+
+HOOKED = ("on_working", "on_fill", "on_cancel", "on_miss", "on_escalate")
+
+
+def make_tape(
+    rows: Sequence[tuple[float, ...]],
+    trades: Sequence[tuple[int, float, float, int]] = (),
+    symbol: str = "BTCUSDT",
+) -> Tape:
+    """Rows ``(ts_ms, bid, ask[, bid_qty, ask_qty])``; trades ``(ts_ms, price, qty, side)``."""
+    arr = np.array(rows, dtype=np.float64)
+    sized = arr.shape[1] == 5
+    t = np.array(trades, dtype=np.float64).reshape(-1, 4)
+    return Tape(
+        ts=arr[:, 0].astype(np.int64),
+        bid=arr[:, 1].copy(),
+        ask=arr[:, 2].copy(),
+        bid_qty=arr[:, 3].copy() if sized else None,
+        ask_qty=arr[:, 4].copy() if sized else None,
+        trade_ts=t[:, 0].astype(np.int64),
+        trade_px=t[:, 1].copy(),
+        trade_qty=t[:, 2].copy(),
+        trade_side=t[:, 3].astype(np.int8),
+        symbol=symbol,
+    )
+
+
+class Recorder:
+    """Records the router's hook calls: which API steps the simulated runtime took."""
+
+    def __init__(self, router: Any) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        for stage in HOOKED:
+            router.register_hook(stage, self._hook(stage))
+
+    def _hook(self, stage: str) -> Any:
+        def hook(wo: Any, ctx: dict[str, Any]) -> None:
+            self.calls.append((stage, wo.trade_id))
+
+        return hook
+
+
+def simulate_case(
+    tape: Tape,
+    style: str,
+    entries: Sequence[tuple[int, str, str]],
+    exits: Sequence[tuple[int, str, str]] = (),
+    *,
+    impl: Any = None,
+    fill_model: str = "through",
+    latency_ms: int = 0,
+    **config: Any,
+) -> tuple[Simulation, dict[str, Any], Recorder]:
+    """Run intents ``(ts, trade_id, LONG|SHORT)`` / exits ``(ts, trade_id, reason)``."""
+    strategy = IntentList(
+        [EntryIntent(ts, tid, tape.symbol, side) for ts, tid, side in entries],
+        [ExitIntent(ts, tid, reason) for ts, tid, reason in exits],
+    )
+    venue = Venue(fill_model=fill_model, latency_ms=latency_ms)
+    router_cls = None if impl is None else impl.ExecutionRouter
+    sim = Simulation(
+        tape, ExecConfig(style=style, **config), strategy, venue, router_cls=router_cls
+    )
+    recorder = Recorder(sim.router)
+    sim.run()
+    run = StyleRun(sim.config, sim.trades, dict(sim.router.counters))
+    return sim, summarize(run, tape, venue), recorder
