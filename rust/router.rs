@@ -1109,9 +1109,10 @@ impl ExecutionRouter {
         Ok(())
     }
 
-    /// Install `fn(op, trade_id, wo)`, told of every registry change (None removes it).
+    /// Install `fn(op, trade_id, wo)`, told of every registry change (None removes it);
+    /// returns the observer it replaces.
     #[pyo3(signature = (r#fn))]
-    fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let new = if r#fn.is_none() {
             None
         } else if r#fn.is_callable() {
@@ -1122,9 +1123,7 @@ impl ExecutionRouter {
                 type_name(r#fn)
             )));
         };
-        let old = std::mem::replace(&mut lock(&self.state).observer, new);
-        drop(old);
-        Ok(())
+        Ok(std::mem::replace(&mut lock(&self.state).observer, new))
     }
 
     /// This router's state as a versioned, JSON-serialisable dict.

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from exec_router import ExecutionPlan, ExecutionRouter, StateError
 from exec_router.journal import APPLICATION_ID, FORMAT_VERSION, Journal, JournalError
 
 from .conftest import FakeClock, Impl
@@ -428,6 +429,35 @@ def _damaged_schema(path: Path) -> None:
     conn.close()
 
 
+def _busy_journal(path: Path) -> None:
+    """A journal with a few hundred orders (several pages)."""
+    router = ExecutionRouter(clock=lambda: 1.0)
+    with Journal(path) as journal:
+        journal.attach(router)
+        plan = ExecutionPlan(
+            order_type="LIMIT", limit_price=1.0, ttl_s=9.0, is_maker=True, action="EXIT"
+        )
+        for i in range(300):
+            router.register_working(
+                trade_id=f"t{i}", asset="BTCUSDT", position_side="LONG", plan=plan
+            )
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def _truncated_journal(path: Path) -> None:
+    _busy_journal(path)
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _garbage_page_journal(path: Path) -> None:
+    _busy_journal(path)
+    data = bytearray(path.read_bytes())
+    data[4096 * 3 : 4096 * 4] = random.Random(5).randbytes(4096)
+    path.write_bytes(bytes(data))
+
+
 FOREIGN = {
     "random_bytes": lambda p: p.write_bytes(random.Random(3).randbytes(8192)),
     "text": lambda p: p.write_text("trade_id,asset\nt1,BTCUSDT\n" * 50),
@@ -437,6 +467,8 @@ FOREIGN = {
     "foreign_wal_sqlite": _foreign_wal_sqlite,
     "newer_journal": _newer_journal,
     "damaged_schema": _damaged_schema,
+    "truncated_journal": _truncated_journal,
+    "garbage_page_journal": _garbage_page_journal,
 }
 REASONS = {
     "random_bytes": "not an SQLite database",
@@ -447,6 +479,8 @@ REASONS = {
     "foreign_wal_sqlite": "application_id 0x2a",
     "newer_journal": "newer than",
     "damaged_schema": "damaged schema",
+    "truncated_journal": "truncated",
+    "garbage_page_journal": "damaged",
 }
 
 
@@ -503,3 +537,81 @@ def test_one_transaction_per_change_and_none_for_a_no_op(
         router.clear_working("a")
         assert statements.count("COMMIT") == 3
         assert statements.count("BEGIN IMMEDIATE") == 3
+
+
+# ── regressions from review ──────────────────────────────────────────────────
+
+
+def test_an_order_that_never_expires_restores(impl: Impl, path: Path, clock: FakeClock) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "forever", ttl_s=float("inf"))
+        register(router, impl, "b")
+        restored = journaled(path, impl, clock=clock)
+    assert tids(restored) == ["forever", "b"]
+    assert restored.working("forever").deadline == float("inf")
+
+
+def test_one_router_one_journal_one_file(impl: Impl, path: Path, clock: FakeClock) -> None:
+    router, other = impl.router(clock=clock), impl.router(clock=clock)
+    with Journal(path) as first, Journal(path.with_name("second")) as second:
+        first.attach(router)
+        with pytest.raises(RuntimeError, match="already has a journal"):
+            second.attach(router)
+        with Journal(path) as same_file, pytest.raises(JournalError, match="another Journal"):
+            same_file.attach(other)
+        second.close()  # must not switch the first journal off
+        register(router, impl, "a")
+        assert tids(journaled(path, impl, clock=clock)) == ["a"]
+        first.detach()
+        second_try = Journal(path)
+        second_try.attach(other)  # the file's lock went with the detach
+        second_try.close()
+
+
+def test_a_failed_write_is_repaired_by_the_next_change(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path, timeout=0.01) as journal:
+        journal.attach(router)
+        for tid in ("t1", "t2", "t3"):
+            register(router, impl, tid)
+        blocker = sqlite3.connect(path, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            router.note_fill("t1")
+        blocker.rollback()
+        blocker.close()
+        router.note_fill("t1")  # already gone from memory: a no-op for the router
+        assert tids(journaled(path, impl, clock=clock)) == ["t1", "t2", "t3"]  # not yet
+        register(router, impl, "t1")  # the next change rewrites the registry
+        assert tids(journaled(path, impl, clock=clock)) == ["t2", "t3", "t1"]
+        assert tids(journaled(path, impl, clock=clock)) == tids(router)
+
+
+def test_a_replacement_keeps_its_place_after_a_rejected_one(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path) as journal:
+        journal.attach(router)
+        register(router, impl, "t1")
+        register(router, impl, "t2")
+        with pytest.raises(TypeError, match="asset"):
+            register(router, impl, "t1", asset=("x",))
+        register(router, impl, "t1")
+        assert tids(journaled(path, impl, clock=clock)) == tids(router) == ["t1", "t2"]
+
+
+def test_a_bad_saved_config_is_a_state_error(impl: Impl, clock: FakeClock) -> None:
+    state = impl.router(clock=clock).export_state()
+    state["config"]["style"] = "bogus"
+    with pytest.raises(StateError, match="config"):
+        impl.ExecutionRouter.from_state(state)
+
+
+def test_a_missing_directory_is_a_journal_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="cannot create"):
+        Journal(tmp_path / "missing" / "journal")

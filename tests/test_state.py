@@ -176,7 +176,8 @@ def test_observer_sees_every_registry_change_in_order(impl: Impl, clock: FakeClo
     ]
     assert stages[0] == "hook 1"  # the observer runs before the hooks
     assert fills[3] == 1  # and after the fill is counted
-    router._observe_registry(None)
+    assert router._observe_registry(None) is observe  # returns the one it replaces
+    assert router._observe_registry(None) is None
     register(router, impl, "d")
     assert len(seen) == 7
 

@@ -19,7 +19,12 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import IO, Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-journal writer lock
+    fcntl = None  # type: ignore[assignment]
 
 from . import state as _state
 from .config import ExecConfig
@@ -52,11 +57,16 @@ class Journal:
 
     ``synchronous="NORMAL"`` (the default) makes each change durable against a
     crash of the process; ``"FULL"`` also against power loss, at the price of
-    an fsync per change.
+    an fsync per change. ``timeout`` is how long a change waits for another
+    connection's lock on the file before it raises ``sqlite3.OperationalError``.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        timeout: float = 5.0,
     ) -> None:
         if synchronous not in _SYNC_MODES:
             raise ValueError(f"Journal() got an invalid synchronous: {synchronous!r}")
@@ -66,7 +76,9 @@ class Journal:
             _create(self.path, synchronous)
         _check_header(self.path)
         _check_database(self.path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -75,8 +87,13 @@ class Journal:
             raise
         self._lock = threading.Lock()
         self._router: Any = None
+        self._observer: Any = None  # the callable installed on self._router
+        self._writer: IO[bytes] | None = None  # holds the file's writer lock while attached
         self._rows: dict[Any, int] = {}  # trade_id -> orders.seq, with the router's key equality
         self._config: ExecConfig | None = None  # the config last written
+        # Set while the file may not match the registry (a failed or interrupted write):
+        # the next change rewrites the whole registry.
+        self._stale = False
         self._closed = False
 
     # ── lifecycle ────────────────────────────────────────────────────────────
@@ -84,21 +101,34 @@ class Journal:
     def attach(self, router: Any) -> None:
         """Journal ``router``: write its current registry, then every change.
 
-        The router's registry observer is taken over (a router has one). A
-        journal serves one router at a time, and a file one journal.
+        A journal serves one router at a time, a router has one journal, and
+        a file is attached by one journal at a time (a lock file beside it,
+        released by ``detach``, ``close`` or the process ending).
         """
         self._check_open()
         if self._router is not None:
             raise RuntimeError("Journal.attach(): already attached; detach() first")
+        self._writer = _lock_writer(self.path)
+
+        def observer(op: str, trade_id: Any, wo: Any) -> None:
+            self._observe(router, op, trade_id)
+
         with self._lock:
             # Observer first: a change racing the snapshot waits for the lock.
-            router._observe_registry(self._observe)
-            self._router = router
+            previous = router._observe_registry(observer)
+            if previous is not None:
+                router._observe_registry(previous)
+                self._release_writer()
+                raise RuntimeError("Journal.attach(): the router already has a journal attached")
+            self._router, self._observer = router, observer
             try:
-                self._write_all()
+                skipped = self._write_all()
+                if skipped is not None:
+                    raise skipped
             except BaseException:
                 router._observe_registry(None)
-                self._router = None
+                self._router = self._observer = None
+                self._release_writer()
                 raise
 
     def sync(self) -> None:
@@ -112,16 +142,28 @@ class Journal:
         if self._router is None:
             raise RuntimeError("Journal.sync(): no router attached")
         with self._lock:
-            self._write_all()
+            skipped = self._write_all()
+        if skipped is not None:
+            raise skipped
 
     def detach(self) -> None:
         """Stop journaling; the file keeps the registry as of the last change."""
         with self._lock:
-            router, self._router = self._router, None
+            router, observer = self._router, self._observer
+            self._router = self._observer = None
             self._rows.clear()
             self._config = None
+            self._stale = False
         if router is not None:
-            router._observe_registry(None)
+            current = router._observe_registry(None)
+            if current is not observer:  # not ours: put it back
+                router._observe_registry(current)
+        self._release_writer()
+
+    def _release_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # closing the descriptor releases the lock
 
     def close(self) -> None:
         """Detach and close the file. Idempotent."""
@@ -152,20 +194,27 @@ class Journal:
     def state(self) -> dict[str, Any]:
         """The journaled registry as an ``exec_router.state`` dict."""
         self._check_open()
-        with self._lock:
-            rows = self._conn.execute("SELECT record FROM orders ORDER BY seq").fetchall()
-            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-        head = json.loads(meta["head"]) if "head" in meta else {}
-        default = dataclasses.asdict(ExecConfig())
-        config = json.loads(meta["config"]) if "config" in meta else default
-        return {
-            "format": _state.FORMAT,
-            "version": _state.VERSION,
-            "wall_time": head.get("wall_time", time.time()),
-            "config": config,
-            "counters": head.get("counters", {}),
-            "working": [json.loads(record) for (record,) in rows],
-        }
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN")  # one snapshot for both reads
+                try:
+                    rows = self._conn.execute("SELECT record FROM orders ORDER BY seq").fetchall()
+                    meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+                finally:
+                    _rollback(self._conn)
+            head = json.loads(meta["head"]) if "head" in meta else {}
+            default = dataclasses.asdict(ExecConfig())
+            config = json.loads(meta["config"]) if "config" in meta else default
+            return {
+                "format": _state.FORMAT,
+                "version": _state.VERSION,
+                "wall_time": head.get("wall_time", time.time()),
+                "config": config,
+                "counters": head.get("counters", {}),
+                "working": [json.loads(record) for (record,) in rows],
+            }
+        except (sqlite3.DatabaseError, ValueError, TypeError, AttributeError) as err:
+            raise JournalError(f"journal {str(self.path)!r} is damaged: {err}") from err
 
     def restore(
         self,
@@ -193,62 +242,74 @@ class Journal:
         if self._closed:
             raise RuntimeError(f"Journal {str(self.path)!r} is closed")
 
-    def _observe(self, op: str, trade_id: Any, wo: Any) -> None:
-        """The router's registry observer: commit the change for ``trade_id``.
+    def _observe(self, router: Any, op: str, trade_id: Any) -> None:
+        """The router's registry observer: commit what it holds now for ``trade_id``.
 
-        It writes what the registry holds *now* for that id, so changes whose
-        notifications race (threads) still leave the journal equal to the
-        registry once the calls have returned.
+        Writing the registry's current content (not the notified change) keeps
+        the file equal to the registry when notifications race (threads).
         """
         with self._lock:
-            router = self._router
-            if router is None:
-                return
+            if router is not self._router:
+                return  # a late notification from a router since detached
             current = router.working(trade_id)
             record, error = None, None
             if current is not None:
                 try:
                     record = self._record(router, current)
-                except TypeError as exc:  # not JSON: drop any stale row, then raise
+                except TypeError as exc:  # not JSON: drop the row, raise, rewrite next time
                     error = exc
-            seq = self._rows.get(trade_id)
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if record is None:
-                    if seq is not None:
-                        conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
-                    seq = None
-                elif seq is not None and op == "put":  # replacement keeps its position
-                    conn.execute("UPDATE orders SET record = ? WHERE seq = ?", (record, seq))
-                else:  # new, or popped and registered again since: goes last
-                    if seq is not None:
-                        conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
-                    seq = conn.execute(
-                        "INSERT INTO orders (record) VALUES (?)", (record,)
-                    ).lastrowid
-                self._write_meta(router)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                self._config = None
-                raise
-            if seq is None:
-                self._rows.pop(trade_id, None)
+            if self._stale:
+                self._write_all()
+                self._stale = error is not None
             else:
-                self._rows[trade_id] = seq
+                self._write_one(router, op, trade_id, record)
+                self._stale = error is not None
         if error is not None:
             raise error
 
-    def _write_all(self) -> None:
+    def _write_one(self, router: Any, op: str, trade_id: Any, record: str | None) -> None:
+        """Commit ``record`` (None: no order) for ``trade_id`` in one transaction."""
+        self._stale = True  # until the rows below match the file
+        seq = self._rows.get(trade_id)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if record is None:
+                if seq is not None:
+                    conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
+                seq = None
+            elif seq is not None and op == "put":  # a replacement keeps its position
+                conn.execute("UPDATE orders SET record = ? WHERE seq = ?", (record, seq))
+            else:  # new, or popped and registered again since: goes last
+                if seq is not None:
+                    conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
+                seq = conn.execute("INSERT INTO orders (record) VALUES (?)", (record,)).lastrowid
+            self._write_meta(router)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            self._config = None
+            raise
+        if seq is None:
+            self._rows.pop(trade_id, None)
+        else:
+            self._rows[trade_id] = seq
+
+    def _write_all(self) -> TypeError | None:
+        """Rewrite the file from the attached router's registry. Orders that are
+        not JSON are left out, as a single change leaves them out; returns the
+        error of the first one."""
         router, conn = self._router, self._conn
         offset = _state.wall_offset(router)
-        records = [
-            (wo.trade_id, json.dumps(_state.order_record(wo, offset)))
-            for wo in router.working_orders()
-        ]
+        records, skipped = [], None
+        for wo in router.working_orders():
+            try:
+                records.append((wo.trade_id, json.dumps(_state.order_record(wo, offset))))
+            except TypeError as exc:
+                skipped = skipped or exc
         rows: dict[Any, int] = {}
         self._config = None
+        self._stale = True
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM orders")
@@ -263,6 +324,8 @@ class Journal:
             self._config = None
             raise
         self._rows = rows
+        self._stale = False
+        return skipped
 
     @staticmethod
     def _record(router: Any, wo: Any) -> str:
@@ -316,11 +379,29 @@ def _create(path: Path, synchronous: str) -> None:
             return
         if synchronous == "FULL":
             _fsync(path.parent, directory=True)
-    except OSError as err:
+    except (OSError, sqlite3.Error) as err:
         raise JournalError(f"cannot create journal {str(path)!r}: {err}") from err
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
             leftover.unlink(missing_ok=True)
+
+
+def _lock_writer(path: Path) -> IO[bytes]:
+    """Take the writer lock of ``path`` (a lock file beside it), or JournalError."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = lock_path.open("ab")
+    except OSError as err:
+        raise JournalError(f"cannot lock journal {str(path)!r}: {err}") from err
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JournalError(
+                f"journal {str(path)!r} is attached by another Journal; detach or close it first"
+            ) from None
+    return handle
 
 
 def _fsync(path: Path, *, directory: bool = False) -> None:
@@ -344,6 +425,10 @@ def _check_header(path: Path) -> None:
     (version,) = struct.unpack(">I", header[60:64])
     (app_id,) = struct.unpack(">I", header[68:72])
     _check_ids(path, app_id, version)
+    (page,) = struct.unpack(">H", header[16:18])
+    page = 65536 if page == 1 else page
+    if page < 512 or path.stat().st_size % page:
+        raise JournalError(f"{str(path)!r} is a damaged exec-router journal: truncated")
 
 
 def _check_ids(path: Path, app_id: int, version: int) -> None:
@@ -363,7 +448,20 @@ def _check_ids(path: Path, app_id: int, version: int) -> None:
 
 def _check_database(path: Path) -> None:
     """The same checks through SQLite, which also sees a WAL not yet folded into
-    the file, plus the schema. Read-only: this connection never writes ``path``."""
+    the file, plus the schema and a quick integrity check. Read-only: this
+    connection never writes ``path``; the -wal/-shm files it may create beside
+    a refused file are removed again."""
+    sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    new = [p for p in sidecars if not p.exists()]
+    try:
+        _check_sqlite(path)
+    except JournalError:
+        for p in new:
+            p.unlink(missing_ok=True)
+        raise
+
+
+def _check_sqlite(path: Path) -> None:
     try:
         conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error as err:
@@ -374,10 +472,13 @@ def _check_database(path: Path) -> None:
         tables = {
             name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
+        (check,) = conn.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as err:
         raise JournalError(f"{str(path)!r} is not a readable exec-router journal: {err}") from err
     finally:
         conn.close()
     _check_ids(path, app_id, version)
+    if check != "ok":
+        raise JournalError(f"{str(path)!r} is a damaged exec-router journal: {check}")
     if not tables >= _TABLES:
         raise JournalError(f"{str(path)!r} is an exec-router journal with a damaged schema")

@@ -31,6 +31,7 @@ from .constants import (
 )
 
 Hook = Callable[[Any, dict[str, Any]], Any]
+Observer = Callable[[str, Any, "WorkingOrder"], object]
 
 __all__ = ["ExecutionPlan", "ExecutionRouter", "WorkingOrder"]
 
@@ -263,7 +264,7 @@ class ExecutionRouter:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)
         self._working: dict[Any, WorkingOrder] = {}
         self._hooks: dict[str, list[Hook]] = {stage: [] for stage in HOOK_STAGES}
-        self._observer: Callable[[str, Any, WorkingOrder], object] | None = None
+        self._observer: Observer | None = None
 
     @property
     def config(self) -> ExecConfig:
@@ -691,12 +692,13 @@ class ExecutionRouter:
         if wo is not None:
             self._notify("pop", trade_id, wo)
 
-    def _observe_registry(self, fn: Callable[[str, Any, WorkingOrder], object] | None) -> None:
+    def _observe_registry(self, fn: Observer | None) -> Observer | None:
         """Install ``fn(op, trade_id, wo)``, told of every registry change
-        (``op`` is "put" or "pop"); None removes it."""
+        (``op`` is "put" or "pop"); None removes it. Returns the one it replaces."""
         if fn is not None and not callable(fn):
             raise TypeError(f"_observe_registry() got an invalid fn: {type(fn).__name__}")
-        self._observer = fn
+        old, self._observer = self._observer, fn
+        return old
 
     def _notify(self, op: str, trade_id: Any, wo: WorkingOrder) -> None:
         if self._observer is not None:

@@ -139,6 +139,11 @@ def _seconds(value: Any) -> bool:
         return False
 
 
+def _infinite(value: Any) -> bool:
+    """A deadline of a plan with ``ttl_s=inf``: it never expires."""
+    return type(value) is float and math.isinf(value)
+
+
 def _check_order(n: int, record: Any) -> None:
     where = f"exec_router state: working order #{n}"
     if not isinstance(record, Mapping):
@@ -151,7 +156,7 @@ def _check_order(n: int, record: Any) -> None:
         "position_side": type(record["position_side"]) is str,
         "plan": isinstance(record["plan"], Mapping),
         "submitted_at": _seconds(record["submitted_at"]),
-        "deadline": _seconds(record["deadline"]),
+        "deadline": _seconds(record["deadline"]) or _infinite(record["deadline"]),
         "retries_left": _int64(record["retries_left"]),
         "retry_n": _int64(record["retry_n"]),
     }
@@ -213,7 +218,7 @@ def from_state(
     if config is None:
         try:
             config = ExecConfig(**saved)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise StateError(f"exec_router state has a malformed config: {err}") from err
     if not isinstance(counters, Mapping) or not isinstance(records, (list, tuple)):
         raise StateError("exec_router state has malformed counters or working orders")
