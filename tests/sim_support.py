@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from exec_router import ExecConfig
+from exec_router import ExecConfig, ExecutionRouter
 from exec_router.simulator import (
     EntryIntent,
     ExitIntent,
@@ -69,15 +70,21 @@ def simulate_case(
     impl: Any = None,
     fill_model: str = "through",
     latency_ms: int = 0,
+    clock_log: list[float] | None = None,
     **config: Any,
 ) -> tuple[Simulation, dict[str, Any], Recorder]:
-    """Run intents ``(ts, trade_id, LONG|SHORT)`` / exits ``(ts, trade_id, reason)``."""
+    """Run intents ``(ts, trade_id, LONG|SHORT)`` / exits ``(ts, trade_id, reason)``.
+
+    ``clock_log`` collects every clock value the router reads.
+    """
     strategy = IntentList(
         [EntryIntent(ts, tid, tape.symbol, side) for ts, tid, side in entries],
         [ExitIntent(ts, tid, reason) for ts, tid, reason in exits],
     )
     venue = Venue(fill_model=fill_model, latency_ms=latency_ms)
-    router_cls = None if impl is None else impl.ExecutionRouter
+    router_cls = ExecutionRouter if impl is None else impl.ExecutionRouter
+    if clock_log is not None:
+        router_cls = partial(_logged_router, router_cls, clock_log)
     sim = Simulation(
         tape, ExecConfig(style=style, **config), strategy, venue, router_cls=router_cls
     )
@@ -85,3 +92,11 @@ def simulate_case(
     sim.run()
     run = StyleRun(sim.config, sim.trades, dict(sim.router.counters))
     return sim, summarize(run, tape, venue), recorder
+
+
+def _logged_router(cls: Any, log: list[float], config: ExecConfig, clock: Any) -> Any:
+    def logged() -> float:
+        log.append(clock())
+        return log[-1]
+
+    return cls(config, clock=logged)

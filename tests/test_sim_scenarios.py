@@ -270,6 +270,29 @@ def test_crossing_limit_without_post_only_takes_liquidity(impl: Any) -> None:
     assert rec.calls == [("on_working", "t1"), ("on_fill", "t1")]
 
 
+def test_aborted_limit_that_crosses_before_its_cancel_lands_is_not_a_router_fill(
+    impl: Any,
+) -> None:
+    # The alpha cancels at 60 ms; the quote lands at 100 ms, before the cancel (160 ms), and
+    # takes the 999.7 ask. The router forgot the quote at 60 ms: no note_fill.
+    sim, summary, rec = simulate_case(
+        make_tape(REJECT_ROWS),
+        "maker_entry",
+        [(0, "t1", "LONG")],
+        [(60, "t1", "SIGNAL_FLIP")],
+        impl=impl,
+        latency_ms=100,
+        post_only=False,
+    )
+    (trade,) = sim.trades
+    assert trade.entry is not None
+    assert (trade.outcome, trade.entry.ms, trade.entry.price) == ("taker", 100, 999.7)
+    assert trade.exit is not None
+    assert (trade.exit_reason, trade.exit.ms) == ("SIGNAL_FLIP", 200)  # closed at once
+    assert rec.calls == [("on_working", "t1"), ("on_cancel", "t1")]
+    assert (trade.quote_fills, summary["counters"]["fills_working"]) == (0, 0)
+
+
 def test_exit_intent_while_the_entry_works_aborts_it(impl: Any) -> None:
     sim, summary, rec = simulate_case(
         make_tape(AWAY),
@@ -305,3 +328,52 @@ def test_taker_style_short_round_trip(impl: Any) -> None:
     # Fees 10 + half spread in (1 bp of 1000) + half spread out (0.1 of 1001.0).
     expected = 10.0 + 1.0 + 0.1 / 1001.0 * 1e4
     assert summary["costs_bps"]["total_per_round_trip"] == approx(expected)
+
+
+def test_deadline_before_the_quote_arrives_keeps_the_clock_monotonic(impl: Any) -> None:
+    # Latency 700 ms > exit TTL 500 ms: t0's exit quote (sent 1000) expires at 1500, before
+    # it reaches the venue at 1700; t1's exit quote is registered at 1600 in between.
+    flat = [(t, 999.9, 1000.1) for t in range(0, 5001, 1000)]
+    log: list[float] = []
+    sim, _, rec = simulate_case(
+        make_tape(flat),
+        "maker_exit",
+        [(0, "t0", "LONG"), (800, "t1", "LONG")],
+        [(1000, "t0", "TAKE_PROFIT"), (1600, "t1", "TAKE_PROFIT")],
+        impl=impl,
+        latency_ms=700,
+        exit_ttl_s=0.5,
+        clock_log=log,
+    )
+    assert log == sorted(log)
+    assert log == approx([1.0, 1.5, 1.6, 2.1])  # register, expired, register, expired
+    assert rec.calls == [
+        ("on_working", "t0"),
+        ("on_working", "t1"),
+        ("on_cancel", "t0"),
+        ("on_escalate", "t0"),
+        ("on_cancel", "t1"),
+        ("on_escalate", "t1"),
+    ]
+    # The cancels land at 2200 and 2800; the MARKET fallbacks fill 700 ms later at the bid.
+    assert [(t.exit.ms, t.exit.price) for t in sim.trades if t.exit] == [
+        (2900, 999.9),
+        (3500, 999.9),
+    ]
+
+
+def test_queue_fills_on_a_trade_through_a_level_that_is_never_the_best(impl: Any) -> None:
+    # The quote at 999.8 stays behind the 999.9 bid; a sale at 999.7 swept through it.
+    rows = [(t, 999.9, 1000.1, 5.0, 5.0) for t in range(0, 4001, 1000)]
+    sim, _, _ = simulate_case(
+        make_tape(rows, [(2000, 999.7, 0.001, -1)]),
+        "maker_entry",
+        [(0, "t1", "LONG")],
+        impl=impl,
+        fill_model="queue",
+    )
+    (trade,) = sim.trades
+    assert trade.outcome == "maker"
+    assert trade.entry is not None
+    assert (trade.entry.ms, trade.entry.maker) == (2000, True)
+    assert trade.entry.price == approx(999.8)

@@ -86,7 +86,7 @@ class Order:
     wo: WorkingOrder | None = None
     deadline_ms: int = _NEVER
     cancel_at: int = _NEVER  # when a cancel lands at the venue
-    state: str = "sent"  # sent -> live -> cancelling -> done; or cancelled (by the runtime)
+    state: str = "sent"  # sent -> [live ->] cancelling -> done; or cancelled (by the runtime)
 
     @property
     def action(self) -> str:
@@ -239,6 +239,8 @@ class Simulation:
             order.cancel_at = order.deadline_ms + self.venue.latency_ms
             trade.quotes += 1
             self._at(order.arrive_ms, lambda: self._on_quote_arrive(order))
+            # Polled whether or not the venue has acknowledged the quote yet.
+            self._at(order.deadline_ms, lambda: self._on_deadline(order))
         else:
             self._at(order.arrive_ms, lambda: self._on_market_arrive(order))
         if plan.action == "ENTER":
@@ -258,12 +260,12 @@ class Simulation:
             if order.plan.post_only:
                 self._on_reject(order)
             else:  # a plain limit that crosses takes liquidity at the opposite best
-                self._note_fill(order)
+                if order.state != "cancelled":  # else the router has already forgotten it
+                    self._note_fill(order)
                 self._filled(order, self.venue.market_price(self.tape, order.side, t), False)
             return
         if order.state == "sent":
             order.state = "live"
-            self._at(order.deadline_ms, lambda: self._on_deadline(order))
         tf = self.venue.maker_fill(self.tape, order.side, price, t, order.cancel_at, eps)
         if tf is not None:
             self._at(tf, lambda: self._on_quote_fill(order, tf))
@@ -280,7 +282,7 @@ class Simulation:
         order.trade.quote_fills += 1
 
     def _on_deadline(self, order: Order) -> None:
-        if order.state != "live":
+        if order.state not in ("sent", "live"):
             return
         assert order.wo is not None
         self.clock.now = max(self.clock.now, order.wo.deadline)

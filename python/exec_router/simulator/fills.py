@@ -82,9 +82,8 @@ def _through_trades(
 def _queue(tape: Tape, side: int, price: float, start: int, end: int, eps: float) -> int | None:
     if not tape.has_trades:
         raise ValueError("the queue fill model needs trades")
-    join, ahead = _join(tape, side, price, start, end, eps)
-    if join is None:
-        return None
+    joined, ahead = _join(tape, side, price, start, end, eps)
+    join = end if joined is None else joined  # never at the touch: only trades through fill
     # Trades through the price fill from arrival on; volume at the price counts after joining.
     lo, hi = tape.trades_after(start), tape.trades_before(end)
     px, qty, aggressor, tts = tape.trade_px, tape.trade_qty, tape.trade_side, tape.trade_ts
