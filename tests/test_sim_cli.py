@@ -324,3 +324,30 @@ def test_missing_extra_is_a_clear_message() -> None:
     assert proc.returncode == 2
     assert "pip install 'exec-router[sim]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_unwritable_output_fails_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    missing = tmp_path / "no" / "out.png"
+    code, out, err = run(["simulate", "--hours", "1", flag, str(missing)], capsys)
+    assert (code, out) == (2, "")  # nothing simulated, nothing printed
+    assert err == f"exec-router: {flag} {missing}: no such directory {missing.parent}\n"
+    code, out, err = run(["simulate", "--hours", "1", flag, str(tmp_path)], capsys)
+    assert (code, out, err) == (2, "", f"exec-router: {flag} {tmp_path}: is a directory\n")
+
+
+def test_failed_write_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exec_router.simulator import report
+
+    def refuse(path: str, payload: Any) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(report, "write_json", refuse)
+    js = tmp_path / "out.json"
+    code, _, err = run(["simulate", "--hours", "1", "--styles", "taker", "--json", str(js)], capsys)
+    assert code == 2
+    assert err == f"exec-router: [Errno 13] Permission denied: '{js}'\n"

@@ -171,3 +171,75 @@ def test_tape_arrays_are_numpy(tmp_path: Path) -> None:
     tape = load_tape(str(write(tmp_path / "b.csv", BOOK_ROWS)))
     assert tape.ts.dtype == np.int64
     assert tape.bid.dtype == np.float64
+
+
+def _load(kind: str, path: Path) -> object:
+    loader = {"book": load_book, "trades": load_trades, "intents": load_intents}[kind]
+    return loader(str(path))
+
+
+# (loader, file bytes, line, message): Arrow skips empty lines, the line number must not.
+AFTER_BLANK = [
+    ("book", b"ts_ms,bid,ask\n0,999.9,1000.1\n\n1000,1000.2,1000.1\n", 4, "crossed book"),
+    ("book", b"ts_ms,bid,ask\n0,999.9,1000.1\n\n1000,,1000.1\n", 4, "column bid: missing value"),
+    ("book", b"0,999.9,1000.1\r\n\r\n\r\n1000,-1,1000.1\r\n", 4, "column bid: -1.0 must be"),
+    ("book", b"ts_ms,bid,ask\n\n5,999.9,1000.1\n\n1,999.9,1000.1\n", 5, "time order"),
+    ("trades", b"ts_ms,price,qty,side\n\n0,1000,1,buy\n500,1000,1,x\n", 4, "column side: 'x'"),
+    ("intents", b"1,a,ENTER,BTCUSDT,LONG,\n\n\n2,a,HOLD,BTCUSDT,LONG,\n", 4, "action 'HOLD'"),
+]
+
+
+@pytest.mark.parametrize(("kind", "data", "line", "needle"), AFTER_BLANK)
+def test_errors_after_blank_lines_name_the_physical_line(
+    tmp_path: Path, kind: str, data: bytes, line: int, needle: str
+) -> None:
+    path = tmp_path / f"{kind}.csv"
+    path.write_bytes(data)
+    with pytest.raises(TapeError) as info:
+        _load(kind, path)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert needle in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "line", "needle"),
+    [
+        ("trades", b"ts_ms,price,qty,side\n0,1000,1,buy\n500,1000,1,s\xffell\n", 3, "side"),
+        ("intents", b"1,a,ENTER,BTCUSDT,LONG,\n2,\xff,EXIT,BTCUSDT,LONG,\n", 2, "trade_id"),
+    ],
+)
+def test_bad_utf8_in_a_text_column_names_the_line(
+    tmp_path: Path, kind: str, data: bytes, line: int, needle: str
+) -> None:
+    path = tmp_path / f"{kind}.csv"
+    path.write_bytes(data)
+    with pytest.raises(TapeError) as info:
+        _load(kind, path)
+    assert str(info.value) == f"{path}:{line}: column {needle}: not valid UTF-8"
+
+
+def test_zip_with_two_csv_members_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "book.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.csv", "ts_ms,bid,ask\n0,999.9,1000.1\n")
+        zf.writestr("b.csv", "ts_ms,bid,ask\n0,999.8,1000.2\n")
+    with pytest.raises(TapeError) as info:
+        load_book(str(path))
+    assert str(info.value) == f"{path}: zip holds 2 CSV members; expected one"
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["header", "no-header"])
+def test_utf8_bom_is_accepted(tmp_path: Path, header: bool) -> None:
+    path = tmp_path / "book.csv"
+    head = b"ts_ms,bid,ask\n" if header else b""
+    path.write_bytes(b"\xef\xbb\xbf" + head + b"0,999.9,1000.1\n1000,999.8,1000.0\n")
+    ts, bid, ask, _, _ = load_book(str(path))
+    assert (ts.tolist(), bid.tolist(), ask.tolist()) == (
+        [0, 1000],
+        [999.9, 999.8],
+        [1000.1, 1000.0],
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + head + b"0,999.9,1000.1\n1000,x,1000.0\n")
+    with pytest.raises(TapeError) as info:  # the BOM is not the bad value
+        load_book(str(path))
+    assert str(info.value) == f"{path}:{2 + int(header)}: column bid: 'x' is not a number"

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _simulate(args)
-    except (TapeError, UsageError, ConfigError) as exc:
+    except (TapeError, UsageError, ConfigError, OSError) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
 
@@ -162,6 +162,9 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UsageError("use --styles, not --set style=...")
     if args.latency_ms < 0:
         raise UsageError("--latency-ms must be >= 0")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_writable(flag, path)
 
     con = report.console()
     tty = sys.stderr.isatty() and not args.no_progress
@@ -291,6 +294,17 @@ def _payload(
         "venue": dataclasses.asdict(venue),
         "timing": {"load_seconds": load_s, "total_seconds": total_s, "events": tape.events},
     }
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """Fail before the run, not after it, on an output path that cannot be written."""
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: permission denied")
 
 
 def _check_plot_extra() -> None:

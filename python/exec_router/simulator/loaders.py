@@ -12,6 +12,7 @@ Every problem is a :class:`TapeError` naming the file and, where there is one, t
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import gzip
 import io
@@ -79,7 +80,12 @@ class _Source:
             try:
                 with zipfile.ZipFile(self.path) as zf:
                     members = [n for n in zf.namelist() if not n.endswith("/")]
-                    csvs = [n for n in members if n.lower().endswith(".csv")] or members
+                    csvs = [n for n in members if n.lower().endswith(".csv")]
+                    if len(csvs) > 1:
+                        raise TapeError(
+                            self.name, None, f"zip holds {len(csvs)} CSV members; expected one"
+                        )
+                    csvs = csvs or members
                     if not csvs:
                         raise TapeError(self.name, None, "the zip archive is empty")
                     self._zip_bytes = zf.read(csvs[0])
@@ -100,7 +106,7 @@ class _Source:
                 raw = fh.readline()
         except (OSError, EOFError) as exc:
             raise TapeError(self.name, None, f"cannot read ({exc})") from None
-        text = raw.decode("utf-8", errors="replace").strip()
+        text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").strip()  # Arrow skips a BOM
         if not text:
             raise TapeError(self.name, 1 if raw else None, "empty file")
         return text
@@ -110,10 +116,23 @@ class _Source:
             return pa.BufferReader(self._zip())
         return self.path  # Arrow decompresses .gz itself
 
-    def lines(self) -> Iterator[str]:
+    def lines(self) -> Iterator[bytes]:
         with self.binary() as fh:
-            for raw in fh:
-                yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            for k, raw in enumerate(fh):
+                yield (raw.removeprefix(codecs.BOM_UTF8) if k == 0 else raw).rstrip(b"\r\n")
+
+    def line_of(self, row: int, header: bool) -> int:
+        """The line number of data row ``row``. Arrow skips empty lines: count them (slow)."""
+        seen = -1
+        try:
+            for lineno, line in enumerate(self.lines(), 1):
+                if line and not (header and lineno == 1):
+                    seen += 1
+                    if seen == row:
+                        return lineno
+        except (OSError, EOFError):
+            pass
+        return row + 1 + int(header)
 
 
 def _is_number(text: str) -> bool:
@@ -152,9 +171,6 @@ class _Layout:
     header: bool
     roles: dict[str, str]  # role -> column name
     types: dict[str, Any]  # column name -> Arrow type
-
-    def line_of(self, row: int) -> int:
-        return row + 1 + int(self.header)
 
 
 def _layout(src: _Source, kinds: tuple[_Kind, ...]) -> _Layout:
@@ -272,7 +288,9 @@ def _read(src: _Source, layout: _Layout, *, fast: bool = True) -> pa.Table:
         column = table.column(name)
         if column.null_count:
             row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
-            raise TapeError(src.name, layout.line_of(row), f"column {name}: missing value")
+            raise TapeError(
+                src.name, src.line_of(row, layout.header), f"column {name}: missing value"
+            )
     return table
 
 
@@ -290,15 +308,23 @@ def _parses(text: str, kind: pa.DataType) -> bool:
     return True
 
 
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _locate(src: _Source, layout: _Layout, exc: Exception) -> TapeError:
     """Arrow reports a bad value without its line: find the first bad line ourselves."""
     width = len(layout.names)
     index = {name: k for k, name in enumerate(layout.names)}
     try:
         for lineno, line in enumerate(src.lines(), 1):
-            if (layout.header and lineno == 1) or not line.strip():
+            if (layout.header and lineno == 1) or not line:  # Arrow skips empty lines only
                 continue
-            fields = line.split(",")
+            fields = line.split(b",")
             if len(fields) != width:
                 return TapeError(
                     src.name,
@@ -306,7 +332,10 @@ def _locate(src: _Source, layout: _Layout, exc: Exception) -> TapeError:
                     f"expected {width} columns ({layout.kind}), got {len(fields)}",
                 )
             for name, kind in layout.types.items():
-                value = fields[index[name]].strip()
+                raw = fields[index[name]]
+                if kind == _S and not _utf8(raw):
+                    return TapeError(src.name, lineno, f"column {name}: not valid UTF-8")
+                value = raw.decode("utf-8", errors="replace").strip()
                 if not _parses(value, kind):
                     what = _TYPE_NAMES.get(str(kind), str(kind))
                     return TapeError(src.name, lineno, f"column {name}: {value!r} is not a {what}")
@@ -337,7 +366,7 @@ def _check_order(src: _Source, layout: _Layout, ts: I64) -> None:
         row = int(bad[0]) + 1
         raise TapeError(
             src.name,
-            layout.line_of(row),
+            src.line_of(row, layout.header),
             f"timestamp {int(ts[row])} is earlier than the row before ({int(ts[row - 1])}); "
             "rows must be in time order",
         )
@@ -350,8 +379,8 @@ def _check_positive(src: _Source, layout: _Layout, name: str, values: F64, stric
         need = "> 0" if strict else ">= 0"
         raise TapeError(
             src.name,
-            layout.line_of(row),
-            f"column {name}: {values[row]!r} must be finite and {need}",
+            src.line_of(row, layout.header),
+            f"column {name}: {float(values[row])!r} must be finite and {need}",
         )
 
 
@@ -381,7 +410,9 @@ def load_book(path: str, *, sizes: bool = True) -> tuple[I64, F64, F64, F64 | No
         _check_positive(src, layout, r["ask"], ask, True)
         row = int(np.argmax(ask < bid))
         raise TapeError(
-            src.name, layout.line_of(row), f"crossed book: ask {ask[row]} < bid {bid[row]}"
+            src.name,
+            src.line_of(row, layout.header),
+            f"crossed book: ask {ask[row]} < bid {bid[row]}",
         )
     qtys: list[F64 | None] = []
     for role in ("bid_qty", "ask_qty"):
@@ -424,8 +455,8 @@ def load_trades(path: str) -> tuple[I64, F64, F64, Any]:
             row = int(np.argmax(bad))
             raise TapeError(
                 src.name,
-                layout.line_of(row),
-                f"column side: {text[row]!r} is not buy/sell, b/s or 1/-1",
+                src.line_of(row, layout.header),
+                f"column side: {str(text[row])!r} is not buy/sell, b/s or 1/-1",
             )
         side = np.where(buy, 1, -1).astype(np.int8)
     return ts, px, qty, side
@@ -465,28 +496,31 @@ def load_intents(path: str) -> IntentList:
     entries: list[EntryIntent] = []
     exits: list[ExitIntent] = []
     seen: set[str] = set()
+
+    def fail(row: int, message: str) -> TapeError:
+        return TapeError(src.name, src.line_of(row, layout.header), message)
+
     for row in range(table.num_rows):
-        line = layout.line_of(row)
         tid = str(cols["trade_id"][row]).strip()
         action = str(cols["action"][row]).strip().upper()
         if not tid:
-            raise TapeError(src.name, line, "empty trade_id")
+            raise fail(row, "empty trade_id")
         if action == "ENTER":
             side = str(cols["position_side"][row]).strip().upper()
             if side not in ("LONG", "SHORT"):
-                raise TapeError(src.name, line, f"position_side {side!r} is not LONG or SHORT")
+                raise fail(row, f"position_side {side!r} is not LONG or SHORT")
             if tid in seen:
-                raise TapeError(src.name, line, f"trade_id {tid!r} entered twice")
+                raise fail(row, f"trade_id {tid!r} entered twice")
             seen.add(tid)
             asset = str(cols["asset"][row]).strip().upper()
             entries.append(EntryIntent(int(ts[row]), tid, asset, side))
         elif action == "EXIT":
             if tid not in seen:
-                raise TapeError(src.name, line, f"EXIT for trade_id {tid!r} before its ENTER")
+                raise fail(row, f"EXIT for trade_id {tid!r} before its ENTER")
             reason = str(cols.get("reason", [""] * table.num_rows)[row] or "").strip()
             exits.append(ExitIntent(int(ts[row]), tid, reason or "SIGNAL_EXIT"))
         else:
-            raise TapeError(src.name, line, f"action {action!r} is not ENTER or EXIT")
+            raise fail(row, f"action {action!r} is not ENTER or EXIT")
     if not entries:
         raise TapeError(src.name, None, "no ENTER rows")
     return IntentList(entries, exits)
