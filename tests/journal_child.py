@@ -82,7 +82,7 @@ def expected_order(op: dict[str, Any]) -> dict[str, Any]:
 
 
 def order_fields(wo: Any) -> dict[str, Any]:
-    """A working order's fields; ``deadline_wall`` is its deadline in wall-clock seconds."""
+    """A working order's fields, the plan's spelled out; times left out."""
     plan = {f.name: getattr(wo.plan, f.name) for f in dataclasses.fields(wo.plan)}
     return {
         "trade_id": wo.trade_id,
@@ -93,8 +93,12 @@ def order_fields(wo: Any) -> dict[str, Any]:
         "retries_left": wo.retries_left,
         "base_trade_id": wo.base_trade_id,
         "retry_n": wo.retry_n,
-        "deadline_wall": wo.deadline + time.time() - time.monotonic(),
     }
+
+
+def acknowledged(wo: Any) -> dict[str, Any]:
+    """``order_fields`` plus ``deadline_wall``, the deadline in wall-clock seconds."""
+    return {**order_fields(wo), "deadline_wall": wo.deadline + time.time() - time.monotonic()}
 
 
 def backend(name: str) -> Any:
@@ -143,7 +147,7 @@ def main(path: str, seed: int, backend_name: str, mode: str, max_ops: int) -> No
         ack = {
             "op": op["op"],
             "tid": tid,
-            "wo": None if wo is None else order_fields(wo),
+            "wo": None if wo is None else acknowledged(wo),
             "counters": dict(router.counters),
         }
         out.write(json.dumps(ack) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import sqlite3
@@ -16,6 +15,7 @@ from exec_router import ExecutionPlan, ExecutionRouter, StateError
 from exec_router.journal import APPLICATION_ID, FORMAT_VERSION, Journal, JournalError
 
 from .conftest import FakeClock, Impl
+from .journal_child import order_fields as fields
 from .support import maker_plan
 
 WALL = 1_700_000_000.0  # time.time() during the tests that fix it
@@ -30,21 +30,6 @@ def register(router: Any, impl: Impl, trade_id: Any, **kw: Any) -> Any:
         plan=maker_plan(impl, **plan_kw),
         **kw,
     )
-
-
-def fields(wo: Any) -> dict[str, Any]:
-    """A working order's fields, the plan's spelled out; times left out."""
-    plan = {f.name: getattr(wo.plan, f.name) for f in dataclasses.fields(wo.plan)}
-    return {
-        "trade_id": wo.trade_id,
-        "asset": wo.asset,
-        "side": wo.side,
-        "action": wo.action,
-        "plan": plan,
-        "retries_left": wo.retries_left,
-        "base_trade_id": wo.base_trade_id,
-        "retry_n": wo.retry_n,
-    }
 
 
 def assert_same_registry(restored: Any, original: Any) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 from exec_router.journal import Journal
 
-from .journal_child import PUTS, backend, expected_order, next_op, order_fields
+from .journal_child import PUTS, acknowledged, backend, expected_order, next_op
 
 CHILD = Path(__file__).with_name("journal_child.py")
 MAX_OPS = 1500
@@ -119,7 +119,7 @@ def test_kill9_restores_exactly_what_was_acknowledged(tmp_path: Path, backend_na
 
         with Journal(path) as journal:
             restored = journal.restore(router_type=module.ExecutionRouter)
-        got = [order_fields(wo) for wo in restored.working_orders()]
+        got = [acknowledged(wo) for wo in restored.working_orders()]
         got_counters = dict(restored.counters)
 
         if same_orders(got, want) and counters in (None, got_counters):

@@ -9,6 +9,7 @@ process had acknowledged, via :func:`exec_router.state.from_state`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -17,6 +18,7 @@ import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -260,46 +262,50 @@ class Journal:
                     error = exc
             if self._stale:
                 self._write_all()
-                self._stale = error is not None
             else:
                 self._write_one(router, op, trade_id, record)
-                self._stale = error is not None
+            self._stale = error is not None
         if error is not None:
             raise error
 
-    def _write_one(self, router: Any, op: str, trade_id: Any, record: str | None) -> None:
-        """Commit ``record`` (None: no order) for ``trade_id`` in one transaction."""
-        self._stale = True  # until the rows below match the file
-        seq = self._rows.get(trade_id)
+    @contextlib.contextmanager
+    def _transaction(self, router: Any) -> Iterator[sqlite3.Connection]:
+        """One write transaction that also records the router's counters and config;
+        ``self._stale`` stays set unless it commits."""
         conn = self._conn
+        self._stale = True
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if record is None:
-                if seq is not None:
-                    conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
-                seq = None
-            elif seq is not None and op == "put":  # a replacement keeps its position
-                conn.execute("UPDATE orders SET record = ? WHERE seq = ?", (record, seq))
-            else:  # new, or popped and registered again since: goes last
-                if seq is not None:
-                    conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
-                seq = conn.execute("INSERT INTO orders (record) VALUES (?)", (record,)).lastrowid
+            yield conn
             self._write_meta(router)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             self._config = None
             raise
+
+    def _write_one(self, router: Any, op: str, trade_id: Any, record: str | None) -> None:
+        """Commit ``record`` (None: no order) for ``trade_id``."""
+        seq = self._rows.get(trade_id)
+        with self._transaction(router) as conn:
+            if seq is not None and (record is None or op != "put"):
+                conn.execute("DELETE FROM orders WHERE seq = ?", (seq,))
+                seq = None
+            if record is not None and seq is not None:  # a replacement keeps its position
+                conn.execute("UPDATE orders SET record = ? WHERE seq = ?", (record, seq))
+            elif record is not None:  # new, or popped and registered again since: goes last
+                seq = conn.execute("INSERT INTO orders (record) VALUES (?)", (record,)).lastrowid
         if seq is None:
             self._rows.pop(trade_id, None)
         else:
             self._rows[trade_id] = seq
+        self._stale = False
 
     def _write_all(self) -> TypeError | None:
         """Rewrite the file from the attached router's registry. Orders that are
         not JSON are left out, as a single change leaves them out; returns the
         error of the first one."""
-        router, conn = self._router, self._conn
+        router = self._router
         offset = _state.wall_offset(router)
         records, skipped = [], None
         for wo in router.working_orders():
@@ -309,20 +315,12 @@ class Journal:
                 skipped = skipped or exc
         rows: dict[Any, int] = {}
         self._config = None
-        self._stale = True
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(router) as conn:
             conn.execute("DELETE FROM orders")
             for trade_id, record in records:
-                cursor = conn.execute("INSERT INTO orders (record) VALUES (?)", (record,))
-                assert cursor.lastrowid is not None
-                rows[trade_id] = cursor.lastrowid
-            self._write_meta(router)
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            self._config = None
-            raise
+                seq = conn.execute("INSERT INTO orders (record) VALUES (?)", (record,)).lastrowid
+                assert seq is not None
+                rows[trade_id] = seq
         self._rows = rows
         self._stale = False
         return skipped
