@@ -73,7 +73,7 @@ FUZZ_EXAMPLES ?= 20000
 FUZZ_SECONDS ?= 120
 
 fuzz: $(STAMP)  ## long fuzz: FUZZ_EXAMPLES hypothesis examples, then fuzz-rust if cargo-fuzz is installed
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py -q -p no:cacheprovider
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/differential/test_fuzz.py -q -p no:cacheprovider
 	@if cargo fuzz --version >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-rust; \
 	else echo "cargo-fuzz not installed (cargo install cargo-fuzz): skipping fuzz-rust"; fi
 

@@ -1,4 +1,4 @@
-"""Child process of the journal kill -9 test (tests/test_journal_crash.py).
+"""Child process of the journal kill -9 test (tests/journal/test_journal_crash.py).
 
 ``journal_child.py PATH SEED BACKEND MODE MAX_OPS``: attach a journal at PATH
 to a router (MODE "new": an empty one; "resume": the one the journal holds),

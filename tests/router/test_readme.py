@@ -18,7 +18,7 @@ from typing import Protocol
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 RUN = "<!-- test: run -->"
 SKIP = "<!-- test: skip -->"
 MIN_RUNNABLE = 6

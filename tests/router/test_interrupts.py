@@ -25,8 +25,8 @@ import pytest
 
 from exec_router.constants import COUNTER_KEYS
 
-from .conftest import FakeClock, Impl
-from .support import RecordingLogger, entry_plan, exit_plan, maker_plan
+from ..conftest import FakeClock, Impl
+from ..support import RecordingLogger, entry_plan, exit_plan, maker_plan
 
 
 class Interrupter:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from exec_router.constants import COUNTER_KEYS, LOGGER, VALID_EXHAUST, VALID_STYLES, MissAction
 
-from .support import RecordingLogger, entry_plan, exit_plan, register
+from ..support import RecordingLogger, entry_plan, exit_plan, register
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Impl
+from ..conftest import Impl
 
 
 @pytest.fixture

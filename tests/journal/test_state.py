@@ -11,8 +11,8 @@ import pytest
 from exec_router import state as state_module
 from exec_router.state import FORMAT, VERSION, StateError
 
-from .conftest import FakeClock, Impl
-from .support import maker_plan, register
+from ..conftest import FakeClock, Impl
+from ..support import maker_plan, register
 
 FIELDS = ("trade_id", "asset", "side", "action", "retries_left", "base_trade_id", "retry_n")
 

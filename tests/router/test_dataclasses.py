@@ -12,7 +12,7 @@ import pytest
 
 from exec_router.config import ConfigError, ExecConfig
 
-from .support import maker_plan
+from ..support import maker_plan
 
 if TYPE_CHECKING:
     from conftest import Impl

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from exec_router.config import ConfigError
 from exec_router.constants import HOOK_STAGES
 
-from .support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
+from ..support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl

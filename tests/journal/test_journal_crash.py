@@ -1,6 +1,6 @@
 """kill -9: the journal holds exactly what the killed process acknowledged.
 
-A child (tests/journal_child.py) journals a seeded random sequence of
+A child (tests/journal/journal_child.py) journals a seeded random sequence of
 register/replace/fill/cancel/clear ops and acknowledges each op on stdout once
 the call has returned. The parent replays the same sequence on a model of the
 registry, kills the child with SIGKILL at a random point, restores from the

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import FakeClock, Impl
-from .support import register
+from ..conftest import FakeClock, Impl
+from ..support import register
 
 
 def assert_consistent(router: Any) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from exec_router.constants import COUNTER_KEYS, HOOK_STAGES, MissAction
 
-from .support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
+from ..support import RecordingLogger, entry_plan, exit_plan, maker_plan, register
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
