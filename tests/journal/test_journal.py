@@ -15,8 +15,8 @@ from exec_router import ExecutionPlan, ExecutionRouter, StateError
 from exec_router.journal import APPLICATION_ID, FORMAT_VERSION, Journal, JournalError
 
 from ..conftest import FakeClock, Impl
-from .journal_child import order_fields as fields
 from ..support import maker_plan
+from .journal_child import order_fields as fields
 
 WALL = 1_700_000_000.0  # time.time() during the tests that fix it
 
