@@ -6,6 +6,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod capture;
 mod convert;
 mod counters;
 mod dataclass;
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<router::ExecutionRouter>()?;
     m.add_class::<router::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
+    m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     Ok(())
 }
