@@ -184,3 +184,7 @@ class ExecutionRouter:
     def _observe_registry(
         self, fn: Callable[[str, Any, WorkingOrder], object] | None
     ) -> Callable[[str, Any, WorkingOrder], object] | None: ...
+
+def parse_capture(
+    path: str, *, local_time: bool = False, allow_gaps: bool = False, threads: int = 0
+) -> dict[str, Any]: ...

@@ -146,6 +146,10 @@ def test_intents_file_drives_the_run(tmp_path: Path, capsys: pytest.CaptureFixtu
             "simulate",
             "--book",
             str(book),
+            "--symbol",
+            "TESTUSDT",
+            "--tick",
+            "TESTUSDT=0.1",
             "--intents",
             str(intents),
             "--styles",
@@ -225,7 +229,11 @@ def test_bad_book_file_is_one_line_and_exit_2(
     [
         (["--book", "/nonexistent/book.csv"], "/nonexistent/book.csv: no such file"),
         (["--trades", "x.csv"], "--trades needs --book"),
-        (["--fill-model", "queue", "--book", "{book}"], "queue fill model needs trades"),
+        (
+            ["--fill-model", "queue", "--book", "{book}", "--symbol", "BTCUSDT"],
+            "queue fill model needs trades",
+        ),
+        (["--book", "{book}"], "cannot tell the symbol from the file name; pass --symbol"),
         (["--sweep", "entry_ttl=1,2"], "unknown ExecConfig field 'entry_ttl'"),
         (["--sweep", "entry_ttl_s=1,x"], "entry_ttl_s='x': expected float"),
         (["--set", "entry_miss=sometimes"], "ExecConfig.entry_miss must be one of"),

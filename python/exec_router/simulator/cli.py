@@ -14,15 +14,19 @@ from typing import Any
 from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
+from .capture import load_capture
 from .engine import simulate
 from .errors import TapeError
+from .feeds import Feed
 from .fills import DEFAULT_FILL_MODEL, FILL_MODELS
-from .loaders import load_intents, load_tape
+from .loaders import load_intents
+from .market import InputError, Market, assemble, load_binance
 from .metrics import summarize
-from .strategy import Bracket, Strategy
+from .strategy import Bracket, Brackets, IntentList, Strategy
 from .sweep import SWEEPABLE, grid_configs, parse_assignments, parse_grid, rank, run_configs
 from .synthetic import synthetic_tape
-from .tape import Tape
+from .tardis import load_tardis
+from .ticks import load_exchange_info, parse_ticks, tick_table
 from .venue import MAKER_FEE_BPS, TAKER_FEE_BPS, Venue
 
 #: Tapes with at least this many events get a progress bar (on a TTY only).
@@ -31,6 +35,10 @@ PROGRESS_MIN_EVENTS = 3_000_000
 
 class UsageError(Exception):
     """Arguments that cannot work together."""
+
+
+class NoEntries(Exception):
+    """The strategy plans no entry on this tape: exit 1 with the reason."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +56,62 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = p.add_argument_group("data")
-    data.add_argument("--book", metavar="FILE", help="bookTicker or ts_ms,bid,ask[,qty] CSV")
-    data.add_argument("--trades", metavar="FILE", help="aggTrades or ts_ms,price,qty,side CSV")
+    data = p.add_argument_group("data (every file option may be repeated)")
+    data.add_argument(
+        "--capture",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="recorded Binance USD-M streams, `<ts_ns> <json>` lines, plain or .gz",
+    )
+    data.add_argument(
+        "--tardis",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="Tardis.dev CSV: quotes, trades, incremental_book_L2, book_snapshot_25",
+    )
+    data.add_argument(
+        "--book",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="Binance bookTicker or ts_ms,bid,ask[,qty] CSV",
+    )
+    data.add_argument(
+        "--trades",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="Binance aggTrades or ts_ms,price,qty,side CSV",
+    )
     data.add_argument("--intents", metavar="FILE", help="intents CSV instead of the bracket")
-    data.add_argument("--symbol", default="BTCUSDT", help="symbol of the tape (tick size)")
+    data.add_argument(
+        "--symbol",
+        help="symbol of --book/--trades files whose name does not say it (synthetic tape: BTCUSDT)",
+    )
+    data.add_argument(
+        "--time",
+        choices=("exchange", "local"),
+        default="exchange",
+        help="clock of captures and Tardis files: exchange time, or local receive time "
+        "(feed latency included)",
+    )
+    data.add_argument(
+        "--allow-gaps", action="store_true", help="replay captures whose depth stream has gaps"
+    )
+    data.add_argument(
+        "--exchange-info",
+        metavar="FILE",
+        help="tick sizes: Binance futures exchangeInfo or BingX swap contracts JSON",
+    )
+    data.add_argument(
+        "--tick",
+        metavar="SYMBOL=SIZE",
+        action="append",
+        default=[],
+        help="one tick size by hand (wins over --exchange-info)",
+    )
     data.add_argument("--seed", type=int, default=7, help="synthetic tape seed")
     data.add_argument("--hours", type=float, default=24.0, help="synthetic tape length")
 
@@ -90,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     strat.add_argument("--take-profit-bps", type=float, default=8.0)
     strat.add_argument("--stop-loss-bps", type=float, default=16.0)
     strat.add_argument("--max-hold-s", type=float, default=180.0)
+    strat.add_argument(
+        "--stagger-s",
+        type=float,
+        help="each symbol's bracket this much after the one before (default: --every-s / "
+        "number of symbols)",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -102,7 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _simulate(args)
-    except (TapeError, UsageError, ConfigError, OSError) as exc:
+    except NoEntries as exc:
+        print(f"exec-router: {exc}", file=sys.stderr)
+        return 1
+    except (TapeError, UsageError, InputError, ConfigError, OSError) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
 
@@ -129,27 +197,95 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None] | None]:
         yield lambda: bar.advance(task)
 
 
-def _load(args: argparse.Namespace) -> tuple[Tape, Strategy]:
+def _load(args: argparse.Namespace) -> tuple[Market, Strategy, dict[str, float]]:
+    """The market of every input file, the strategy, and the tick overrides."""
     if args.trades and not args.book:
         raise UsageError("--trades needs --book")
+    local = args.time == "local"
+    if local and args.book:
+        raise UsageError(
+            "--time local needs the receive time of --capture or --tardis files; "
+            "--book/--trades files have exchange time only"
+        )
+    symbol = args.symbol.upper() if args.symbol else None
+    feeds: list[Feed] = []
     if args.book:
         sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
-        tape = load_tape(args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes)
+        feeds += load_binance(args.book, args.trades, symbol, sizes=sizes)
+    for path in args.capture:
+        feeds += load_capture(path, local_time=local, allow_gaps=args.allow_gaps)
+    for path in args.tardis:
+        feeds += load_tardis(path, local_time=local)
+    if feeds:
+        market = assemble(feeds)
     else:
         if not 0 < args.hours <= 24 * 31:
             raise UsageError("--hours must be in (0, 744]")
-        tape = synthetic_tape(seed=args.seed, hours=args.hours, symbol=args.symbol.upper())
+        tape = synthetic_tape(seed=args.seed, hours=args.hours, symbol=symbol or "BTCUSDT")
+        market = Market.of(tape)
+    info = load_exchange_info(args.exchange_info) if args.exchange_info else {}
+    ticks = tick_table(market.symbols, info, parse_ticks(args.tick))
     if args.intents:
-        return tape, load_intents(args.intents)
-    return tape, Bracket(
-        every_s=args.every_s,
-        take_profit_bps=args.take_profit_bps,
-        stop_loss_bps=args.stop_loss_bps,
-        max_hold_s=args.max_hold_s,
-        asset=tape.symbol,
-        start_ms=tape.start_ms,
-        end_ms=tape.end_ms,
+        intents = load_intents(args.intents)
+        _check_intents(args.intents, intents, market)
+        return market, intents, ticks
+    n = len(market.symbols)
+    stagger = args.every_s / n if args.stagger_s is None else args.stagger_s
+    if stagger < 0:
+        raise UsageError("--stagger-s must be >= 0")
+    brackets = tuple(
+        Bracket(
+            every_s=args.every_s,
+            take_profit_bps=args.take_profit_bps,
+            stop_loss_bps=args.stop_loss_bps,
+            max_hold_s=args.max_hold_s,
+            asset=sym,
+            start_ms=tape.start_ms,
+            end_ms=tape.end_ms,
+            offset_s=k * stagger,
+            prefix=f"{sym}-" if n > 1 else "",
+        )
+        for k, (sym, tape) in enumerate(market.tapes.items())
     )
+    strategy = Brackets(brackets, stagger)
+    if not strategy.entries():
+        raise NoEntries(_why_no_entries(market, brackets))
+    return market, strategy, ticks
+
+
+def _why_no_entries(market: Market, brackets: Sequence[Bracket]) -> str:
+    b = min(brackets, key=lambda x: x.needs_s() - (x.end_ms - x.start_ms) / 1000)
+    tape_s = (b.end_ms - b.start_ms) / 1000
+    stagger = f" + stagger {b.offset_s:g} s" if b.offset_s else ""
+    return (
+        f"the bracket plans no entry: the tape of {b.asset} is {tape_s:.0f} s long and the "
+        f"bracket needs {b.needs_s():.0f} s (--every-s {b.every_s:g} + --max-hold-s "
+        f"{b.max_hold_s:g} + {b.TAIL_S:g} s for markouts{stagger}); lower --every-s or "
+        "--max-hold-s, or give a longer tape"
+    )
+
+
+def _check_intents(path: str, intents: IntentList, market: Market) -> None:
+    """Every intent names a symbol of the tape, inside that symbol's time range."""
+    assets = {e.trade_id: e.asset for e in intents.entry_intents}
+    rows = [(e.ts_ms, e.asset, e.line) for e in intents.entry_intents]
+    rows += [(x.ts_ms, assets.get(x.trade_id, ""), x.line) for x in intents.exit_intents]
+    for ts, asset, line in rows:
+        tape = market.tapes.get(asset)
+        if tape is None:
+            raise TapeError(
+                path, line, f"symbol {asset} is not on the tape ({', '.join(market.symbols)})"
+            )
+        if ts < tape.start_ms:
+            raise TapeError(
+                path,
+                line,
+                f"intent at {ts} ms is before the {asset} tape starts ({tape.start_ms} ms)",
+            )
+        if ts > tape.end_ms:
+            raise TapeError(
+                path, line, f"intent at {ts} ms is after the {asset} tape ends ({tape.end_ms} ms)"
+            )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -171,44 +307,63 @@ def _simulate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if tty:
         with con.status("loading the tape…"):
-            tape, strategy = _load(args)
+            market, strategy, ticks = _load(args)
     else:
-        tape, strategy = _load(args)
+        market, strategy, ticks = _load(args)
     load_s = time.perf_counter() - start
-    if args.fill_model == "queue" and not tape.has_trades:
+    if args.fill_model == "queue" and not market.has_trades:
         raise UsageError("the queue fill model needs trades: pass --trades FILE")
+    if ticks:
+        base = {**base, "tick_overrides": {**base.get("tick_overrides", {}), **ticks}}
     venue = Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps)
     if args.plot:
         _check_plot_extra()
-    header = _header(tape, strategy, venue)
+    header = _header(market, strategy, venue)
+    generated = not (args.book or args.capture or args.tardis)
 
     if grid:
-        return _sweep(args, con, tape, strategy, venue, base, grid, load_s, header)
+        return _sweep(args, con, market, strategy, venue, base, grid, load_s, header)
 
     styles = _styles(args.styles, list(VALID_STYLES))
     configs = [ExecConfig(**{**base, "style": s}) for s in styles]
     summaries = []
+    per_symbol: dict[str, list[dict[str, Any]]] = {sym: [] for sym in market.symbols}
     entries = len(strategy.entries())
-    show = tty and tape.events >= PROGRESS_MIN_EVENTS
+    show = tty and market.events >= PROGRESS_MIN_EVENTS
     with _progress(entries * len(configs), show) as tick:
         for config in configs:
-            run = simulate(tape, config, strategy, venue, progress=tick)
-            summary = summarize(run, tape, venue)
+            run = simulate(market, config, strategy, venue, progress=tick)
+            summary = summarize(run, market, venue)
             summary["config"] = _config_dict(config)
-            rate = tape.events / (load_s + run.seconds)
+            rate = market.events / (load_s + run.seconds)
             summary["events_per_s_end_to_end"] = rate
             summaries.append(summary)
+            if len(market.symbols) > 1:
+                for sym in market.symbols:
+                    one = summarize(run, market, venue, symbol=sym)
+                    del one["counters"], one["sim_seconds"]
+                    per_symbol[sym].append(one)
     total_s = time.perf_counter() - start
 
     con.print(header)
     con.print()
-    con.print(report.comparison_table(summaries, "Execution styles compared"))
+    title = "Execution styles compared" + (
+        f", all {len(market.symbols)} symbols" if len(market.symbols) > 1 else ""
+    )
+    con.print(report.comparison_table(summaries, title))
     con.print()
+    if len(market.symbols) > 1:
+        con.print(report.symbol_table(per_symbol, "Per symbol"))
+        con.print()
     con.print(report.counters_table(summaries))
     con.print()
-    con.print(_speed(tape, summaries, load_s, generated=not args.book))
-    payload = _payload(tape, strategy, venue, load_s, total_s)
+    con.print(_speed(market, summaries, load_s, generated=generated))
+    payload = _payload(market, strategy, venue, load_s, total_s)
     payload["styles"] = {s["style"]: s for s in summaries}
+    if len(market.symbols) > 1:
+        payload["symbols"] = {
+            sym: {s["style"]: s for s in rows} for sym, rows in per_symbol.items()
+        }
     _outputs(args, con, payload, summaries, header)
     return 0
 
@@ -216,7 +371,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _sweep(
     args: argparse.Namespace,
     con: Any,
-    tape: Tape,
+    tape: Market,
     strategy: Strategy,
     venue: Venue,
     base: dict[str, Any],
@@ -249,17 +404,21 @@ def _sweep(
     return 0
 
 
-def _speed(tape: Tape, summaries: Sequence[dict[str, Any]], load_s: float, generated: bool) -> str:
+def _speed(
+    market: Market, summaries: Sequence[dict[str, Any]], load_s: float, generated: bool
+) -> str:
     sims = [s["sim_seconds"] for s in summaries]
     rates = [s["events_per_s_end_to_end"] for s in summaries]
-    overall = tape.events * len(sims) / (load_s + sum(sims))
+    overall = market.events * len(sims) / (load_s + sum(sims))
     low, high = f"{min(rates) / 1e6:.1f}", f"{max(rates) / 1e6:.1f}"
     per_style = low if low == high else f"{low}–{high}"
     return (
-        f"Speed: {tape.events:,} tape events {'generated' if generated else 'loaded'} in "
+        f"Speed: {market.events:,} tape events {'generated' if generated else 'loaded'} in "
         f"{load_s:.2f} s; {len(sims)} style(s) simulated in {sum(sims):.2f} s; "
         f"{per_style} M events/s per style end to end (loading included), "
-        f"{overall / 1e6:.1f} M events/s over all styles."
+        f"{overall / 1e6:.1f} M events/s over all styles.\n"
+        f"Memory: {market.nbytes / max(market.events, 1):.0f} bytes per event held "
+        f"({market.nbytes / 1e6:.1f} MB of columns)."
     )
 
 
@@ -267,11 +426,13 @@ def _config_dict(config: ExecConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k in SWEEPABLE}
 
 
-def _header(tape: Tape, strategy: Strategy, venue: Venue) -> str:
-    hours = (tape.end_ms - tape.start_ms) / 3_600_000
+def _header(market: Market, strategy: Strategy, venue: Venue) -> str:
+    hours = (market.end_ms - market.start_ms) / 3_600_000
+    span = f"{hours:.1f} h" if hours >= 1 else f"{(market.end_ms - market.start_ms) / 1000:.0f} s"
+    depth = f" + {market.depth_messages:,} depth messages" if market.depth_messages else ""
     return (
-        f"Tape: {tape.source} {tape.symbol}, {hours:.1f} h, {tape.rows:,} book rows + "
-        f"{tape.trades:,} trades\n"
+        f"Tape: {market.source} {', '.join(market.symbols)}, {span}, {market.rows:,} book "
+        f"rows + {market.trades:,} trades{depth}\n"
         f"Strategy: {strategy.describe()}\n"
         f"Venue: fill model {venue.fill_model}, latency {venue.latency_ms} ms, fees "
         f"{venue.maker_fee_bps:g}/{venue.taker_fee_bps:g} bps maker/taker"
@@ -279,20 +440,33 @@ def _header(tape: Tape, strategy: Strategy, venue: Venue) -> str:
 
 
 def _payload(
-    tape: Tape, strategy: Strategy, venue: Venue, load_s: float, total_s: float
+    market: Market, strategy: Strategy, venue: Venue, load_s: float, total_s: float
 ) -> dict[str, Any]:
     return {
         "tape": {
-            "source": tape.source,
-            "symbol": tape.symbol,
-            "book_rows": tape.rows,
-            "trades": tape.trades,
-            "start_ms": tape.start_ms,
-            "end_ms": tape.end_ms,
+            "source": market.source,
+            "symbol": market.symbols[0] if len(market.symbols) == 1 else None,
+            "symbols": {
+                sym: {
+                    "source": t.source,
+                    "book_rows": t.rows,
+                    "trades": t.trades,
+                    "depth_messages": market.depth[sym].messages if sym in market.depth else 0,
+                    "start_ms": t.start_ms,
+                    "end_ms": t.end_ms,
+                }
+                for sym, t in market.tapes.items()
+            },
+            "book_rows": market.rows,
+            "trades": market.trades,
+            "depth_messages": market.depth_messages,
+            "start_ms": market.start_ms,
+            "end_ms": market.end_ms,
+            "bytes_per_event": market.nbytes / max(market.events, 1),
         },
         "strategy": strategy.describe(),
         "venue": dataclasses.asdict(venue),
-        "timing": {"load_seconds": load_s, "total_seconds": total_s, "events": tape.events},
+        "timing": {"load_seconds": load_s, "total_seconds": total_s, "events": market.events},
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from exec_router import ExecConfig, ExecutionPlan, ExecutionRouter, MissAction, WorkingOrder
 
 from .clock import SimClock
+from .market import Market
 from .strategy import EntryIntent, ExitIntent, Strategy
 from .tape import Tape
 from .venue import Venue
@@ -104,11 +105,15 @@ class StyleRun:
 
 
 class Simulation:
-    """One router, one config, one pass over the tape."""
+    """One router, one config, one pass over the tape of every symbol.
+
+    One router drives every symbol, as one runtime process does: its duplicate-entry
+    guard and its counters span them all.
+    """
 
     def __init__(
         self,
-        tape: Tape,
+        tape: Tape | Market,
         config: ExecConfig,
         strategy: Strategy,
         venue: Venue | None = None,
@@ -116,17 +121,18 @@ class Simulation:
         progress: Callable[[], None] | None = None,
         router_cls: Callable[..., ExecutionRouter] | None = None,
     ) -> None:
-        self.tape = tape
+        self.market = tape if isinstance(tape, Market) else Market.of(tape)
         self.config = config
         self.strategy = strategy
         self.venue = venue or Venue()
-        self.clock = SimClock(tape.start_ms / 1000.0)
+        self.clock = SimClock(self.market.start_ms / 1000.0)
         self.router = (router_cls or ExecutionRouter)(config, clock=self.clock)
         self.trades: list[Trade] = []
         self._by_id: dict[str, Trade] = {}
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
-        self._now = tape.start_ms
+        self._now = self.market.start_ms
+        self._held: list[Trade] = []  # entries suppressed while the guard holds
         self._progress = progress
         self._eps: dict[str, float] = {}
 
@@ -150,19 +156,41 @@ class Simulation:
         for ex in self.strategy.scheduled_exits():
             self._at(ex.ts_ms, partial(self._on_exit_intent, ex))
         self._drain()
-        end = max(self._now, self.tape.end_ms)
+        self._release(force=True)
         for trade in self.trades:
             if trade.entry is not None and not trade.closed and trade.exit_market is None:
+                end = max(self._now, self._tape(trade).end_ms)
                 self._at(end, partial(self._exit, trade, END_OF_TAPE))
         self._drain()
         return self.trades
 
     # ── market helpers ───────────────────────────────────────────────────────
 
-    def _book(self, t_ms: int) -> tuple[float, float, float]:
-        i = self.tape.asof(t_ms)
-        bid, ask = float(self.tape.bid[i]), float(self.tape.ask[i])
-        return bid, ask, float(self.tape.mid[i])
+    def _tape(self, trade: Trade) -> Tape:
+        return self._tape_of(trade.intent.asset)
+
+    def _tape_of(self, asset: str) -> Tape:
+        tape = self.market.tapes.get(asset)
+        if tape is None:
+            raise SimulationError(
+                f"an intent names {asset!r}, which is not on the tape "
+                f"({', '.join(self.market.symbols)})"
+            )
+        return tape
+
+    def _book(self, asset: str, t_ms: int) -> tuple[float, float, float]:
+        tape = self._tape_of(asset)
+        i = tape.asof(t_ms)
+        bid, ask = float(tape.bid[i]), float(tape.ask[i])
+        return bid, ask, float(tape.mid[i])
+
+    def _release(self, *, force: bool = False) -> None:
+        """Entries the guard suppressed are priced until it lets go (or the tape ends)."""
+        if self._held and (force or not self.router.has_working_entry()):
+            for trade in self._held:
+                trade.giveup_ms = self._now
+                trade.giveup_mid = self._book(trade.intent.asset, self._now)[2]
+            self._held.clear()
 
     def _eps_for(self, asset: str, mid: float) -> float:
         """Price tolerance for 'at the quote': 1% of a tick (quotes are not snapped)."""
@@ -176,7 +204,7 @@ class Simulation:
 
     def _on_entry_intent(self, intent: EntryIntent) -> None:
         t = self._now
-        bid, ask, mid = self._book(t)
+        bid, ask, mid = self._book(intent.asset, t)
         side = 1 if intent.position_side.upper() == "LONG" else -1
         trade = Trade(intent=intent, side=side, decision_ms=t, decision_mid=mid)
         self.trades.append(trade)
@@ -189,7 +217,8 @@ class Simulation:
             spread_bps=(ask - bid) / mid * 1e4,
         )
         if plan.suppress:
-            self._give_up(trade, "suppressed")
+            trade.outcome = "suppressed"
+            self._held.append(trade)
         else:
             self._send(trade, intent.trade_id, plan)
         if self._progress is not None:
@@ -209,6 +238,7 @@ class Simulation:
             order.state = "cancelled"
             order.cancel_at = min(order.cancel_at, self._now + self.venue.latency_ms)
             self.router.note_cancel(order.tid)
+            self._release()
             self._give_up(trade, "aborted")
 
     # ── orders ───────────────────────────────────────────────────────────────
@@ -256,17 +286,18 @@ class Simulation:
             return  # the cancel got there first
         trade, price = order.trade, order.plan.limit_price
         eps = self._eps_for(trade.intent.asset, trade.decision_mid)
-        if self.venue.crosses(self.tape, order.side, price, t, eps):
+        tape = self._tape(trade)
+        if self.venue.crosses(tape, order.side, price, t, eps):
             if order.plan.post_only:
                 self._on_reject(order)
             else:  # a plain limit that crosses takes liquidity at the opposite best
                 if order.state != "cancelled":  # else the router has already forgotten it
                     self._note_fill(order)
-                self._filled(order, self.venue.market_price(self.tape, order.side, t), False)
+                self._filled(order, self.venue.market_price(tape, order.side, t), False)
             return
         if order.state == "sent":
             order.state = "live"
-        tf = self.venue.maker_fill(self.tape, order.side, price, t, order.cancel_at, eps)
+        tf = self.venue.maker_fill(tape, order.side, price, t, order.cancel_at, eps)
         if tf is not None:
             self._at(tf, lambda: self._on_quote_fill(order, tf))
 
@@ -280,6 +311,7 @@ class Simulation:
     def _note_fill(self, order: Order) -> None:
         self.router.note_fill(order.tid)
         order.trade.quote_fills += 1
+        self._release()
 
     def _on_deadline(self, order: Order) -> None:
         if order.state not in ("sent", "live"):
@@ -296,6 +328,7 @@ class Simulation:
             return  # it filled before the cancel got there
         order.state = "done"
         self.router.note_cancel(order.tid)
+        self._release()
         self._on_miss(order)
 
     def _on_reject(self, order: Order) -> None:
@@ -307,6 +340,7 @@ class Simulation:
         else:
             order.trade.exit_rejects += 1
         self.router.note_cancel(order.tid)  # a rejected quote leaves the registry as a miss
+        self._release()
         self._on_miss(order)
 
     def _on_miss(self, order: Order) -> None:
@@ -324,7 +358,7 @@ class Simulation:
             return
         action = self.router.entry_miss_action(wo)
         if action == MissAction.RETRY:
-            bid, ask, _ = self._book(self._now)
+            bid, ask, _ = self._book(trade.intent.asset, self._now)
             tid, plan = self.router.retry_plan(wo, reference_price=bid if order.side > 0 else ask)
             trade.retries += 1
             retry_n = plan.metadata.get("retry_n")
@@ -339,7 +373,8 @@ class Simulation:
         if order.action == "EXIT" and order.trade.closed:
             order.state = "done"  # reduce-only: the position is already flat
             return
-        self._filled(order, self.venue.market_price(self.tape, order.side, self._now), False)
+        price = self.venue.market_price(self._tape(order.trade), order.side, self._now)
+        self._filled(order, price, False)
 
     def _filled(self, order: Order, price: float, maker: bool) -> None:
         order.state = "done"
@@ -349,7 +384,8 @@ class Simulation:
             trade.entry, trade.entry_tid = fill, order.tid
             trade.outcome = "maker" if maker else "taker"
             trade.giveup_ms = trade.giveup_mid = None
-            for ts, reason in self.strategy.exits_after_fill(self.tape, trade.intent, t, price):
+            exits = self.strategy.exits_after_fill(self._tape(trade), trade.intent, t, price)
+            for ts, reason in exits:
                 self._at(max(ts, t), partial(self._exit, trade, reason))
             if trade.abort_reason is not None:  # filled in the cancel's flight: close it
                 self._exit(trade, trade.abort_reason)
@@ -359,7 +395,7 @@ class Simulation:
     def _give_up(self, trade: Trade, outcome: str) -> None:
         trade.outcome = outcome
         trade.giveup_ms = self._now
-        trade.giveup_mid = self._book(self._now)[2]
+        trade.giveup_mid = self._book(trade.intent.asset, self._now)[2]
 
     # ── exits ────────────────────────────────────────────────────────────────
 
@@ -367,7 +403,7 @@ class Simulation:
         if trade.closed or trade.exit_market is not None or trade.entry_tid is None:
             return
         t = self._now
-        bid, ask, mid = self._book(t)
+        bid, ask, mid = self._book(trade.intent.asset, t)
         plan = self.router.plan_exit(
             trade_id=trade.entry_tid,
             asset=trade.intent.asset,
@@ -388,12 +424,13 @@ class Simulation:
             quote.state = "cancelled"
             quote.cancel_at = min(quote.cancel_at, t + self.venue.latency_ms)
             self.router.note_cancel(quote.tid)
+            self._release()
             trade.preemptions += 1
         self._send(trade, trade.entry_tid, plan)
 
 
 def simulate(
-    tape: Tape,
+    tape: Tape | Market,
     config: ExecConfig,
     strategy: Strategy,
     venue: Venue | None = None,

@@ -121,6 +121,14 @@ class _Source:
             for k, raw in enumerate(fh):
                 yield (raw.removeprefix(codecs.BOM_UTF8) if k == 0 else raw).rstrip(b"\r\n")
 
+    def data_lines(self, header: bool) -> list[int]:
+        """The line number of every data row (Arrow skips empty lines)."""
+        return [
+            lineno
+            for lineno, line in enumerate(self.lines(), 1)
+            if line and not (header and lineno == 1)
+        ]
+
     def line_of(self, row: int, header: bool) -> int:
         """The line number of data row ``row``. Arrow skips empty lines: count them (slow)."""
         seen = -1
@@ -496,6 +504,7 @@ def load_intents(path: str) -> IntentList:
     entries: list[EntryIntent] = []
     exits: list[ExitIntent] = []
     seen: set[str] = set()
+    lines = src.data_lines(layout.header)
 
     def fail(row: int, message: str) -> TapeError:
         return TapeError(src.name, src.line_of(row, layout.header), message)
@@ -513,12 +522,14 @@ def load_intents(path: str) -> IntentList:
                 raise fail(row, f"trade_id {tid!r} entered twice")
             seen.add(tid)
             asset = str(cols["asset"][row]).strip().upper()
-            entries.append(EntryIntent(int(ts[row]), tid, asset, side))
+            line = lines[row]
+            entries.append(EntryIntent(int(ts[row]), tid, asset, side, line))
         elif action == "EXIT":
             if tid not in seen:
                 raise fail(row, f"EXIT for trade_id {tid!r} before its ENTER")
             reason = str(cols.get("reason", [""] * table.num_rows)[row] or "").strip()
-            exits.append(ExitIntent(int(ts[row]), tid, reason or "SIGNAL_EXIT"))
+            line = lines[row]
+            exits.append(ExitIntent(int(ts[row]), tid, reason or "SIGNAL_EXIT", line))
         else:
             raise fail(row, f"action {action!r} is not ENTER or EXIT")
     if not entries:

@@ -6,7 +6,9 @@
 - Cost per round trip: entry and exit fees plus entry and exit slippage, averaged over the
   completed round trips.
 - Opportunity cost of a missed entry: the mid move against the intended side between the
-  intent and the moment the runtime gave up on it (skip, suppression or abort).
+  intent and the moment the runtime gave up on it (skip or abort). An entry suppressed by
+  the global duplicate-entry guard is priced the same way, up to the moment the guard let
+  go (the resting entry filled or left), or the end of the tape.
 - Total incl. missed: (sum of round-trip costs + sum of opportunity costs) / round trips.
 - Markout after a maker fill at horizon h: the mid move against the filled side from the
   fill to h later, in bps of the mid at the fill (positive = adverse selection).
@@ -20,6 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from .engine import StyleRun, Trade
+from .market import Market
 from .tape import Tape
 from .venue import Venue
 
@@ -39,32 +42,45 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def markouts(run: StyleRun, tape: Tape, horizons: tuple[float, ...]) -> dict[str, float | None]:
+def markouts(
+    run: StyleRun, tape: Tape | Market, horizons: tuple[float, ...]
+) -> dict[str, float | None]:
     """Mean adverse mid move after maker fills, per horizon (seconds) in bps."""
-    times: list[int] = []
-    sides: list[int] = []
+    market = tape if isinstance(tape, Market) else Market.of(tape)
+    fills: dict[str, tuple[list[int], list[int]]] = {}
     for tr in run.trades:
+        times, sides = fills.setdefault(tr.intent.asset, ([], []))
         if tr.entry is not None and tr.entry.maker:
             times.append(tr.entry.ms)
             sides.append(tr.side)
         if tr.exit is not None and tr.exit.maker:
             times.append(tr.exit.ms)
             sides.append(-tr.side)
-    out: dict[str, float | None] = {}
-    if not times:
+    if not any(times for times, _ in fills.values()):
         return {f"{h:g}s": None for h in horizons}
-    t = np.asarray(times, dtype=np.int64)
-    s = np.asarray(sides, dtype=np.float64)
-    base = tape.mids_at(t)
-    for h in horizons:
-        later = tape.mids_at(t + round(h * 1000))
-        out[f"{h:g}s"] = float(np.mean(-s * (later - base) / base * 1e4))
-    return out
+    moves: dict[float, list[Any]] = {h: [] for h in horizons}
+    for asset, (times, sides) in fills.items():
+        if not times:
+            continue
+        sym_tape = market.tapes[asset]
+        t = np.asarray(times, dtype=np.int64)
+        s = np.asarray(sides, dtype=np.float64)
+        base = sym_tape.mids_at(t)
+        for h in horizons:
+            later = sym_tape.mids_at(t + round(h * 1000))
+            moves[h].append(-s * (later - base) / base * 1e4)
+    return {f"{h:g}s": float(np.mean(np.concatenate(moves[h]))) for h in horizons}
 
 
-def summarize(run: StyleRun, tape: Tape, venue: Venue) -> dict[str, Any]:
-    """The report's numbers for one style, JSON-ready."""
+def summarize(
+    run: StyleRun, tape: Tape | Market, venue: Venue, symbol: str | None = None
+) -> dict[str, Any]:
+    """The report's numbers for one style, JSON-ready; ``symbol``: that symbol's trades only
+    (the counters stay the router's, which spans every symbol)."""
     trades = run.trades
+    if symbol is not None:
+        trades = [t for t in trades if t.intent.asset == symbol]
+        run = StyleRun(run.config, trades, run.counters, run.seconds)
     entries = [t for t in trades if t.entry is not None]
     round_trips = [t for t in entries if t.exit is not None]
     missed = [t for t in trades if t.entry is None]
@@ -82,6 +98,7 @@ def summarize(run: StyleRun, tape: Tape, venue: Venue) -> dict[str, Any]:
         slip_out.append(s_out)
         totals.append(fee + s_in + s_out)
     opp = [_opportunity(t) for t in missed]
+    opp_suppressed = [_opportunity(t) for t in missed if t.outcome == "suppressed"]
     total_incl = (sum(totals) + sum(opp)) / len(round_trips) if round_trips else None
 
     lat_in = [float(t.entry.ms - t.decision_ms) for t in entries if t.entry is not None]
@@ -120,6 +137,8 @@ def summarize(run: StyleRun, tape: Tape, venue: Venue) -> dict[str, Any]:
             "exit_slippage": _mean(slip_out),
             "total_per_round_trip": _mean(totals),
             "missed_opportunity": _mean(opp),
+            "suppressed_opportunity": _mean(opp_suppressed),
+            "suppressed_opportunity_sum": sum(opp_suppressed),
             "total_incl_missed": total_incl,
         },
         "fill_latency_ms": {

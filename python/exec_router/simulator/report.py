@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +32,7 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             ("maker fills", _get("entries", "maker_fills"), "d"),
             ("taker fills", _get("entries", "taker_fills"), "d"),
             ("skipped", _get("entries", "skipped"), "d"),
+            ("suppressed by the global guard", _get("entries", "suppressed"), "d"),
             ("retried", _get("entries", "retried"), "d"),
             ("rejected (post-only)", _get("entries", "rejected"), "d"),
         ),
@@ -52,6 +53,7 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             ("exit slippage vs arrival mid", _get("costs_bps", "exit_slippage"), ".2f"),
             ("total / round trip", _get("costs_bps", "total_per_round_trip"), ".2f"),
             ("missed entry, opportunity", _get("costs_bps", "missed_opportunity"), ".2f"),
+            ("suppressed entry, opportunity", _get("costs_bps", "suppressed_opportunity"), ".2f"),
             ("total incl. missed / RT", _get("costs_bps", "total_incl_missed"), ".2f"),
         ),
     ),
@@ -93,6 +95,34 @@ def comparison_table(summaries: Sequence[dict[str, Any]], title: str) -> Table:
             table.add_section()
         table.add_row(f"[bold]{section}[/bold]", *([""] * len(summaries)))
         for label, read, spec in rows:
+            table.add_row(f"  {label}", *(fmt(read(s), spec) for s in summaries))
+    return table
+
+
+SYMBOL_ROWS: tuple[Row, ...] = (
+    ("planned", _get("entries", "planned"), "d"),
+    ("maker fills", _get("entries", "maker_fills"), "d"),
+    ("taker fills", _get("entries", "taker_fills"), "d"),
+    ("skipped", _get("entries", "skipped"), "d"),
+    ("suppressed by the guard", _get("entries", "suppressed"), "d"),
+    ("total / round trip, bps", _get("costs_bps", "total_per_round_trip"), ".2f"),
+    ("suppressed, opportunity bps", _get("costs_bps", "suppressed_opportunity"), ".2f"),
+    ("total incl. missed / RT, bps", _get("costs_bps", "total_incl_missed"), ".2f"),
+)
+
+
+def symbol_table(per_symbol: Mapping[str, Sequence[dict[str, Any]]], title: str) -> Table:
+    """One section per symbol: its entries and costs under each style."""
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    first = next(iter(per_symbol.values()))
+    for s in first:
+        table.add_column(s["style"], justify="right", no_wrap=True)
+    for i, (symbol, summaries) in enumerate(per_symbol.items()):
+        if i:
+            table.add_section()
+        table.add_row(f"[bold]{symbol}[/bold]", *([""] * len(summaries)))
+        for label, read, spec in SYMBOL_ROWS:
             table.add_row(f"  {label}", *(fmt(read(s), spec) for s in summaries))
     return table
 

@@ -17,6 +17,7 @@ class EntryIntent:
     trade_id: str
     asset: str
     position_side: str  # LONG or SHORT
+    line: int = field(default=0, compare=False)  # in the intents file, 0 if none
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ExitIntent:
     ts_ms: int
     trade_id: str
     reason: str
+    line: int = field(default=0, compare=False)
 
 
 class Strategy(Protocol):
@@ -62,14 +64,24 @@ class Bracket:
     asset: str = "BTCUSDT"
     start_ms: int = 0
     end_ms: int = 0
+    offset_s: float = 0.0  # the stagger: every entry this much later
+    prefix: str = ""  # of the trade ids
+
+    #: After the last entry's max hold, this much tape is kept for markouts.
+    TAIL_S = 60.0
+
+    def needs_s(self) -> float:
+        """The tape length the first entry needs."""
+        return self.offset_s + self.every_s + self.max_hold_s + self.TAIL_S
 
     def entries(self) -> list[EntryIntent]:
         step = round(self.every_s * 1000)
-        last = self.end_ms - round(self.max_hold_s * 1000) - 60_000
-        times = range(self.start_ms + step, last + 1, step) if step > 0 else range(0)
+        last = self.end_ms - round(self.max_hold_s * 1000) - round(self.TAIL_S * 1000)
+        first = self.start_ms + round(self.offset_s * 1000) + step
+        times = range(first, last + 1, step) if step > 0 else range(0)
         coins = np.random.default_rng(self.seed).random(len(times)) < 0.5
         return [
-            EntryIntent(t, f"b{k:05d}", self.asset, "LONG" if long else "SHORT")
+            EntryIntent(t, f"{self.prefix}b{k:05d}", self.asset, "LONG" if long else "SHORT")
             for k, (t, long) in enumerate(zip(times, coins, strict=True), 1)
         ]
 
@@ -103,6 +115,35 @@ class Bracket:
         if i_sl >= 0:
             out.append((int(tape.ts[i_sl]), "CATASTROPHIC_LOSS"))
         return sorted(out)
+
+
+@dataclass(frozen=True)
+class Brackets:
+    """One :class:`Bracket` per symbol, each ``stagger_s`` later than the one before."""
+
+    brackets: tuple[Bracket, ...]
+    stagger_s: float = 0.0
+
+    def entries(self) -> list[EntryIntent]:
+        merged = [(e.ts_ms, k, e) for k, b in enumerate(self.brackets) for e in b.entries()]
+        return [e for _, _, e in sorted(merged, key=lambda x: (x[0], x[1]))]
+
+    def scheduled_exits(self) -> list[ExitIntent]:
+        return []
+
+    def describe(self) -> str:
+        text = self.brackets[0].describe() if self.brackets else "bracket"
+        if len(self.brackets) > 1:
+            text += f"; per symbol, each {self.stagger_s:g} s after the one before"
+        return text
+
+    def exits_after_fill(
+        self, tape: Tape, intent: EntryIntent, fill_ms: int, fill_price: float
+    ) -> list[tuple[int, str]]:
+        for b in self.brackets:
+            if b.asset == intent.asset:
+                return b.exits_after_fill(tape, intent, fill_ms, fill_price)
+        return []
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from exec_router import ExecConfig
 
 from .engine import simulate
+from .market import Market
 from .metrics import summarize
 from .strategy import Strategy
 from .tape import Tape
@@ -78,7 +79,7 @@ def grid_configs(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[ExecC
     ]
 
 
-_JOB: tuple[Tape, Strategy, Venue] | None = None
+_JOB: tuple[Tape | Market, Strategy, Venue] | None = None
 
 
 def run_one(config: ExecConfig) -> dict[str, Any]:
@@ -92,7 +93,11 @@ def run_one(config: ExecConfig) -> dict[str, Any]:
 
 
 def run_configs(
-    tape: Tape, strategy: Strategy, venue: Venue, configs: Sequence[ExecConfig], jobs: int = 0
+    tape: Tape | Market,
+    strategy: Strategy,
+    venue: Venue,
+    configs: Sequence[ExecConfig],
+    jobs: int = 0,
 ) -> list[dict[str, Any]]:
     """Simulate each config, on ``jobs`` processes (0: every core), in config order."""
     global _JOB
