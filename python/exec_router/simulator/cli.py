@@ -223,6 +223,8 @@ def _load(args: argparse.Namespace) -> tuple[Market, Strategy, dict[str, float]]
             raise UsageError("--hours must be in (0, 744]")
         tape = synthetic_tape(seed=args.seed, hours=args.hours, symbol=symbol or "BTCUSDT")
         market = Market.of(tape)
+    if args.fill_model == "queue" and not market.has_trades:
+        raise UsageError("the queue fill model needs trades: pass --trades FILE")
     info = load_exchange_info(args.exchange_info) if args.exchange_info else {}
     ticks = tick_table(market.symbols, info, parse_ticks(args.tick))
     if args.intents:
@@ -311,8 +313,6 @@ def _simulate(args: argparse.Namespace) -> int:
     else:
         market, strategy, ticks = _load(args)
     load_s = time.perf_counter() - start
-    if args.fill_model == "queue" and not market.has_trades:
-        raise UsageError("the queue fill model needs trades: pass --trades FILE")
     if ticks:
         base = {**base, "tick_overrides": {**base.get("tick_overrides", {}), **ticks}}
     venue = Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps)
