@@ -43,7 +43,7 @@ def _header(name: str) -> list[str]:
     text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
     if not text:
         raise TapeError(name, 1 if raw else None, "empty file")
-    return [c.strip() for c in text.split(",")]
+    return [c.strip().strip('"') for c in text.split(",")]
 
 
 def _kind(name: str, header: list[str]) -> str:
