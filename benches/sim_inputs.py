@@ -18,11 +18,12 @@ from exec_router.simulator.synthetic import synthetic_tape
 
 
 def _text(values: Any) -> Any:
-    return pc.cast(pa.array(values), pa.string())
+    return pc.cast(pa.array(values), pa.large_string())
 
 
 def _join(*parts: Any) -> Any:
-    return pc.binary_join_element_wise(*parts, "")
+    cols = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*cols, pa.scalar("", pa.large_string()))
 
 
 def write_capture(path: Path, lines: int) -> int:
@@ -63,7 +64,7 @@ def write_capture(path: Path, lines: int) -> int:
         '","q":"',
         _text(tape.trade_qty),
         '","X":"MARKET","m":',
-        pa.array(np.where(tape.trade_side < 0, "true", "false")),
+        pa.array(np.where(tape.trade_side < 0, "true", "false"), pa.large_string()),
         "}}\n",
     )
     ts = np.concatenate([tape.ts, tape.trade_ts])
@@ -72,7 +73,7 @@ def write_capture(path: Path, lines: int) -> int:
     with path.open("wb") as fh:
         for lo in range(0, len(order), 1_000_000):
             part = text.take(pa.array(order[lo : lo + 1_000_000]))
-            offsets = np.frombuffer(part.buffers()[1], dtype=np.int32)
+            offsets = np.frombuffer(part.buffers()[1], dtype=np.int64)
             start, end = int(offsets[part.offset]), int(offsets[part.offset + len(part)])
             fh.write(memoryview(part.buffers()[2])[start:end])
     return len(order)

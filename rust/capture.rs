@@ -263,8 +263,38 @@ struct LineError {
     message: String,
 }
 
+/// Powers of ten exactly representable as f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Plain decimals (`123.45`): the integer of the digits over a power of ten, both
+/// exact, so one correctly rounded division (Clinger's fast path). Anything else
+/// goes to the standard parser.
+fn decimal(text: &str) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut frac: Option<usize> = None;
+    for (i, c) in text.bytes().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            b'.' if frac.is_none() && i > 0 => frac = Some(text.len() - i - 1),
+            _ => return None,
+        }
+    }
+    let scale = *POW10.get(frac.unwrap_or(0))?;
+    (digits > 0 && frac != Some(0)).then(|| mantissa as f64 / scale)
+}
+
 fn number(text: &str, what: &str, positive: bool) -> Result<f64, String> {
-    match text.parse::<f64>() {
+    match decimal(text).map_or_else(|| text.parse::<f64>(), Ok) {
         Ok(v) if v.is_finite() && (v > 0.0 || (!positive && v == 0.0)) => Ok(v),
         Ok(_) => Err(format!(
             "{what} {text:?} must be finite and {}",
@@ -326,6 +356,75 @@ fn string(json: &str, pos: usize) -> Option<(&str, usize)> {
     Some((json.get(pos..end)?, end + 1))
 }
 
+/// The keys the fast path reads; every other key's scalar value is skipped.
+#[derive(Clone, Copy, PartialEq)]
+enum Key {
+    E,
+    S,
+    Bid,
+    BidQty,
+    Ask,
+    AskQty,
+    P,
+    Q,
+    M,
+    TxTime,
+    EventTime,
+    Data,
+    Other,
+}
+
+fn key_of(key: &str) -> Key {
+    match key.as_bytes() {
+        b"e" => Key::E,
+        b"s" => Key::S,
+        b"b" => Key::Bid,
+        b"B" => Key::BidQty,
+        b"a" => Key::Ask,
+        b"A" => Key::AskQty,
+        b"p" => Key::P,
+        b"q" => Key::Q,
+        b"m" => Key::M,
+        b"T" => Key::TxTime,
+        b"E" => Key::EventTime,
+        b"data" => Key::Data,
+        _ => Key::Other,
+    }
+}
+
+/// Length of the JSON number at the start of `b` (RFC 8259 grammar), or None.
+fn json_number(b: &[u8]) -> Option<usize> {
+    let digits = |from: usize| {
+        b.get(from..)
+            .map_or(0, |t| t.iter().take_while(|c| c.is_ascii_digit()).count())
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int = digits(i);
+    if int == 0 || (int > 1 && b.get(i) == Some(&b'0')) {
+        return None;
+    }
+    i += int;
+    if b.get(i) == Some(&b'.') {
+        let frac = digits(i + 1);
+        if frac == 0 {
+            return None;
+        }
+        i += 1 + frac;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits(i);
+        if exp == 0 {
+            return None;
+        }
+        i += exp;
+    }
+    Some(i)
+}
+
 /// Parse the object at `pos` (a `{`) into `msg`; `top` allows one nested `data`.
 fn object<'a>(json: &'a str, pos: usize, msg: &mut Msg<'a>, top: bool) -> Option<usize> {
     let bytes = json.as_bytes();
@@ -333,7 +432,7 @@ fn object<'a>(json: &'a str, pos: usize, msg: &mut Msg<'a>, top: bool) -> Option
         return None;
     }
     let mut pos = skip_ws(json, pos + 1);
-    let mut seen: u32 = 0;
+    let mut seen: u16 = 0;
     if bytes.get(pos) == Some(&b'}') {
         return Some(pos + 1);
     }
@@ -341,76 +440,52 @@ fn object<'a>(json: &'a str, pos: usize, msg: &mut Msg<'a>, top: bool) -> Option
         if bytes.get(pos) != Some(&b'"') {
             return None;
         }
-        let (key, after) = string(json, pos + 1)?;
+        let (name, after) = string(json, pos + 1)?;
         pos = skip_ws(json, after);
         if bytes.get(pos) != Some(&b':') {
             return None;
         }
         pos = skip_ws(json, pos + 1);
-        let bit = match key {
-            "e" => 1,
-            "s" => 2,
-            "b" => 4,
-            "B" => 8,
-            "a" => 16,
-            "A" => 32,
-            "p" => 64,
-            "q" => 128,
-            "m" => 256,
-            "T" => 512,
-            "E" => 1024,
-            "data" => 2048,
-            "stream" => 4096,
-            _ => 0,
-        };
-        if bit != 0 {
+        let key = key_of(name);
+        if key != Key::Other {
+            let bit = 1u16 << (key as u16);
             if seen & bit != 0 {
-                return None;
+                return None; // a repeated key: serde_json reports it
             }
             seen |= bit;
         }
-        match bytes.get(pos)? {
+        match *bytes.get(pos)? {
             b'"' => {
                 let (text, after) = string(json, pos + 1)?;
                 pos = after;
                 match key {
-                    "e" => msg.e = Some(text),
-                    "s" => msg.s = Some(text),
-                    "b" => msg.b = Some(Field::Text(text)),
-                    "B" => msg.bid_qty = Some(text),
-                    "a" => msg.a = Some(Field::Text(text)),
-                    "A" => msg.ask_qty = Some(text),
-                    "p" => msg.p = Some(text),
-                    "q" => msg.q = Some(text),
-                    "m" | "T" | "E" | "data" => return None,
-                    _ => {}
+                    Key::E => msg.e = Some(text),
+                    Key::S => msg.s = Some(text),
+                    Key::Bid => msg.b = Some(Field::Text(text)),
+                    Key::BidQty => msg.bid_qty = Some(text),
+                    Key::Ask => msg.a = Some(Field::Text(text)),
+                    Key::AskQty => msg.ask_qty = Some(text),
+                    Key::P => msg.p = Some(text),
+                    Key::Q => msg.q = Some(text),
+                    Key::M | Key::TxTime | Key::EventTime | Key::Data => return None,
+                    Key::Other => {}
                 }
             }
-            b'{' if top && key == "data" => {
+            b'{' if top && key == Key::Data => {
                 // The envelope: only the inner message counts.
                 *msg = Msg::default();
                 pos = object(json, pos, msg, false)?;
                 return finish_envelope(json, pos);
             }
             b'-' | b'0'..=b'9' => {
-                let len = bytes
-                    .get(pos..)?
-                    .iter()
-                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .count();
+                let len = json_number(bytes.get(pos..)?)?;
                 let token = json.get(pos..pos + len)?;
                 match key {
-                    "a" => msg.a = Some(Field::Other), // aggTrade's id
-                    "T" => msg.tx_time = Some(token.parse().ok()?),
-                    "E" => msg.event_time = Some(token.parse().ok()?),
-                    "e" | "s" | "b" | "B" | "A" | "p" | "q" | "m" | "data" => return None,
-                    // Ignored numbers (ids): still a valid JSON number.
-                    _ => {
-                        token.parse::<f64>().ok()?;
-                        if token.starts_with('+') || token.starts_with('.') {
-                            return None;
-                        }
-                    }
+                    Key::Ask => msg.a = Some(Field::Other), // aggTrade's id
+                    Key::TxTime => msg.tx_time = Some(token.parse().ok()?),
+                    Key::EventTime => msg.event_time = Some(token.parse().ok()?),
+                    Key::Other => {}
+                    _ => return None,
                 }
                 pos += len;
             }
@@ -426,16 +501,16 @@ fn object<'a>(json: &'a str, pos: usize, msg: &mut Msg<'a>, top: bool) -> Option
                     return None;
                 };
                 match (key, value) {
-                    ("m", Some(v)) => msg.m = Some(v),
-                    (_, _) if bit != 0 => return None,
-                    _ => {}
+                    (Key::M, Some(v)) => msg.m = Some(v),
+                    (Key::Other, _) => {}
+                    _ => return None,
                 }
                 pos += len;
             }
             _ => return None,
         }
         pos = skip_ws(json, pos);
-        match bytes.get(pos)? {
+        match *bytes.get(pos)? {
             b',' => pos = skip_ws(json, pos + 1),
             b'}' => return Some(pos + 1),
             _ => return None,
@@ -501,7 +576,6 @@ fn parse_chunk(chunk: &[u8], local_time: bool) -> Result<Parsed, LineError> {
             message: "not valid UTF-8".to_owned(),
         }
     })?;
-    let envelope = memmem::Finder::new(b"\"data\"");
     let mut rest = text;
     while !rest.is_empty() {
         let (raw, tail) = match memchr::memchr(b'\n', rest.as_bytes()) {
@@ -517,8 +591,7 @@ fn parse_chunk(chunk: &[u8], local_time: bool) -> Result<Parsed, LineError> {
         if line.is_empty() {
             continue;
         }
-        let wrapped = envelope.find(line.as_bytes()).is_some();
-        if let Err(message) = parse_line(line, wrapped, local_time, &mut out) {
+        if let Err(message) = parse_line(line, local_time, &mut out) {
             return Err(LineError {
                 line: out.lines,
                 message,
@@ -528,12 +601,12 @@ fn parse_chunk(chunk: &[u8], local_time: bool) -> Result<Parsed, LineError> {
     Ok(out)
 }
 
-fn parse_line(line: &str, wrapped: bool, local_time: bool, out: &mut Parsed) -> Result<(), String> {
+fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), String> {
     let (local_ns, json) = split_line(line)?;
     let bad = |e: serde_json::Error| format!("invalid JSON ({e})");
     let msg: Msg<'_> = if let Some(msg) = flat(json) {
         msg
-    } else if wrapped {
+    } else if memmem::find(json.as_bytes(), b"\"data\"").is_some() {
         serde_json::from_str::<Envelope<'_>>(json)
             .map_err(bad)?
             .data
@@ -706,34 +779,27 @@ fn parse_file(path: &str, local_time: bool, threads: usize) -> Result<Parsed, Li
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (1 << 16));
     let mut first = true;
     loop {
-        let filled = buf.len();
-        buf.resize(BLOCK.max(filled * 2), 0);
-        let mut got = filled;
-        while got < buf.len() {
-            match reader.read(buf.get_mut(got..).unwrap_or_default()) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(LineError {
-                        line: total.lines + 1,
-                        message: format!("cannot read ({e})"),
-                    })
-                }
-            }
-        }
-        buf.truncate(got);
-        let eof = got < BLOCK.max(filled * 2);
+        // Top the buffer up to a block (or twice the carried-over part: one long line).
+        let want = BLOCK.max(buf.len() * 2) - buf.len();
+        let got = reader
+            .by_ref()
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| LineError {
+                line: total.lines + 1,
+                message: format!("cannot read ({e})"),
+            })?;
+        let eof = got < want;
         if first {
             first = false;
-            if let Some(rest) = buf.strip_prefix(b"\xef\xbb\xbf") {
-                buf = rest.to_vec();
+            if buf.starts_with(b"\xef\xbb\xbf") {
+                buf.drain(..3);
             }
         }
         let end = if eof {
             buf.len()
         } else {
-            match buf.iter().rposition(|&c| c == b'\n') {
+            match memchr::memrchr(b'\n', &buf) {
                 Some(p) => p + 1,
                 None => continue, // one line longer than the buffer: read more
             }
@@ -1106,6 +1172,38 @@ mod tests {
     fn flat_reads_the_collector_layout() {
         let line = r#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":0,"s":"BTCUSDT","b":"65000","B":"1.278","a":"65000.1","A":"3.255","T":1700006400000,"E":1700006400001}}"#;
         assert!(flat(line).is_some());
+    }
+
+    #[test]
+    fn decimal_matches_the_standard_parser() {
+        for t in [
+            "0",
+            "1",
+            "65000.1",
+            "0.001",
+            "2681.63",
+            "123456789012345",
+            "9.99999999999999",
+        ] {
+            assert_eq!(decimal(t), Some(t.parse::<f64>().unwrap()), "{t}");
+        }
+        for t in [
+            "",
+            ".5",
+            "5.",
+            "1e3",
+            "-1",
+            "1.2.3",
+            "1234567890123456",
+            "0x1",
+            "+1",
+        ] {
+            assert!(
+                decimal(t).is_none_or(|v| Some(v) == t.parse::<f64>().ok()),
+                "{t}"
+            );
+        }
+        assert!(decimal("5.").is_none() && decimal(".5").is_none() && decimal("1e3").is_none());
     }
 
     #[test]

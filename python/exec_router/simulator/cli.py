@@ -463,6 +463,7 @@ def _payload(
             "start_ms": market.start_ms,
             "end_ms": market.end_ms,
             "bytes_per_event": market.nbytes / max(market.events, 1),
+            "columns_bytes": market.nbytes,
         },
         "strategy": strategy.describe(),
         "venue": dataclasses.asdict(venue),
