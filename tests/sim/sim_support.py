@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,3 +103,50 @@ def _logged_router(cls: Any, log: list[float], config: ExecConfig, clock: Any) -
         return log[-1]
 
     return cls(config, clock=logged)
+
+
+DATA = Path(__file__).parent.parent / "data"
+CAPTURE = DATA / "ethusdt_20240808_capture_slice.gz"
+BOOK_CSV = DATA / "ETHUSDT-bookTicker-2024-08-08.csv.gz"
+TRADES_CSV = DATA / "ETHUSDT-aggTrades-2024-08-08.csv.gz"
+TARDIS = DATA / "tardis"
+
+
+def capture_lines() -> list[str]:
+    """The real capture slice, one string per line."""
+    with gzip.open(CAPTURE, "rt") as fh:
+        return fh.read().splitlines()
+
+
+def shifted_line(line: str, symbol: str, dt_ms: int, dprice: float) -> str:
+    """One capture line as another symbol: times ``dt_ms`` later, prices ``dprice`` lower."""
+    local, js = line.split(" ", 1)
+    msg = json.loads(js)
+    data = msg.get("data", msg)
+    for key in ("T", "E"):
+        if key in data:
+            data[key] += dt_ms
+    for key in ("U", "u", "pu", "lastUpdateId"):
+        if key in data:
+            data[key] += 10**9  # update ids of another book
+    if "s" in data:
+        data["s"] = symbol
+    for key in ("b", "a", "p"):
+        if isinstance(data.get(key), str):
+            data[key] = f"{float(data[key]) - dprice:.2f}"
+    for key in ("b", "a", "bids", "asks"):
+        if isinstance(data.get(key), list):
+            data[key] = [[f"{max(float(p) - dprice, 0.01):.2f}", q] for p, q in data[key]]
+    if "stream" in msg:
+        msg["stream"] = msg["stream"].replace("ethusdt", symbol.lower())
+    return f"{int(local) + dt_ms * 1_000_000} {json.dumps(msg, separators=(',', ':'))}"
+
+
+def write_shifted_capture(
+    path: Path, symbol: str = "XETHUSDT", dt_ms: int = 0, dprice: float = 1000.0
+) -> Path:
+    """The capture slice as a second symbol (gzip)."""
+    with gzip.open(path, "wt") as fh:
+        for line in capture_lines():
+            fh.write(shifted_line(line, symbol, dt_ms, dprice) + "\n")
+    return path

@@ -41,7 +41,7 @@ def load_capture(path: str, *, local_time: bool = False, allow_gaps: bool = Fals
     try:
         raw = _core.parse_capture(name, local_time=local_time, allow_gaps=allow_gaps)
     except ValueError as exc:
-        line, message = exc.args[0] if isinstance(exc.args[0], tuple) else (0, str(exc))
+        line, message = exc.args if len(exc.args) == 2 else (0, str(exc))
         raise TapeError(name, int(line) or None, str(message)) from None
     if not raw["symbols"]:
         raise TapeError(name, None, "no bookTicker, trade, aggTrade or depthUpdate messages")

@@ -102,7 +102,7 @@ def _arrow_line(text: str) -> int | None:
 
 
 def _np(table: pa.Table, col: str) -> Any:
-    return table.column(col).combine_chunks().to_numpy()
+    return table.column(col).combine_chunks().to_numpy(zero_copy_only=False)
 
 
 def _check_positive(name: str, col: str, values: Any, strict: bool, rows: Any) -> None:
