@@ -128,9 +128,7 @@ def book_file(rows: int, folder: str | None) -> None:
         start = time.perf_counter()
         write_book_ticker(book, rows)
         size = book.stat().st_size
-        print(
-            f"wrote {rows:,} rows ({size / 1e6:.0f} MB) in {time.perf_counter() - start:.1f} s"
-        )
+        print(f"wrote {rows:,} rows ({size / 1e6:.0f} MB) in {time.perf_counter() - start:.1f} s")
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "exec_router", "simulate", "--book", str(book)]
         cmd += ["--symbol", "BTCUSDT"]

@@ -19,7 +19,8 @@ HERE = Path(__file__).parent
 
 
 def main(shared: Path) -> None:
-    lines = gzip.open(shared / "ethusdt_20240808_capture.gz", "rt").read().splitlines()
+    with gzip.open(shared / "ethusdt_20240808_capture.gz", "rt") as fh:
+        lines = fh.read().splitlines()
     first = None
     kept = []
     for line in lines:
@@ -36,7 +37,8 @@ def main(shared: Path) -> None:
     end = first + SECONDS * 1000
     for kind, col in (("bookTicker", 5), ("aggTrades", 5)):
         src = shared / f"ETHUSDT-{kind}-20240808.csv.gz"
-        rows = list(csv.reader(gzip.open(src, "rt")))
+        with gzip.open(src, "rt") as fh:
+            rows = list(csv.reader(fh))
         head, body = rows[0], rows[1:]
         body = [r for r in body if int(r[col]) <= end]
         with gzip.open(HERE / f"ETHUSDT-{kind}-2024-08-08.csv.gz", "wt", newline="") as fh:

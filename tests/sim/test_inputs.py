@@ -79,11 +79,11 @@ def test_real_capture_depth_snapshot_and_diffs() -> None:
     assert int(depth.line[snap]) == 41
     assert lines[40].split(" ", 1)[1].startswith('{"lastUpdateId"')
     assert depth.gaps == 0
-    px, qty, side = depth.levels(snap)
+    _, _, side = depth.levels(snap)
     assert (side == 1).sum() == 1000
     assert (side == -1).sum() == 1000
     first = json.loads(lines[0].split(" ", 1)[1])["data"]
-    px, qty, side = depth.levels(0)
+    px, _qty, side = depth.levels(0)
     assert len(px) == len(first["b"]) + len(first["a"])
     assert float(px[0]) == float(first["b"][0][0])
     assert int(depth.first_id[0]) == first["U"]
@@ -166,7 +166,7 @@ def test_snapshot_then_diffs(tmp_path: Path) -> None:
     assert feed.depth.kind.tolist() == [0, 1, 0]
     assert feed.depth.line.tolist() == [2, 3, 4]
     assert feed.depth.last_id.tolist() == [95, 100, 105]
-    px, qty, side = feed.depth.levels(1)
+    px, _qty, side = feed.depth.levels(1)
     assert px.tolist() == [10.0, 10.02]
     assert side.tolist() == [1, -1]
 
