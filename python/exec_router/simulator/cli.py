@@ -18,16 +18,16 @@ from .capture import load_capture
 from .engine import simulate
 from .errors import TapeError
 from .feeds import Feed
-from .fills import DEFAULT_FILL_MODEL, FILL_MODELS
 from .loaders import load_intents
 from .market import InputError, Market, assemble, load_binance
 from .metrics import summarize
+from .options import INSTALL_HINT, SWEEPABLE, build_parser
 from .strategy import Bracket, Brackets, IntentList, Strategy
-from .sweep import SWEEPABLE, grid_configs, parse_assignments, parse_grid, rank, run_configs
+from .sweep import grid_configs, parse_assignments, parse_grid, rank, run_configs
 from .synthetic import synthetic_tape
 from .tardis import load_tardis
 from .ticks import load_exchange_info, parse_ticks, tick_table
-from .venue import MAKER_FEE_BPS, TAKER_FEE_BPS, Venue
+from .venue import Venue
 
 #: Tapes with at least this many events get a progress bar (on a TTY only).
 PROGRESS_MIN_EVENTS = 3_000_000
@@ -41,130 +41,16 @@ class NoEntries(Exception):
     """The strategy plans no entry on this tape: exit 1 with the reason."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="exec-router",
-        description="exec-router tools. `simulate` replays a market tape through the router.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser(
-        "simulate",
-        help="compare taker / maker_entry / maker_exit / maker_both on a tape",
-        description=(
-            "Replay a market tape through the real router and show what each execution "
-            "style costs. Without arguments: a synthetic day of BTCUSDT and a bracket strategy."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    data = p.add_argument_group("data (every file option may be repeated)")
-    data.add_argument(
-        "--capture",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="recorded Binance USD-M streams, `<ts_ns> <json>` lines, plain or .gz",
-    )
-    data.add_argument(
-        "--tardis",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="Tardis.dev CSV: quotes, trades, incremental_book_L2, book_snapshot_25",
-    )
-    data.add_argument(
-        "--book",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="Binance bookTicker or ts_ms,bid,ask[,qty] CSV",
-    )
-    data.add_argument(
-        "--trades",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="Binance aggTrades or ts_ms,price,qty,side CSV",
-    )
-    data.add_argument("--intents", metavar="FILE", help="intents CSV instead of the bracket")
-    data.add_argument(
-        "--symbol",
-        help="symbol of --book/--trades files whose name does not say it (synthetic tape: BTCUSDT)",
-    )
-    data.add_argument(
-        "--time",
-        choices=("exchange", "local"),
-        default="exchange",
-        help="clock of captures and Tardis files: exchange time, or local receive time "
-        "(feed latency included)",
-    )
-    data.add_argument(
-        "--allow-gaps", action="store_true", help="replay captures whose depth stream has gaps"
-    )
-    data.add_argument(
-        "--exchange-info",
-        metavar="FILE",
-        help="tick sizes: Binance futures exchangeInfo or BingX swap contracts JSON",
-    )
-    data.add_argument(
-        "--tick",
-        metavar="SYMBOL=SIZE",
-        action="append",
-        default=[],
-        help="one tick size by hand (wins over --exchange-info)",
-    )
-    data.add_argument("--seed", type=int, default=7, help="synthetic tape seed")
-    data.add_argument("--hours", type=float, default=24.0, help="synthetic tape length")
-
-    router = p.add_argument_group("router")
-    router.add_argument(
-        "--styles",
-        help=f"comma-separated styles (default: all four; with --sweep: maker_both) from "
-        f"{','.join(VALID_STYLES)}",
-    )
-    router.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="ExecConfig fields for every style: "
-        + ", ".join(k for k in SWEEPABLE if k != "style"),
-    )
-    router.add_argument(
-        "--sweep",
-        nargs="+",
-        default=[],
-        metavar="FIELD=V1,V2",
-        help="run the grid of ExecConfig values on every core and rank by total cost",
-    )
-    router.add_argument("--jobs", type=int, default=0, help="sweep processes (0: all cores)")
-
-    venue = p.add_argument_group("venue")
-    venue.add_argument("--fill-model", choices=FILL_MODELS, default=DEFAULT_FILL_MODEL)
-    venue.add_argument("--latency-ms", type=int, default=50, help="order and cancel latency")
-    venue.add_argument("--maker-fee-bps", type=float, default=MAKER_FEE_BPS)
-    venue.add_argument("--taker-fee-bps", type=float, default=TAKER_FEE_BPS)
-
-    strat = p.add_argument_group("bracket strategy")
-    strat.add_argument("--every-s", type=float, default=300.0, help="seconds between entries")
-    strat.add_argument("--take-profit-bps", type=float, default=8.0)
-    strat.add_argument("--stop-loss-bps", type=float, default=16.0)
-    strat.add_argument("--max-hold-s", type=float, default=180.0)
-    strat.add_argument(
-        "--stagger-s",
-        type=float,
-        help="each symbol's bracket this much after the one before (default: --every-s / "
-        "number of symbols)",
-    )
-
-    out = p.add_argument_group("output")
-    out.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    out.add_argument("--plot", metavar="FILE.png", help="draw costs and markouts (matplotlib)")
-    out.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    return parser
+#: What ``--plot`` may write; a name without a suffix gets ``.png``.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; a bad input is one line on stderr and exit code 2."""
     try:
         return _simulate(args)
     except NoEntries as exc:
@@ -186,6 +72,32 @@ def _styles(text: str | None, default: list[str]) -> list[str]:
 
 
 @contextmanager
+def _loading(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A bar per file, with the percentage of its bytes the CSV reader has consumed."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+
+    columns = (
+        TextColumn("loading {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        DownloadColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(name: str, seen: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(os.path.basename(name), total=total)
+            bar.update(tasks[name], completed=seen)
+
+        yield update
+
+
+@contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None] | None]:
     if not enabled:
         yield None
@@ -197,7 +109,9 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None] | None]:
         yield lambda: bar.advance(task)
 
 
-def _load(args: argparse.Namespace) -> tuple[Market, Strategy, dict[str, float]]:
+def _load(
+    args: argparse.Namespace, progress: Callable[[str, int, int], None] | None = None
+) -> tuple[Market, Strategy, dict[str, float]]:
     """The market of every input file, the strategy, and the tick overrides."""
     if args.trades and not args.book:
         raise UsageError("--trades needs --book")
@@ -211,7 +125,7 @@ def _load(args: argparse.Namespace) -> tuple[Market, Strategy, dict[str, float]]
     feeds: list[Feed] = []
     if args.book:
         sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
-        feeds += load_binance(args.book, args.trades, symbol, sizes=sizes)
+        feeds += load_binance(args.book, args.trades, symbol, sizes=sizes, progress=progress)
     for path in args.capture:
         feeds += load_capture(path, local_time=local, allow_gaps=args.allow_gaps)
     for path in args.tardis:
@@ -300,15 +214,22 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UsageError("use --styles, not --set style=...")
     if args.latency_ms < 0:
         raise UsageError("--latency-ms must be >= 0")
+    if args.plot:
+        args.plot = _plot_path(args.plot)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        if path:
+        if path and not (flag == "--json" and path == "-"):
             _check_writable(flag, path)
 
-    con = report.console()
+    # With --json -, stdout carries the JSON alone and the report goes to stderr.
+    con = report.console(sys.stderr if args.json == "-" else None)
     tty = sys.stderr.isatty() and not args.no_progress
     start = time.perf_counter()
-    if tty:
-        with con.status("loading the tape…"):
+    if tty and args.book:
+        with _loading(True) as progress:
+            market, strategy, ticks = _load(args, progress)
+    elif tty:
+        what = "loading" if (args.capture or args.tardis) else "generating"
+        with con.status(f"{what} the tape…"):
             market, strategy, ticks = _load(args)
     else:
         market, strategy, ticks = _load(args)
@@ -482,11 +403,24 @@ def _check_writable(flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: permission denied")
 
 
+def _plot_path(path: str) -> str:
+    """The file ``--plot`` will write: ``.png`` is added to a name without a suffix."""
+    suffix = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        return path  # refused by _check_writable
+    if not suffix:
+        return path + ".png"
+    if suffix not in PLOT_SUFFIXES:
+        raise UsageError(f"--plot {path}: the suffix must be one of {', '.join(PLOT_SUFFIXES)}")
+    return path
+
+
 def _check_plot_extra() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'exec-router[plot]'") from None
+        hint = INSTALL_HINT.format(extra="plot")
+        raise UsageError(f"--plot needs matplotlib, {hint}") from None
 
 
 def _outputs(
@@ -498,7 +432,8 @@ def _outputs(
 ) -> None:
     if args.json:
         report.write_json(args.json, payload)
-        con.print(f"JSON written to {args.json}")
+        if args.json != "-":
+            con.print(f"JSON written to {args.json}")
     if args.plot:
         from .plot import plot
 

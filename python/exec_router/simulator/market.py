@@ -20,7 +20,7 @@ import numpy as np
 
 from .depth import Depth
 from .feeds import Feed
-from .loaders import load_book, load_trades
+from .loaders import Progress, load_book, load_trades
 from .tape import Tape
 
 _BINANCE_NAME: Final = re.compile(
@@ -55,7 +55,12 @@ def binance_name(path: str) -> BinanceName | None:
 
 
 def load_binance(
-    books: Sequence[str], trades: Sequence[str], symbol: str | None, *, sizes: bool = True
+    books: Sequence[str],
+    trades: Sequence[str],
+    symbol: str | None,
+    *,
+    sizes: bool = True,
+    progress: Progress | None = None,
 ) -> list[Feed]:
     """Feeds from Binance public-data (or generic) book and trades files."""
     loaded: list[tuple[str, BinanceName | None, Any, Any]] = []
@@ -66,9 +71,10 @@ def load_binance(
                 flag = "--book" if kind == "book" else "--trades"
                 raise InputError(f"{flag} {path}: the file name says it holds {name.kind}")
             if kind == "book":
-                loaded.append((path, name, load_book(path, sizes=sizes), None))
+                book = load_book(path, sizes=sizes, progress=progress)
+                loaded.append((path, name, book, None))
             else:
-                loaded.append((path, name, None, load_trades(path)))
+                loaded.append((path, name, None, load_trades(path, progress=progress)))
     # Every file is read (and its errors reported) before the symbols are resolved.
     return [
         Feed(_symbol_of(path, name, symbol), path, book, tr, day=name.day if name else None)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -170,6 +171,14 @@ def console(file: Any = None) -> Console:
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Write the payload as JSON to ``path``, or to stdout for ``-``."""
+    if path == "-":
+        _dump(sys.stdout, payload)
+        return
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-        fh.write("\n")
+        _dump(fh, payload)
+
+
+def _dump(out: TextIO, payload: dict[str, Any]) -> None:
+    json.dump(payload, out, indent=2, default=str)
+    out.write("\n")

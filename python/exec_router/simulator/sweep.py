@@ -14,15 +14,13 @@ from exec_router import ExecConfig
 from .engine import simulate
 from .market import Market
 from .metrics import summarize
+from .options import SWEEPABLE
 from .strategy import Strategy
 from .tape import Tape
 from .venue import Venue
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-SWEEPABLE = {
-    f.name: str(f.type) for f in dataclasses.fields(ExecConfig) if f.name != "tick_overrides"
-}
 
 
 def parse_value(key: str, text: str) -> Any:
