@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from exec_router.simulator import (
     Venue,
     summarize,
 )
+from exec_router.simulator.synthetic import shifted_capture, shifted_capture_line
 
 HOOKED = ("on_working", "on_fill", "on_cancel", "on_miss", "on_escalate")
 
@@ -119,34 +119,12 @@ def capture_lines() -> list[str]:
 
 
 def shifted_line(line: str, symbol: str, dt_ms: int, dprice: float) -> str:
-    """One capture line as another symbol: times ``dt_ms`` later, prices ``dprice`` lower."""
-    local, js = line.split(" ", 1)
-    msg = json.loads(js)
-    data = msg.get("data", msg)
-    for key in ("T", "E"):
-        if key in data:
-            data[key] += dt_ms
-    for key in ("U", "u", "pu", "lastUpdateId"):
-        if key in data:
-            data[key] += 10**9  # update ids of another book
-    if "s" in data:
-        data["s"] = symbol
-    for key in ("b", "a", "p"):
-        if isinstance(data.get(key), str):
-            data[key] = f"{float(data[key]) - dprice:.2f}"
-    for key in ("b", "a", "bids", "asks"):
-        if isinstance(data.get(key), list):
-            data[key] = [[f"{max(float(p) - dprice, 0.01):.2f}", q] for p, q in data[key]]
-    if "stream" in msg:
-        msg["stream"] = msg["stream"].replace("ethusdt", symbol.lower())
-    return f"{int(local) + dt_ms * 1_000_000} {json.dumps(msg, separators=(',', ':'))}"
+    return shifted_capture_line(line, symbol, dt_ms, dprice)
 
 
 def write_shifted_capture(
     path: Path, symbol: str = "XETHUSDT", dt_ms: int = 0, dprice: float = 1000.0
 ) -> Path:
     """The capture slice as a second symbol (gzip)."""
-    with gzip.open(path, "wt") as fh:
-        for line in capture_lines():
-            fh.write(shifted_line(line, symbol, dt_ms, dprice) + "\n")
+    shifted_capture(str(CAPTURE), str(path), symbol, dt_ms=dt_ms, dprice=dprice)
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from collections.abc import Callable
 
@@ -128,3 +130,43 @@ def _price_scaler(tick: float) -> Callable[[I64], F64]:
         return lambda t: t / scale
     decimals = max(0, -math.floor(math.log10(tick) + 1e-9)) + 1
     return lambda t: np.round(t * tick, decimals)
+
+
+def shifted_capture_line(line: str, symbol: str, dt_ms: int = 0, dprice: float = 0.0) -> str:
+    """One capture line (``<ts_ns> <json>`` or bare JSON) as another, synthetic symbol:
+    times ``dt_ms`` later, prices ``dprice`` lower (tick-aligned to 0.01), update ids moved
+    by 10**9 so that its depth chain is its own."""
+    local, sep, text = line.partition(" ") if not line.startswith("{") else ("", "", line)
+    msg = json.loads(text)
+    data = msg.get("data", msg)
+    for key in ("T", "E"):
+        if key in data:
+            data[key] += dt_ms
+    for key in ("U", "u", "pu", "lastUpdateId"):
+        if key in data:
+            data[key] += 10**9
+    if "s" in data:
+        data["s"] = symbol
+    for key in ("b", "a", "p"):
+        if isinstance(data.get(key), str):
+            data[key] = f"{float(data[key]) - dprice:.2f}"
+    for key in ("b", "a", "bids", "asks"):
+        if isinstance(data.get(key), list):
+            data[key] = [[f"{max(float(p) - dprice, 0.01):.2f}", q] for p, q in data[key]]
+    if isinstance(msg.get("stream"), str):
+        msg["stream"] = symbol.lower() + "@" + msg["stream"].partition("@")[2]
+    out = json.dumps(msg, separators=(",", ":"))
+    return f"{int(local) + dt_ms * 1_000_000} {out}" if sep else out
+
+
+def shifted_capture(
+    src: str, dst: str, symbol: str, *, dt_ms: int = 0, dprice: float = 0.0
+) -> None:
+    """Write ``src`` (a capture of one symbol, plain or gzip) to ``dst`` (gzip) as ``symbol``:
+    a second symbol for multi-symbol runs. See :func:`shifted_capture_line`."""
+    opener = gzip.open if src.endswith(".gz") else open
+    with opener(src, "rt", encoding="utf-8") as fin, gzip.open(dst, "wt") as fout:
+        for line in fin:
+            line = line.strip()
+            if line:
+                fout.write(shifted_capture_line(line, symbol, dt_ms, dprice) + "\n")
