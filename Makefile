@@ -91,7 +91,7 @@ $(SIM_STAMP): $(STAMP) Cargo.toml Cargo.lock $(wildcard rust/*.rs)
 simulate: $(SIM_STAMP)  ## compare the execution styles on a synthetic day (ARGS="--help")
 	$(PY) -m exec_router simulate $(ARGS)
 
-bench-sim: $(SIM_STAMP)  ## simulator speed: a 10M-row bookTicker file and a 27-config sweep
+bench-sim: $(SIM_STAMP)  ## simulator speed: 10M-line capture, 10M-row Tardis quotes and bookTicker files, a sweep
 	$(PY) benches/bench_sim.py
 
 clean:  ## remove build output and the venv
