@@ -6,7 +6,14 @@ from typing import Any, ClassVar, final
 
 from .config import ExecConfig
 
-__all__ = ["Counters", "ExecutionPlan", "ExecutionRouter", "HookHandle", "WorkingOrder"]
+__all__ = [
+    "Counters",
+    "ExecutionPlan",
+    "ExecutionRouter",
+    "HookHandle",
+    "WorkingOrder",
+    "parse_capture",
+]
 
 @final
 class ExecutionPlan:
