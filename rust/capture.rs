@@ -6,6 +6,7 @@
 //! (`lastUpdateId`, `bids`, `asks`). Depth diffs and snapshots are kept whole, in
 //! file order, for an L2 book; their `U`/`u`/`pu` chain is checked.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -23,12 +24,42 @@ const BLOCK: usize = 16 << 20;
 
 // ── messages ────────────────────────────────────────────────────────────────
 
+/// A JSON string: borrowed from the line, or owned when it held escapes.
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
 /// A JSON value whose shape depends on the message: a price string
 /// (`bookTicker`), a list of `[price, qty]` levels (`depthUpdate`) or a number
 /// (`aggTrade`'s id, ignored).
 enum Field<'a> {
-    Text(&'a str),
-    Levels(Vec<(&'a str, &'a str)>),
+    Text(Str<'a>),
+    Levels(Vec<(Str<'a>, Str<'a>)>),
     Other,
 }
 
@@ -41,7 +72,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                 f.write_str("a string, a number or a list of [price, qty] levels")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Field::Text(v))
+                Ok(Field::Text(Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field::Text(Str(Cow::Owned(v.to_owned()))))
             }
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
                 Ok(Field::Other)
@@ -60,7 +94,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
-                while let Some(level) = seq.next_element::<(&'de str, &'de str)>()? {
+                while let Some(level) = seq.next_element::<(Str<'de>, Str<'de>)>()? {
                     out.push(level);
                 }
                 Ok(Field::Levels(out))
@@ -74,9 +108,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 #[derive(Deserialize, Default)]
 struct Msg<'a> {
     #[serde(borrow, default)]
-    e: Option<&'a str>,
+    e: Option<Str<'a>>,
     #[serde(borrow, default)]
-    s: Option<&'a str>,
+    s: Option<Str<'a>>,
     #[serde(rename = "U", default)]
     first_id: Option<u64>,
     #[serde(default)]
@@ -86,15 +120,15 @@ struct Msg<'a> {
     #[serde(borrow, default)]
     b: Option<Field<'a>>,
     #[serde(rename = "B", borrow, default)]
-    bid_qty: Option<&'a str>,
+    bid_qty: Option<Str<'a>>,
     #[serde(borrow, default)]
     a: Option<Field<'a>>,
     #[serde(rename = "A", borrow, default)]
-    ask_qty: Option<&'a str>,
+    ask_qty: Option<Str<'a>>,
     #[serde(borrow, default)]
-    p: Option<&'a str>,
+    p: Option<Str<'a>>,
     #[serde(borrow, default)]
-    q: Option<&'a str>,
+    q: Option<Str<'a>>,
     #[serde(default)]
     m: Option<bool>,
     #[serde(rename = "T", default)]
@@ -104,9 +138,9 @@ struct Msg<'a> {
     #[serde(rename = "lastUpdateId", default)]
     last_update_id: Option<u64>,
     #[serde(borrow, default)]
-    bids: Option<Vec<(&'a str, &'a str)>>,
+    bids: Option<Vec<(Str<'a>, Str<'a>)>>,
     #[serde(borrow, default)]
-    asks: Option<Vec<(&'a str, &'a str)>>,
+    asks: Option<Vec<(Str<'a>, Str<'a>)>>,
 }
 
 /// The combined-stream envelope `{"stream": ..., "data": {...}}`.
@@ -153,7 +187,7 @@ struct Depth {
 }
 
 impl Depth {
-    fn push_levels(&mut self, levels: &[(&str, &str)], side: i8) -> Result<(), String> {
+    fn push_levels(&mut self, levels: &[(Str<'_>, Str<'_>)], side: i8) -> Result<(), String> {
         for (px, qty) in levels {
             self.px.push(number(px, "price", true)?);
             self.qty.push(number(qty, "quantity", false)?);
@@ -304,7 +338,7 @@ fn number(text: &str, what: &str, positive: bool) -> Result<f64, String> {
     }
 }
 
-fn text_field<'a>(f: &Option<Field<'a>>, name: &str) -> Result<&'a str, String> {
+fn text_field<'f>(f: &'f Option<Field<'_>>, name: &str) -> Result<&'f str, String> {
     match f {
         Some(Field::Text(t)) => Ok(t),
         _ => Err(format!("field {name:?} missing or not a string")),
@@ -459,14 +493,14 @@ fn object<'a>(json: &'a str, pos: usize, msg: &mut Msg<'a>, top: bool) -> Option
                 let (text, after) = string(json, pos + 1)?;
                 pos = after;
                 match key {
-                    Key::E => msg.e = Some(text),
-                    Key::S => msg.s = Some(text),
-                    Key::Bid => msg.b = Some(Field::Text(text)),
-                    Key::BidQty => msg.bid_qty = Some(text),
-                    Key::Ask => msg.a = Some(Field::Text(text)),
-                    Key::AskQty => msg.ask_qty = Some(text),
-                    Key::P => msg.p = Some(text),
-                    Key::Q => msg.q = Some(text),
+                    Key::E => msg.e = Some(Str(Cow::Borrowed(text))),
+                    Key::S => msg.s = Some(Str(Cow::Borrowed(text))),
+                    Key::Bid => msg.b = Some(Field::Text(Str(Cow::Borrowed(text)))),
+                    Key::BidQty => msg.bid_qty = Some(Str(Cow::Borrowed(text))),
+                    Key::Ask => msg.a = Some(Field::Text(Str(Cow::Borrowed(text)))),
+                    Key::AskQty => msg.ask_qty = Some(Str(Cow::Borrowed(text))),
+                    Key::P => msg.p = Some(Str(Cow::Borrowed(text))),
+                    Key::Q => msg.q = Some(Str(Cow::Borrowed(text))),
                     Key::M | Key::TxTime | Key::EventTime | Key::Data => return None,
                     Key::Other => {}
                 }
@@ -629,7 +663,7 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
             None => return Err("no exchange time (field \"T\" or \"E\")".to_owned()),
         }
     };
-    let Some(kind) = msg.e else {
+    let Some(kind) = msg.e.as_deref() else {
         if let Some(id) = msg.last_update_id {
             let d = &mut out.snapshots;
             d.ts.push(ts);
@@ -651,7 +685,7 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
         out.ignored += 1;
         return Ok(());
     }
-    let name = need(msg.s, "s")?;
+    let name = need(msg.s.as_deref(), "s")?;
     let line_no = out.lines;
     let sym = out.symbol(name);
     match kind {
@@ -661,8 +695,8 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
             if ask < bid {
                 return Err(format!("crossed book: ask {ask} < bid {bid}"));
             }
-            let bq = number(need(msg.bid_qty, "B")?, "bid quantity", false)?;
-            let aq = number(need(msg.ask_qty, "A")?, "ask quantity", false)?;
+            let bq = number(need(msg.bid_qty.as_deref(), "B")?, "bid quantity", false)?;
+            let aq = number(need(msg.ask_qty.as_deref(), "A")?, "ask quantity", false)?;
             let b = &mut sym.book;
             b.ts.push(ts);
             b.bid.push(bid);
@@ -671,8 +705,8 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
             b.ask_qty.push(aq);
         }
         "trade" | "aggTrade" => {
-            let px = number(need(msg.p, "p")?, "price", true)?;
-            let qty = number(need(msg.q, "q")?, "quantity", false)?;
+            let px = number(need(msg.p.as_deref(), "p")?, "price", true)?;
+            let qty = number(need(msg.q.as_deref(), "q")?, "quantity", false)?;
             // `m`: the buyer was the maker, so the seller took liquidity.
             let side = if need(msg.m, "m")? { -1 } else { 1 };
             let t = if kind == "trade" {
@@ -1148,7 +1182,7 @@ mod tests {
 
     fn show(m: &Msg<'_>) -> String {
         let text = |f: &Option<Field<'_>>| match f {
-            Some(Field::Text(t)) => (*t).to_owned(),
+            Some(Field::Text(t)) => t.to_string(),
             Some(_) => "other".to_owned(),
             None => "-".to_owned(),
         };

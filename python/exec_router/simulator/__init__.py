@@ -11,20 +11,31 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .capture import load_capture
     from .clock import SimClock
+    from .depth import Depth
     from .engine import OUTCOMES, Fill, Simulation, SimulationError, StyleRun, Trade, simulate
     from .errors import TapeError
     from .fills import first_fill
     from .loaders import load_book, load_intents, load_tape, load_trades
+    from .market import Market, assemble
     from .metrics import summarize
     from .options import DEFAULT_FILL_MODEL, FILL_MODELS
-    from .strategy import Bracket, EntryIntent, ExitIntent, IntentList, Strategy
-    from .synthetic import synthetic_tape
+    from .strategy import Bracket, Brackets, EntryIntent, ExitIntent, IntentList, Strategy
+    from .synthetic import shifted_capture, synthetic_tape
     from .tape import Tape
+    from .tardis import load_tardis
     from .venue import Venue
 
 _LAZY = {
     "Bracket": "strategy",
+    "Brackets": "strategy",
+    "Depth": "depth",
+    "Market": "market",
+    "assemble": "market",
+    "load_capture": "capture",
+    "load_tardis": "tardis",
+    "shifted_capture": "synthetic",
     "DEFAULT_FILL_MODEL": "options",
     "EntryIntent": "strategy",
     "ExitIntent": "strategy",
@@ -56,10 +67,13 @@ __all__ = [
     "FILL_MODELS",
     "OUTCOMES",
     "Bracket",
+    "Brackets",
+    "Depth",
     "EntryIntent",
     "ExitIntent",
     "Fill",
     "IntentList",
+    "Market",
     "SimClock",
     "Simulation",
     "SimulationError",
@@ -69,11 +83,15 @@ __all__ = [
     "TapeError",
     "Trade",
     "Venue",
+    "assemble",
     "first_fill",
     "load_book",
+    "load_capture",
     "load_intents",
     "load_tape",
+    "load_tardis",
     "load_trades",
+    "shifted_capture",
     "simulate",
     "summarize",
     "synthetic_tape",

@@ -22,7 +22,3 @@ class Feed:
     trades: Trades | None = None
     depth: Depth | None = None
     day: dt.date | None = None  # from a Binance public-data file name
-
-    @property
-    def label(self) -> str:
-        return self.path
