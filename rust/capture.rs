@@ -196,15 +196,17 @@ impl Depth {
         Ok(())
     }
 
-    fn append(&mut self, mut other: Depth, line_offset: u64) {
+    /// Move `other`'s messages to the end of `self` (`other` keeps its capacity).
+    fn append(&mut self, other: &mut Depth, line_offset: u64) {
         let base = self.px.len() as u64;
         self.ts.append(&mut other.ts);
-        self.line.extend(other.line.iter().map(|l| l + line_offset));
+        self.line
+            .extend(other.line.drain(..).map(|l| l + line_offset));
         self.kind.append(&mut other.kind);
         self.first_id.append(&mut other.first_id);
         self.last_id.append(&mut other.last_id);
         self.prev_id.append(&mut other.prev_id);
-        self.start.extend(other.start.iter().map(|s| s + base));
+        self.start.extend(other.start.drain(..).map(|s| s + base));
         self.px.append(&mut other.px);
         self.qty.append(&mut other.qty);
         self.side.append(&mut other.side);
@@ -263,29 +265,33 @@ impl Parsed {
         &mut self.symbols[pos].1
     }
 
-    fn append(&mut self, other: Parsed) {
+    /// Move a chunk's rows to the end of `self`. The chunk keeps its buffers' capacity
+    /// for the next block: no new pages to fault in, nothing returned to the system.
+    fn append(&mut self, other: &mut Parsed) {
         let offset = self.lines;
-        for (name, mut sym) in other.symbols {
-            let dst = self.symbol(&name);
+        for (name, sym) in &mut other.symbols {
+            let dst = self.symbol(name);
             let b = &mut dst.book;
             b.ts.append(&mut sym.book.ts);
             b.bid.append(&mut sym.book.bid);
             b.ask.append(&mut sym.book.ask);
             b.bid_qty.append(&mut sym.book.bid_qty);
             b.ask_qty.append(&mut sym.book.ask_qty);
-            for (d, s) in [(&mut dst.trade, sym.trade), (&mut dst.agg, sym.agg)] {
-                let mut s = s;
+            for (d, s) in [
+                (&mut dst.trade, &mut sym.trade),
+                (&mut dst.agg, &mut sym.agg),
+            ] {
                 d.ts.append(&mut s.ts);
                 d.px.append(&mut s.px);
                 d.qty.append(&mut s.qty);
                 d.side.append(&mut s.side);
             }
-            dst.depth.append(sym.depth, offset);
+            dst.depth.append(&mut sym.depth, offset);
         }
-        self.snapshots.append(other.snapshots, offset);
-        self.lines += other.lines;
-        self.messages += other.messages;
-        self.ignored += other.ignored;
+        self.snapshots.append(&mut other.snapshots, offset);
+        self.lines += std::mem::take(&mut other.lines);
+        self.messages += std::mem::take(&mut other.messages);
+        self.ignored += std::mem::take(&mut other.ignored);
     }
 }
 
@@ -600,8 +606,8 @@ fn split_line(line: &str) -> Result<(Option<i64>, &str), String> {
     Ok((Some(ts), json))
 }
 
-fn parse_chunk(chunk: &[u8], local_time: bool) -> Result<Parsed, LineError> {
-    let mut out = Parsed::default();
+/// Parse `chunk` into `out` (emptied by the last merge, its capacity kept).
+fn parse_chunk(chunk: &[u8], local_time: bool, out: &mut Parsed) -> Result<(), LineError> {
     // One UTF-8 check for the whole chunk; the JSON parser then skips its own.
     let text = std::str::from_utf8(chunk).map_err(|e| {
         let before = chunk.get(..e.valid_up_to()).unwrap_or_default();
@@ -625,14 +631,14 @@ fn parse_chunk(chunk: &[u8], local_time: bool) -> Result<Parsed, LineError> {
         if line.is_empty() {
             continue;
         }
-        if let Err(message) = parse_line(line, local_time, &mut out) {
+        if let Err(message) = parse_line(line, local_time, out) {
             return Err(LineError {
                 line: out.lines,
                 message,
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), String> {
@@ -770,15 +776,24 @@ fn pieces(buf: &[u8], n: usize) -> Vec<&[u8]> {
     out
 }
 
-fn parse_parallel(buf: &[u8], local_time: bool, threads: usize) -> Vec<Result<Parsed, LineError>> {
-    let parts = pieces(buf, threads);
+fn parse_parallel(
+    buf: &[u8],
+    local_time: bool,
+    scratch: &mut [Parsed],
+) -> Vec<Result<(), LineError>> {
+    let parts = pieces(buf, scratch.len());
     if parts.len() == 1 {
-        return parts.iter().map(|p| parse_chunk(p, local_time)).collect();
+        return parts
+            .iter()
+            .zip(scratch.iter_mut())
+            .map(|(p, out)| parse_chunk(p, local_time, out))
+            .collect();
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = parts
             .iter()
-            .map(|p| scope.spawn(move || parse_chunk(p, local_time)))
+            .zip(scratch.iter_mut())
+            .map(|(p, out)| scope.spawn(move || parse_chunk(p, local_time, out)))
             .collect();
         handles
             .into_iter()
@@ -795,7 +810,12 @@ fn parse_parallel(buf: &[u8], local_time: bool, threads: usize) -> Vec<Result<Pa
 }
 
 /// Read and parse the whole file, one block at a time.
-fn parse_file(path: &str, local_time: bool, threads: usize) -> Result<Parsed, LineError> {
+fn parse_file(
+    path: &str,
+    local_time: bool,
+    threads: usize,
+    block: usize,
+) -> Result<Parsed, LineError> {
     let io_err = |e: std::io::Error| LineError {
         line: 0,
         message: format!("cannot read ({e})"),
@@ -810,11 +830,12 @@ fn parse_file(path: &str, local_time: bool, threads: usize) -> Result<Parsed, Li
         Box::new(file)
     };
     let mut total = Parsed::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + (1 << 16));
+    let mut scratch: Vec<Parsed> = (0..threads.max(1)).map(|_| Parsed::default()).collect();
+    let mut buf: Vec<u8> = Vec::with_capacity(block + (1 << 16));
     let mut first = true;
     loop {
         // Top the buffer up to a block (or twice the carried-over part: one long line).
-        let want = BLOCK.max(buf.len() * 2) - buf.len();
+        let want = block.max(buf.len() * 2) - buf.len();
         let got = reader
             .by_ref()
             .take(want as u64)
@@ -840,11 +861,12 @@ fn parse_file(path: &str, local_time: bool, threads: usize) -> Result<Parsed, Li
         };
         let (whole, _) = buf.split_at(end);
         let mut offset = total.lines;
-        for part in parse_parallel(whole, local_time, threads) {
+        let results = parse_parallel(whole, local_time, &mut scratch);
+        for (part, chunk) in results.into_iter().zip(scratch.iter_mut()) {
             match part {
-                Ok(p) => {
-                    offset += p.lines;
-                    total.append(p);
+                Ok(()) => {
+                    offset += chunk.lines;
+                    total.append(chunk);
                 }
                 Err(e) => {
                     return Err(LineError {
@@ -1048,14 +1070,21 @@ fn put_trades(d: &Bound<'_, PyDict>, t: Trades) -> PyResult<()> {
 /// columns as native-endian bytes (`ts` int64 ms, prices float64, `side` int8).
 /// A bad line raises `ValueError(line, message)` (line 0: the whole file).
 #[pyfunction]
-#[pyo3(signature = (path, *, local_time = false, allow_gaps = false, threads = 0))]
+#[pyo3(signature = (path, *, local_time = false, allow_gaps = false, threads = 0, block = 0))]
 pub fn parse_capture<'py>(
     py: Python<'py>,
     path: &str,
     local_time: bool,
     allow_gaps: bool,
     threads: usize,
+    block: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // `block`: bytes read at a time (0: 16 MiB); small values exercise the block seams.
+    let block = if block == 0 {
+        BLOCK
+    } else {
+        block.clamp(64, 1 << 30)
+    };
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     } else {
@@ -1063,7 +1092,7 @@ pub fn parse_capture<'py>(
     };
     let owned = path.to_owned();
     let result = py.detach(move || {
-        let mut parsed = parse_file(&owned, local_time, threads)?;
+        let mut parsed = parse_file(&owned, local_time, threads, block)?;
         finish_depth(&mut parsed, allow_gaps)?;
         Ok::<Parsed, LineError>(parsed)
     });
@@ -1108,7 +1137,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Parsed, LineError> {
-        let mut p = parse_chunk(text.as_bytes(), false)?;
+        let mut p = Parsed::default();
+        parse_chunk(text.as_bytes(), false, &mut p)?;
         finish_depth(&mut p, false)?;
         Ok(p)
     }

@@ -193,5 +193,10 @@ class ExecutionRouter:
     ) -> Callable[[str, Any, WorkingOrder], object] | None: ...
 
 def parse_capture(
-    path: str, *, local_time: bool = False, allow_gaps: bool = False, threads: int = 0
+    path: str,
+    *,
+    local_time: bool = False,
+    allow_gaps: bool = False,
+    threads: int = 0,
+    block: int = 0,
 ) -> dict[str, Any]: ...

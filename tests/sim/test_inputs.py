@@ -225,10 +225,23 @@ def test_bad_utf8_and_both_trade_streams(tmp_path: Path) -> None:
 
 def test_parser_threads_and_blocks_agree() -> None:
     one = _core.parse_capture(str(CAPTURE), threads=1)
-    many = _core.parse_capture(str(CAPTURE), threads=5)
-    assert one["lines"] == many["lines"] == len(capture_lines())
-    for kind in ("book", "trade", "depth"):
-        assert one["symbols"]["ETHUSDT"][kind] == many["symbols"]["ETHUSDT"][kind]
+    assert one["lines"] == len(capture_lines())
+    # Small blocks cut the file (and its 40 kB depth lines) at many places.
+    for threads, block in ((5, 0), (2, 4096), (3, 100_000), (1, 64)):
+        many = _core.parse_capture(str(CAPTURE), threads=threads, block=block)
+        assert many["lines"] == one["lines"]
+        for kind in ("book", "trade", "depth"):
+            assert one["symbols"]["ETHUSDT"][kind] == many["symbols"]["ETHUSDT"][kind]
+
+
+def test_a_bad_line_is_named_across_blocks(tmp_path: Path) -> None:
+    lines = capture_lines()[:500]
+    lines[417] = '{"e":"bookTicker","broken"'
+    path = write(tmp_path / "b.txt", lines)
+    for threads, block in ((1, 0), (2, 4096), (3, 1000)):
+        with pytest.raises(ValueError, match="invalid JSON") as e:
+            _core.parse_capture(path, threads=threads, block=block)
+        assert e.value.args[0] == 418
 
 
 # ── Tardis ───────────────────────────────────────────────────────────────────
