@@ -70,7 +70,7 @@ def _read(name: str, types: dict[str, Any]) -> pa.Table:
     try:
         table = pacsv.read_csv(
             name,
-            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
             parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(types), column_types=types, strings_can_be_null=False
