@@ -27,15 +27,16 @@ from exec_router.simulator.synthetic import synthetic_tape
 sys.path.insert(0, str(Path(__file__).parent))
 from sim_inputs import write_capture, write_tardis_quotes
 
-#: Runs the CLI, then prints the process's peak RSS (KiB) as the last stderr line. VmHWM,
-#: not ru_maxrss: Linux carries ru_maxrss over an exec from the parent's image.
+#: Runs the CLI, then prints the process's peak RSS (KiB) and CPU seconds (user + system)
+#: as the last stderr line. VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec.
 _WITH_RSS = (
-    "import sys\n"
+    "import resource, sys\n"
     "from exec_router.__main__ import main\n"
     "code = main(sys.argv[1:])\n"
     "with open('/proc/self/status') as fh:\n"
     "    hwm = next(ln for ln in fh if ln.startswith('VmHWM:'))\n"
-    "print(hwm.split()[1], file=sys.stderr)\n"
+    "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "print(hwm.split()[1], ru.ru_utime + ru.ru_stime, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -78,7 +79,8 @@ def one_style(label: str, flag: str, path: Path, lines: int, tmp: str) -> None:
     wall = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
-    rss_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    hwm, cpu = proc.stderr.strip().splitlines()[-1].split()
+    rss_mb, cpu_s = int(hwm) / 1024, float(cpu)
     result = json.loads(out.read_text())
     load_s = result["timing"]["load_seconds"]
     sim_s = result["styles"]["maker_both"]["sim_seconds"]
@@ -87,7 +89,8 @@ def one_style(label: str, flag: str, path: Path, lines: int, tmp: str) -> None:
     print(
         f"{label}: {lines:,} lines ({path.stat().st_size / 1e6:.0f} MB), loaded in {load_s:.2f} s, "
         f"maker_both in {sim_s:.2f} s: {lines / (load_s + sim_s) / 1e6:.2f} M lines/s end to "
-        f"end; whole process {lines / wall / 1e6:.2f} M lines/s (wall {wall:.2f} s)"
+        f"end; whole process {lines / wall / 1e6:.2f} M lines/s (wall {wall:.2f} s, "
+        f"CPU {cpu_s:.2f} s on {os.cpu_count()} cores: {os.getloadavg()[0]:.1f} load average)"
     )
     print(
         f"  peak RSS {rss_mb:.0f} MB, budget {budget:.0f} MB (2.5 x {cols_mb:.0f} MB of columns "

@@ -824,26 +824,69 @@ fn parse_file(
     let mut magic = [0u8; 2];
     let gz = file.read(&mut magic).map_err(io_err)? == 2 && magic == [0x1f, 0x8b];
     let file = File::open(path).map_err(io_err)?;
-    let mut reader: Box<dyn Read> = if gz {
+    let reader: Box<dyn Read + Send> = if gz {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
     } else {
         Box::new(file)
     };
     let mut total = Parsed::default();
     let mut scratch: Vec<Parsed> = (0..threads.max(1)).map(|_| Parsed::default()).collect();
+    // One thread reads (and decompresses) the next block while the others parse this one.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
+        // Owned here: dropped when this closure returns (on a bad line too), so that a
+        // reader blocked on `send` wakes up and ends before the scope joins it.
+        let full_rx = full_rx;
+        for next in full_rx {
+            let whole = next.map_err(|e| LineError {
+                line: total.lines + 1,
+                message: format!("cannot read ({e})"),
+            })?;
+            let mut offset = total.lines;
+            let results = parse_parallel(&whole, local_time, &mut scratch);
+            for (part, chunk) in results.into_iter().zip(scratch.iter_mut()) {
+                match part {
+                    Ok(()) => {
+                        offset += chunk.lines;
+                        total.append(chunk);
+                    }
+                    Err(e) => {
+                        return Err(LineError {
+                            line: if e.line == 0 { 0 } else { offset + e.line },
+                            message: e.message,
+                        });
+                    }
+                }
+            }
+            let _ = empty_tx.send(whole); // back to the reader, to be refilled
+        }
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// Send the file as blocks of whole lines (the last one may lack its newline), each
+/// about `block` bytes; buffers come back on `empty` to be reused.
+fn read_blocks(
+    mut reader: Box<dyn Read + Send>,
+    block: usize,
+    full: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(block + (1 << 16));
     let mut first = true;
     loop {
         // Top the buffer up to a block (or twice the carried-over part: one long line).
         let want = block.max(buf.len() * 2) - buf.len();
-        let got = reader
-            .by_ref()
-            .take(want as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| LineError {
-                line: total.lines + 1,
-                message: format!("cannot read ({e})"),
-            })?;
+        let got = match reader.by_ref().take(want as u64).read_to_end(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = full.send(Err(e));
+                return;
+            }
+        };
         let eof = got < want;
         if first {
             first = false;
@@ -859,29 +902,15 @@ fn parse_file(
                 None => continue, // one line longer than the buffer: read more
             }
         };
-        let (whole, _) = buf.split_at(end);
-        let mut offset = total.lines;
-        let results = parse_parallel(whole, local_time, &mut scratch);
-        for (part, chunk) in results.into_iter().zip(scratch.iter_mut()) {
-            match part {
-                Ok(()) => {
-                    offset += chunk.lines;
-                    total.append(chunk);
-                }
-                Err(e) => {
-                    return Err(LineError {
-                        line: if e.line == 0 { 0 } else { offset + e.line },
-                        message: e.message,
-                    });
-                }
-            }
-        }
-        buf.drain(..end);
-        if eof {
-            break;
+        let mut next = empty.try_recv().unwrap_or_default();
+        next.clear();
+        next.extend_from_slice(buf.get(end..).unwrap_or_default());
+        buf.truncate(end);
+        let whole = std::mem::replace(&mut buf, next);
+        if full.send(Ok(whole)).is_err() || eof {
+            return; // the parser stopped (a bad line), or the file is done
         }
     }
-    Ok(total)
 }
 
 // ── depth continuity ────────────────────────────────────────────────────────
