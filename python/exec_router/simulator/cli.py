@@ -14,13 +14,17 @@ from typing import Any
 from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
+from .cache import TapeCache, add_cache_command, cache_command, default_cache_dir
+from .campaign import SweepUsageError, run_sweep
 from .engine import simulate
 from .errors import TapeError
 from .fills import DEFAULT_FILL_MODEL, FILL_MODELS
 from .loaders import load_intents, load_tape
 from .metrics import summarize
+from .sources import csv_spec
+from .stats import METHODS
 from .strategy import Bracket, Strategy
-from .sweep import SWEEPABLE, grid_configs, parse_assignments, parse_grid, rank, run_configs
+from .sweep import SWEEPABLE, grid_configs, parse_assignments, parse_grid
 from .synthetic import synthetic_tape
 from .tape import Tape
 from .venue import MAKER_FEE_BPS, TAKER_FEE_BPS, Venue
@@ -55,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--symbol", default="BTCUSDT", help="symbol of the tape (tick size)")
     data.add_argument("--seed", type=int, default=7, help="synthetic tape seed")
     data.add_argument("--hours", type=float, default=24.0, help="synthetic tape length")
+    data.add_argument("--days", type=int, default=1, help="sweep: synthetic days per symbol")
+    data.add_argument("--symbols", metavar="A,B", help="sweep: synthetic symbols (each a tape)")
+    data.add_argument(
+        "--cache-dir", metavar="DIR", help="tape cache (default: $XDG_CACHE_HOME/exec-router)"
+    )
+    data.add_argument("--no-cache", action="store_true", help="parse the files, cache nothing")
 
     router = p.add_argument_group("router")
     router.add_argument(
@@ -78,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the grid of ExecConfig values on every core and rank by total cost",
     )
     router.add_argument("--jobs", type=int, default=0, help="sweep processes (0: all cores)")
+    router.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the sweep on a Dask cluster"
+    )
+    router.add_argument(
+        "--bootstrap",
+        choices=METHODS,
+        default="auto",
+        help="sweep intervals: resample tapes or entry intents (auto: tapes if >= 10)",
+    )
 
     venue = p.add_argument_group("venue")
     venue.add_argument("--fill-model", choices=FILL_MODELS, default=DEFAULT_FILL_MODEL)
@@ -94,15 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the results as JSON")
     out.add_argument("--plot", metavar="FILE.png", help="draw costs and markouts (matplotlib)")
+    out.add_argument("--csv", metavar="FILE", help="sweep: every config's summary as CSV")
     out.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_cache_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "cache":
+            return cache_command(args)
         return _simulate(args)
-    except (TapeError, UsageError, ConfigError, OSError) as exc:
+    except (TapeError, UsageError, SweepUsageError, ConfigError, OSError, RuntimeError) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
 
@@ -134,7 +157,11 @@ def _load(args: argparse.Namespace) -> tuple[Tape, Strategy]:
         raise UsageError("--trades needs --book")
     if args.book:
         sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
-        tape = load_tape(args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes)
+        spec = csv_spec(args.book, args.trades, args.symbol.upper(), sizes)
+        if args.no_cache:
+            tape = load_tape(args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes)
+        else:
+            tape = TapeCache(args.cache_dir or default_cache_dir()).load(spec)[0]
     else:
         if not 0 < args.hours <= 24 * 31:
             raise UsageError("--hours must be in (0, 744]")
@@ -165,6 +192,19 @@ def _simulate(args: argparse.Namespace) -> int:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             _check_writable(flag, path)
+    if grid:
+        if args.plot:
+            _check_plot_extra()
+        if args.trades and not args.book:
+            raise UsageError("--trades needs --book")
+        if "style" not in grid:
+            grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
+        elif args.styles:
+            raise UsageError("give the styles either in --styles or in --sweep, not both")
+        configs = grid_configs(base, grid)
+        return run_sweep(args, report.console(), base, grid, configs, _check_writable)
+    if args.days != 1 or args.symbols or args.scheduler or args.csv:
+        raise UsageError("--days, --symbols, --scheduler and --csv go with --sweep")
 
     con = report.console()
     tty = sys.stderr.isatty() and not args.no_progress
@@ -181,9 +221,6 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.plot:
         _check_plot_extra()
     header = _header(tape, strategy, venue)
-
-    if grid:
-        return _sweep(args, con, tape, strategy, venue, base, grid, load_s, header)
 
     styles = _styles(args.styles, list(VALID_STYLES))
     configs = [ExecConfig(**{**base, "style": s}) for s in styles]
@@ -210,42 +247,6 @@ def _simulate(args: argparse.Namespace) -> int:
     payload = _payload(tape, strategy, venue, load_s, total_s)
     payload["styles"] = {s["style"]: s for s in summaries}
     _outputs(args, con, payload, summaries, header)
-    return 0
-
-
-def _sweep(
-    args: argparse.Namespace,
-    con: Any,
-    tape: Tape,
-    strategy: Strategy,
-    venue: Venue,
-    base: dict[str, Any],
-    grid: dict[str, list[Any]],
-    load_s: float,
-    header: str,
-) -> int:
-    if "style" not in grid:
-        grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
-    elif args.styles:
-        raise UsageError("give the styles either in --styles or in --sweep, not both")
-    configs = grid_configs(base, grid)
-    jobs = args.jobs or os.cpu_count() or 1
-    start = time.perf_counter()
-    summaries = run_configs(tape, strategy, venue, configs, jobs)
-    sweep_s = time.perf_counter() - start
-    ranked = rank(summaries)
-    keys = [k for k, v in grid.items() if len(v) > 1] or list(grid)
-    con.print(header)
-    con.print()
-    con.print(report.sweep_table(ranked, keys, "Sweep ranked by total cost incl. missed entries"))
-    con.print()
-    con.print(
-        f"Sweep: {len(configs)} configs on {min(jobs, len(configs))} processes in {sweep_s:.1f} s "
-        f"(tape loaded once in {load_s:.2f} s)."
-    )
-    payload = _payload(tape, strategy, venue, load_s, load_s + sweep_s)
-    payload["sweep"] = {"grid": grid, "seconds": sweep_s, "ranked": ranked}
-    _outputs(args, con, payload, ranked[:4], header)
     return 0
 
 
