@@ -279,10 +279,11 @@ class LocalExecutor:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
             with contextlib.suppress(Exception):
                 proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Waiting lets the pool's manager thread see the dead workers and stop cleanly.
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
