@@ -322,7 +322,7 @@ def test_missing_extra_is_a_clear_message() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=False
     )
     assert proc.returncode == 2
-    assert "pip install 'exec-router[sim]'" in proc.stderr
+    assert "pip install '.[sim]'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

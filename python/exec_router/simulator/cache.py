@@ -23,7 +23,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -53,7 +53,8 @@ FIELDS: Final = (
 )
 _OPTIONAL: Final = frozenset({"bid_qty", "ask_qty"})
 
-LoadFn = Callable[[tuple[str, ...], Mapping[str, Any]], list[Tape]]
+#: ``load(paths, options[, progress=...]) -> tapes``
+LoadFn = Callable[..., list[Tape]]
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,11 @@ class TapeCache:
         return self.root / f"{key}{SUFFIX}"
 
     # load
-    def load(self, spec: TapeSpec, *, key: str | None = None) -> list[Tape]:
-        """The spec's tapes: from the entry if it is sound, else parsed and stored."""
+    def load(self, spec: TapeSpec, *, key: str | None = None, progress: Any = None) -> list[Tape]:
+        """The spec's tapes: from the entry if it is sound, else parsed and stored.
+
+        ``progress`` goes to a loader that reports its reading (``progress=`` keyword).
+        """
         basis: dict[str, Any] | None = None
         if key is None:
             key, basis = self.key(spec)
@@ -225,7 +229,8 @@ class TapeCache:
             key2, basis = self.key(spec)
             if key2 != key:
                 raise ValueError(f"{spec.label or spec.loader}: the inputs changed during the run")
-        tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict)
+        extra = {} if progress is None else {"progress": progress}
+        tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict, **extra)
         self.builds += 1
         try:
             write_entry(path, key, basis, tapes)
@@ -429,17 +434,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 # ── the command ──────────────────────────────────────────────────────────────
-
-
-def add_cache_command(sub: Any) -> None:
-    """``exec-router cache list|clear [--cache-dir DIR]``."""
-    p = sub.add_parser(
-        "cache",
-        help="list or clear the tape cache",
-        description="The parsed tapes kept between runs, one Arrow IPC file per input set.",
-    )
-    p.add_argument("action", choices=("list", "clear"))
-    p.add_argument("--cache-dir", metavar="DIR", help="default: $XDG_CACHE_HOME/exec-router")
 
 
 def cache_command(args: Any) -> int:

@@ -242,7 +242,7 @@ CSV_COSTS = (
 
 def write_csv(path: str, ranked: Sequence[dict[str, Any]]) -> None:
     """One row per config: its settings, counts, costs, interval and difference from the best."""
-    from .sweep import SWEEPABLE
+    from .options import SWEEPABLE
 
     head = [
         "rank",

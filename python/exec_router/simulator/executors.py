@@ -145,7 +145,7 @@ def run_task(job: Job, unit: int, config: int, blob: bytes | None = None) -> dic
 
 
 def config_dict(config: ExecConfig) -> dict[str, Any]:
-    from .sweep import SWEEPABLE
+    from .options import SWEEPABLE
 
     return {k: getattr(config, k) for k in SWEEPABLE}
 

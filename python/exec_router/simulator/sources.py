@@ -31,14 +31,11 @@ SYNTHETIC_PRICES: Final = {
 }
 
 
-def _csv(paths: tuple[str, ...], options: Mapping[str, Any]) -> list[Tape]:
+def _csv(paths: tuple[str, ...], options: Mapping[str, Any], progress: Any = None) -> list[Tape]:
     book, *rest = paths
     trades = rest[0] if rest else None
-    return [
-        load_tape(
-            book, trades, symbol=str(options["symbol"]), sizes=bool(options.get("sizes", True))
-        )
-    ]
+    symbol, sizes = str(options["symbol"]), bool(options.get("sizes", True))
+    return [load_tape(book, trades, symbol=symbol, sizes=sizes, progress=progress)]
 
 
 def _synthetic(paths: tuple[str, ...], options: Mapping[str, Any]) -> list[Tape]:

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .engine import StyleRun
+from .options import BOOTSTRAP_METHODS
 from .venue import Venue
 
 F64 = NDArray[np.float64]
@@ -26,7 +27,7 @@ RESAMPLES: Final = 2000
 SEED: Final = 20231115
 #: ``auto`` resamples tapes when there are at least this many, else intents.
 MIN_TAPES_FOR_TAPE_BOOTSTRAP: Final = 10
-METHODS: Final = ("auto", "tapes", "intents")
+METHODS: Final = BOOTSTRAP_METHODS
 METHOD_TEXT: Final = {
     "tapes": "bootstrap over tapes (day × symbol)",
     "intents": "bootstrap over entry intents (round trips and missed entries)",
