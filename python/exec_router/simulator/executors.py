@@ -19,6 +19,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -324,6 +325,7 @@ class DaskExecutor:
                 raise RuntimeError(
                     "--scheduler needs the dask extra: pip install 'exec-router[dask]'"
                 ) from None
+            _reachable(self.address)
             try:
                 self._client = Client(self.address, timeout=self.timeout)  # type: ignore[no-untyped-call]
             except (OSError, TimeoutError) as exc:
@@ -382,6 +384,22 @@ class DaskExecutor:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def _reachable(address: str) -> None:
+    """Fail at once, in one line, when nothing listens at a ``tcp://host:port`` address."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except ValueError:
+        raise RuntimeError(f"--scheduler {address}: expected tcp://HOST:PORT") from None
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot reach the Dask scheduler {address}: {exc.strerror or exc}"
+        ) from None
 
 
 def _replace_cache_dir(job: Job, cache_dir: str | None) -> Job:
