@@ -198,7 +198,8 @@ def test_sweep_command_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str
     argv = [*SWEEP, "--jobs", "1", "--json", str(js), "--csv", str(table), "--plot", str(png)]
     assert main(argv) == 0
     out, err = capsys.readouterr()
-    assert "Tapes: 4 (BTCUSDT day 1, BTCUSDT day 2, ETHUSDT day 1, ETHUSDT day 2)" in out
+    assert "Tapes: 4 (BTCUSDT day 1, BTCUSDT day 2, ETHUSDT day 1, ETHUSDT day 2)\n" in out
+    assert "Strategy: bracket, an entry every 60 s: 100 entry intents per config\n" in out
     assert "bootstrap over entry intents" in out
     assert "4 configs × 4 tapes = 16 tasks on this process" in out
     lines = err.splitlines()  # not a TTY: one line per finished task

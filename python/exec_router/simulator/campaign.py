@@ -142,8 +142,9 @@ def run_sweep(
     con.print(ranking_table(ranked, keys, "Sweep ranked by total cost incl. missed entries"))
     con.print()
     con.print(
-        f"95% intervals: {info['text']}, {info['resamples']} resamples, paired across configs; "
-        "* = significantly worse than the best (its paired interval excludes 0)."
+        f"95% intervals: {info['text']}, {info['resamples']} resamples, paired across configs.\n"
+        "vs best: the difference from the best config; * = significant (its own paired 95% "
+        "interval excludes 0)."
     )
     con.print(
         f"Sweep: {len(configs)} configs × {len(specs)} tape{'s' * (len(specs) > 1)} = {total} "
@@ -186,15 +187,18 @@ def _header(
     job: Job,
     strategy: BracketPlan | IntentPlan,
 ) -> str:
-    first = per_config[0]
-    planned = sum(r["summary"]["entries"]["planned"] for r in first)
-    names = ", ".join(s.label for s in specs[:4]) + (", …" if len(specs) > 4 else "")
+    planned = sum(r["summary"]["entries"]["planned"] for r in per_config[0])
+    labels = [s.label for s in specs]
+    names = ", ".join(labels) if len(labels) <= 4 else f"{', '.join(labels[:3])}, …, {labels[-1]}"
     what = (
-        f"bracket every {strategy.every_s:g} s" if isinstance(strategy, BracketPlan) else "intents"
+        f"bracket, an entry every {strategy.every_s:g} s"
+        if isinstance(strategy, BracketPlan)
+        else "intents file"
     )
     v = job.venue
     return (
-        f"Tapes: {len(specs)} ({names}); {planned:,} entry intents per config ({what})\n"
+        f"Tapes: {len(specs)} ({names})\n"
+        f"Strategy: {what}: {planned:,} entry intents per config\n"
         f"Venue: fill model {v.fill_model}, latency {v.latency_ms} ms, fees "
         f"{v.maker_fee_bps:g}/{v.taker_fee_bps:g} bps maker/taker"
     )
