@@ -243,3 +243,41 @@ def test_ctrl_c_cancels_and_prints_what_finished(tmp_path: Path) -> None:
     assert "Interrupted: " in out
     assert "of 48 tasks finished; the rest were cancelled" in out
     assert "Traceback" not in err
+
+
+def test_a_failing_task_stops_the_sweep_with_its_error(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from exec_router.simulator.cache import TapeSpec
+    from exec_router.simulator.errors import TapeError
+
+    job = small_job(TapeCache(tmp_path), days=1, configs=2)
+    gone = TapeSpec.of("csv", [str(tmp_path / "gone.csv")], symbol="BTCUSDT", sizes=False)
+    bad = replace(job, specs=(gone, *job.specs[1:]), keys=(None, *job.keys[1:]))
+    local = LocalExecutor(2)
+    try:
+        with pytest.raises(TapeError, match=r"gone\.csv: no such file"):
+            local.run(bad, noop)
+    finally:
+        local.close()
+    assert local._pool is None  # stopped, not left to finish the other tasks
+
+
+def test_intents_are_split_by_tape(tmp_path: Path) -> None:
+    from exec_router.simulator.executors import IntentPlan
+    from exec_router.simulator.strategy import EntryIntent, ExitIntent, IntentList
+
+    tape = synthetic_tape(hours=0.1, symbol="ETHUSDT")
+    intents = IntentList(
+        [
+            EntryIntent(tape.start_ms + 1_000, "a", "ETHUSDT", "LONG"),
+            EntryIntent(tape.start_ms + 2_000, "b", "BTCUSDT", "LONG"),
+            EntryIntent(tape.end_ms + 1, "c", "ETHUSDT", "SHORT"),
+        ],
+        [ExitIntent(tape.start_ms + 5_000, "a", "X"), ExitIntent(tape.start_ms + 6_000, "b", "X")],
+    )
+    plan = IntentPlan(intents)
+    assert plan.make(tape, filter_asset=False) is intents  # one tape: as given
+    mine = plan.make(tape, filter_asset=True)
+    assert [e.trade_id for e in mine.entries()] == ["a"]
+    assert [x.trade_id for x in mine.scheduled_exits()] == ["a"]

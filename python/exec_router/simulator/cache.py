@@ -228,7 +228,8 @@ class TapeCache:
         if basis is None:
             key2, basis = self.key(spec)
             if key2 != key:
-                raise ValueError(f"{spec.label or spec.loader}: the inputs changed during the run")
+                name = spec.paths[0] if spec.paths else spec.loader
+                raise TapeError(name, None, "changed while the run was reading it; run again")
         extra = {} if progress is None else {"progress": progress}
         tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict, **extra)
         self.builds += 1

@@ -260,15 +260,24 @@ class LocalExecutor:
                     if on_done is not None:
                         on_done(index[f], done[index[f]])
         except KeyboardInterrupt:
-            for f in pending:
-                f.cancel()
-            self.terminate()
+            self._stop(pending)
             raise SweepInterrupted(done) from None
+        except BaseException:
+            self._stop(pending)  # a failed task: do not wait for the others
+            raise
         return done
+
+    def _stop(self, pending: set[Future[Any]]) -> None:
+        for f in pending:
+            f.cancel()
+        self.terminate()
 
     def prepare(self, specs: Sequence[TapeSpec], cache_dir: str | None) -> list[str]:
         pool = self._executor()
-        done = self._gather([pool.submit(prepare, s, cache_dir) for s in specs], None)
+        try:
+            done = self._gather([pool.submit(prepare, s, cache_dir) for s in specs], None)
+        except SweepInterrupted:
+            raise KeyboardInterrupt from None  # no task of the sweep has run yet
         return [done[i] for i in range(len(specs))]
 
     def run(self, job: Job, on_done: OnDone) -> list[dict[str, Any]]:
@@ -377,6 +386,9 @@ class DaskExecutor:
         except KeyboardInterrupt:
             client.cancel(futures)
             raise SweepInterrupted(done) from None
+        except BaseException:
+            client.cancel(futures)
+            raise
         finally:
             client.cancel([job_future, *(b for b in blobs if b is not None)])
         return [done[i] for i in range(len(futures))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
@@ -48,7 +49,8 @@ register_loader("synthetic", "1", _synthetic)
 
 def csv_spec(book: str, trades: str | None, symbol: str, sizes: bool) -> TapeSpec:
     paths = [book] if trades is None else [book, trades]
-    return TapeSpec.of("csv", paths, label=symbol, symbol=symbol, sizes=sizes)
+    label = os.path.basename(book)
+    return TapeSpec.of("csv", paths, label=label, symbol=symbol, sizes=sizes)
 
 
 def synthetic_specs(
