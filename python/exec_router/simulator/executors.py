@@ -209,6 +209,8 @@ class SerialExecutor:
                 on_done(i, done[i])
         except KeyboardInterrupt:
             raise SweepInterrupted(done) from None
+        finally:
+            _TAPES.clear()  # this process goes on after the sweep: keep no tape mapped
         return [done[i] for i in range(len(done))]
 
     def close(self) -> None:
