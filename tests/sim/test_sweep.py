@@ -281,3 +281,32 @@ def test_intents_are_split_by_tape(tmp_path: Path) -> None:
     mine = plan.make(tape, filter_asset=True)
     assert [e.trade_id for e in mine.entries()] == ["a"]
     assert [x.trade_id for x in mine.scheduled_exits()] == ["a"]
+
+
+def test_a_terminal_gets_a_progress_bar_not_lines(tmp_path: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    argv = ["simulate", "--hours", "0.2", "--sweep", "offset_ticks=0,1,2", "--jobs", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exec_router", *argv],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "100"},
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"3/3" in seen  # the bar's count, drawn on the terminal
+    assert b"[1/3]" not in seen  # not the line per task of a pipe
+    assert b"Sweep ranked" in out
