@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Loader:
 
 
 _LOADERS: dict[str, Loader] = {}
+_WRITERS: list[threading.Thread] = []
 
 
 def register_loader(name: str, version: str, load: LoadFn) -> Loader:
@@ -147,6 +149,8 @@ class TapeCache:
     root: Path = field(default_factory=default_cache_dir)
     hits: int = 0
     builds: int = 0
+    #: Write new entries on a thread, so a one-off run does not wait for the disk.
+    background: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -233,11 +237,23 @@ class TapeCache:
         extra = {} if progress is None else {"progress": progress}
         tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict, **extra)
         self.builds += 1
+        if self.background:
+            # The caller goes on with the tapes while the entry is written (the arrays are
+            # only read); the interpreter waits for the thread before it exits.
+            thread = threading.Thread(
+                target=self._write, args=(path, key, basis, tapes), name="tape-cache-writer"
+            )
+            thread.start()
+            _WRITERS.append(thread)
+        else:
+            self._write(path, key, basis, tapes)
+        return tapes
+
+    def _write(self, path: Path, key: str, basis: dict[str, Any], tapes: list[Tape]) -> None:
         try:
             write_entry(path, key, basis, tapes)
         except OSError as exc:
             warn(f"cannot write the tape cache {self.root} ({exc.strerror or exc}); not cached")
-        return tapes
 
     def ensure(self, spec: TapeSpec) -> str:
         """Build the entry if needed; return its key."""
@@ -278,6 +294,12 @@ class TapeCache:
                 with contextlib.suppress(OSError):
                     path.unlink()
         return count, size
+
+
+def flush() -> None:
+    """Wait for every entry being written in the background."""
+    while _WRITERS:
+        _WRITERS.pop().join()
 
 
 # ── the file ─────────────────────────────────────────────────────────────────

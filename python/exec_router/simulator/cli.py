@@ -15,6 +15,7 @@ from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
 from .cache import TapeCache, cache_command, default_cache_dir
+from .cache import flush as flush_cache_writes
 from .campaign import SweepUsageError, run_sweep
 from .engine import simulate
 from .errors import TapeError
@@ -49,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "cache":
             return cache_command(args)
-        return _simulate(args)
+        try:
+            return _simulate(args)
+        finally:
+            flush_cache_writes()
     except (TapeError, UsageError, SweepUsageError, ConfigError, OSError, RuntimeError) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
@@ -116,7 +120,7 @@ def _load(
             )
         else:
             spec = csv_spec(args.book, args.trades, args.symbol.upper(), sizes)
-            cache = TapeCache(args.cache_dir or default_cache_dir())
+            cache = TapeCache(args.cache_dir or default_cache_dir(), background=True)
             tape = cache.load(spec, progress=progress)[0]
     else:
         if not 0 < args.hours <= 24 * 31:
