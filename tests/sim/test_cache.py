@@ -219,3 +219,14 @@ def test_the_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.M
 def test_an_unknown_loader_is_named() -> None:
     with pytest.raises(ValueError, match="unknown tape loader 'nope'"):
         TapeCache().load(TapeSpec("nope"))
+
+
+def test_a_background_write_is_complete_after_flush(book: Path, tmp_path: Path) -> None:
+    cache = TapeCache(tmp_path / "bg", background=True)
+    spec = csv_spec(str(book), None, "BTCUSDT", True)
+    tape = cache.load(spec)[0]
+    cache_module.flush()
+    assert not cache_module._WRITERS
+    (path,) = (tmp_path / "bg").glob("*.arrow")
+    assert same(read_entry(path, path.stem)[0], tape)
+    assert not list((tmp_path / "bg").glob("*.tmp"))
