@@ -216,3 +216,18 @@ def test_an_unreachable_scheduler_is_one_line(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert err.startswith(f"exec-router: cannot reach the Dask scheduler tcp://127.0.0.1:{port}")
     assert err.count("\n") == 1
+
+
+def test_the_probe_tells_a_shared_cache_from_a_missing_one(tmp_path: Path) -> None:
+    from exec_router.simulator.executors import _probe
+
+    cache = TapeCache(tmp_path)
+    job = small_job(cache, days=1, configs=1)
+    key = job.keys[0]
+    assert key is not None
+    path = cache.path_of(key)
+    size = path.stat().st_size
+    assert _probe(str(path), key, size)
+    assert not _probe(str(path), key, size + 1)  # another file of the same name
+    assert not _probe(str(path), "0" * 40, size)
+    assert not _probe(str(tmp_path / "elsewhere" / path.name), key, size)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from exec_router import ExecConfig
 
-from .cache import TapeCache, TapeSpec, default_cache_dir, get_loader, read_entry
+from .cache import TapeCache, TapeSpec, _read_meta, default_cache_dir, get_loader, read_entry
 from .engine import simulate
 from .metrics import summarize
 from .stats import intent_costs
@@ -305,13 +305,15 @@ class LocalExecutor:
             pool.shutdown(wait=True)
 
 
-def _probe(path: str, key: str) -> bool:
-    """On a worker: can it read the client's cache entry at ``path``?"""
+def _probe(path: str, key: str, size: int) -> bool:
+    """On a worker: does it see the client's entry at ``path`` (same key and size)?
+
+    Cheap (the footer only): a damaged copy is still caught when a task loads it.
+    """
     try:
-        read_entry(Path(path), key)
+        return os.path.getsize(path) == size and _read_meta(Path(path)).get("key") == key
     except Exception:
         return False
-    return True
 
 
 @dataclass
@@ -359,12 +361,12 @@ class DaskExecutor:
         run_job = job
         if any(job.keys):
             cache = TapeCache(Path(job.cache_dir) if job.cache_dir else default_cache_dir())
-            paths = [str(cache.path_of(k)) if k else "" for k in job.keys]
+            entries = [
+                (str(cache.path_of(k)), k, cache.path_of(k).stat().st_size) for k in job.keys if k
+            ]
             ship = self.ship
             if ship is None:
-                seen = client.run(
-                    lambda: all(_probe(p, k) for p, k in zip(paths, job.keys, strict=True) if k)
-                )
+                seen = client.run(lambda: all(_probe(*e) for e in entries))
                 ship = not all(seen.values())
             if ship:
                 for u, key in enumerate(job.keys):
