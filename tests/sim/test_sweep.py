@@ -310,3 +310,16 @@ def test_a_terminal_gets_a_progress_bar_not_lines(tmp_path: Path) -> None:
     assert b"3/3" in seen  # the bar's count, drawn on the terminal
     assert b"[1/3]" not in seen  # not the line per task of a pipe
     assert b"Sweep ranked" in out
+
+
+def test_a_config_without_round_trips_ranks_last_without_an_interval() -> None:
+    rng = np.random.default_rng(2)
+    costs = [list(rng.normal(5.0, 1.0, 20)) for _ in range(3)]
+    some = [_fake(costs, [[1.0] * 20] * 3, 0), _fake(costs, [[0.0] * 20] * 3, 1)]
+    ranked, _ = rank_with_ci(some)
+    assert [r["config"]["offset_ticks"] for r in ranked] == [0, 1]
+    last = ranked[1]
+    assert last["costs_bps"]["total_incl_missed"] is None
+    assert last["ci95_bps"] == [None, None]
+    assert last["vs_best"]["diff_bps"] is None
+    assert last["vs_best"]["significant"] is None

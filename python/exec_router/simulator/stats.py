@@ -169,12 +169,11 @@ def rank_with_ci(
     for c, p in enumerate(pooled):
         p["ci95_bps"] = _interval(boot[:, c])
         diff = None if point[c] is None or point[best] is None else point[c] - point[best]
-        low, high = _interval(boot[:, c] - boot[:, best]) if c != best else (None, None)
-        p["vs_best"] = {
-            "diff_bps": diff,
-            "ci95_bps": [low, high],
-            "significant": None if c == best or low is None else bool(low > 0 or high < 0),  # type: ignore[operator]
-        }
+        low, high = _interval(boot[:, c] - boot[:, best]) if c != best else [None, None]
+        significant = None
+        if low is not None and high is not None:
+            significant = bool(low > 0 or high < 0)
+        p["vs_best"] = {"diff_bps": diff, "ci95_bps": [low, high], "significant": significant}
     info = {
         "method": chosen,
         "text": METHOD_TEXT[chosen],
@@ -186,9 +185,10 @@ def rank_with_ci(
     return [pooled[c] for c in order], info
 
 
-def _interval(samples: F64) -> tuple[float | None, float | None]:
+def _interval(samples: F64) -> list[float | None]:
+    """The 2.5th and 97.5th percentiles; none when over 10% of resamples have no round trip."""
     ok = samples[np.isfinite(samples)]
-    if len(ok) < len(samples) * 0.9:  # too many resamples without a round trip
-        return None, None
+    if len(ok) < len(samples) * 0.9:
+        return [None, None]
     low, high = np.percentile(ok, [2.5, 97.5])
-    return float(low), float(high)
+    return [float(low), float(high)]
