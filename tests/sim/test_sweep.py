@@ -323,3 +323,13 @@ def test_a_config_without_round_trips_ranks_last_without_an_interval() -> None:
     assert last["ci95_bps"] == [None, None]
     assert last["vs_best"]["diff_bps"] is None
     assert last["vs_best"]["significant"] is None
+
+
+def test_json_to_stdout_keeps_the_report_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--hours", "0.3", "--sweep", "offset_ticks=0,1", "--jobs", "1"]
+    assert main([*argv, "--json", "-", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    payload = json.loads(out)  # stdout is the JSON alone
+    assert sorted(r["config"]["offset_ticks"] for r in payload["sweep"]["ranked"]) == [0, 1]
+    assert "Sweep ranked by total cost" in err
+    assert "JSON written" not in err

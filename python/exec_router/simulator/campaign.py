@@ -94,8 +94,9 @@ def run_sweep(
 ) -> int:
     specs = tape_specs(args)
     for flag in ("json", "csv", "plot"):
-        if getattr(args, flag, None):
-            check_writable(f"--{flag}", getattr(args, flag))
+        path = getattr(args, flag, None)
+        if path and path != "-":
+            check_writable(f"--{flag}", path)
     venue = Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps)
     strategy: BracketPlan | IntentPlan = (
         IntentPlan(load_intents(args.intents))
@@ -169,7 +170,8 @@ def run_sweep(
             },
         }
         report.write_json(args.json, payload)
-        con.print(f"JSON written to {args.json}")
+        if args.json != "-":
+            con.print(f"JSON written to {args.json}")
     if args.csv:
         write_csv(args.csv, ranked)
         con.print(f"CSV written to {args.csv}")
