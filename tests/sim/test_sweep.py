@@ -333,3 +333,38 @@ def test_json_to_stdout_keeps_the_report_on_stderr(capsys: pytest.CaptureFixture
     assert sorted(r["config"]["offset_ticks"] for r in payload["sweep"]["ranked"]) == [0, 1]
     assert "Sweep ranked by total cost" in err
     assert "JSON written" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--sweep", "offset_ticks=0,1", "--jobs", "-1"], "--jobs must be >= 0"),
+        (["--sweep", "offset_ticks=0,1", "--days", "0"], "--days must be >= 1"),
+        (["--sweep", "offset_ticks=0,1", "--symbols", "ETHUSDT,ethusdt"], "give each symbol once"),
+        (["--sweep", "offset_ticks=0,1", "--hours", "25"], "--hours must be in (0, 24]"),
+        (["--days", "2"], "--days, --symbols, --scheduler and --csv go with --sweep"),
+        (["--csv", "x.csv"], "--days, --symbols, --scheduler and --csv go with --sweep"),
+        (["--sweep", "offset_ticks=0,1", "--csv", "/nonexistent/x.csv"], "--csv /nonexistent"),
+        (
+            ["--sweep", "offset_ticks=0,1", "--scheduler", "tcp://127.0.0.1:notaport"],
+            "expected tcp://HOST:PORT",
+        ),
+    ],
+)
+def test_bad_sweep_arguments_are_one_line_and_exit_2(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "--hours", "0.2", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert err.count("\n") == 1
+    assert err.startswith("exec-router: ")
+
+
+def test_days_are_refused_with_a_book(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = tmp_path / "b.csv"
+    book.write_text("ts_ms,bid,ask\n1000,99.9,100.1\n2000,99.9,100.1\n")
+    assert (
+        main(["simulate", "--book", str(book), "--days", "3", "--sweep", "offset_ticks=0,1"]) == 2
+    )
+    assert "--days and --symbols make synthetic tapes: not with --book" in capsys.readouterr().err

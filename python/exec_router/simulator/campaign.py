@@ -92,6 +92,8 @@ def run_sweep(
     configs: list[ExecConfig],
     check_writable: Callable[[str, str], None],
 ) -> int:
+    if args.jobs < 0:
+        raise SweepUsageError("--jobs must be >= 0 (0: every core)")
     specs = tape_specs(args)
     for flag in ("json", "csv", "plot"):
         path = getattr(args, flag, None)
