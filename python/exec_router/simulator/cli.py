@@ -14,16 +14,20 @@ from typing import Any
 from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
+from .cache import TapeCache, cache_command, default_cache_dir
+from .cache import flush as flush_cache_writes
+from .campaign import SweepUsageError, run_sweep
 from .capture import load_capture
 from .engine import simulate
 from .errors import TapeError
 from .feeds import Feed
 from .loaders import load_intents
-from .market import InputError, Market, assemble, load_binance
+from .market import InputError, Market, assemble, binance_name, load_binance
 from .metrics import summarize
 from .options import INSTALL_HINT, SWEEPABLE, build_parser
+from .sources import csv_spec
 from .strategy import Bracket, Brackets, IntentList, Strategy
-from .sweep import grid_configs, parse_assignments, parse_grid, rank, run_configs
+from .sweep import grid_configs, parse_assignments, parse_grid
 from .synthetic import synthetic_tape
 from .tardis import load_tardis
 from .ticks import load_exchange_info, parse_ticks, tick_table
@@ -52,11 +56,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; a bad input is one line on stderr and exit code 2."""
     try:
-        return _simulate(args)
+        if args.command == "cache":
+            return cache_command(args)
+        try:
+            return _simulate(args)
+        finally:
+            flush_cache_writes()
     except NoEntries as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 1
-    except (TapeError, UsageError, InputError, ConfigError, OSError) as exc:
+    except (
+        TapeError,
+        UsageError,
+        InputError,
+        SweepUsageError,
+        ConfigError,
+        OSError,
+        RuntimeError,
+    ) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
 
@@ -125,7 +142,10 @@ def _load(
     feeds: list[Feed] = []
     if args.book:
         sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
-        feeds += load_binance(args.book, args.trades, symbol, sizes=sizes, progress=progress)
+        if args.no_cache or len(args.book) > 1 or len(args.trades) > 1:
+            feeds += load_binance(args.book, args.trades, symbol, sizes=sizes, progress=progress)
+        else:
+            feeds += _cached_binance(args, symbol, sizes, progress)
     for path in args.capture:
         feeds += load_capture(path, local_time=local, allow_gaps=args.allow_gaps)
     for path in args.tardis:
@@ -167,6 +187,53 @@ def _load(
     if not strategy.entries():
         raise NoEntries(_why_no_entries(market, brackets))
     return market, strategy, ticks
+
+
+def _sweep_args(args: argparse.Namespace) -> None:
+    """The sweep campaign reads one --book (and --trades) file or synthetic tapes."""
+    if args.capture or args.tardis:
+        raise UsageError(
+            "--sweep runs on --book files or synthetic tapes, not yet on --capture or --tardis"
+        )
+    if len(args.book) > 1 or len(args.trades) > 1:
+        raise UsageError("--sweep takes one --book (and one --trades) file")
+    args.book = args.book[0] if args.book else None
+    args.trades = args.trades[0] if args.trades else None
+    if args.symbol is None:
+        name = binance_name(args.book) if args.book else None
+        args.symbol = name.symbol if name else "BTCUSDT"
+
+
+def _cached_binance(
+    args: argparse.Namespace,
+    symbol: str | None,
+    sizes: bool,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[Feed]:
+    """One book (and trades) file through the tape cache, when its symbol is known and the
+    names agree; otherwise :func:`load_binance` reads them and names what does not fit."""
+    book, trades = args.book[0], (args.trades[0] if args.trades else None)
+    b_name, t_name = binance_name(book), (binance_name(trades) if trades else None)
+    sym = b_name.symbol if b_name else symbol
+    agree = (
+        sym is not None
+        and (symbol is None or symbol == sym)
+        and (b_name is None or b_name.kind == "bookTicker")
+        and (t_name is None or (t_name.kind != "bookTicker" and t_name.symbol == sym))
+        and (t_name is None or b_name is None or t_name.day == b_name.day)
+    )
+    if not agree or sym is None:
+        return load_binance(args.book, args.trades, symbol, sizes=sizes, progress=progress)
+    cache = TapeCache(args.cache_dir or default_cache_dir(), background=True)
+    tape = cache.load(csv_spec(book, trades, sym, sizes), progress=progress)[0]
+    day = b_name.day if b_name else None
+    feeds = [
+        Feed(sym, book, book=(tape.ts, tape.bid, tape.ask, tape.bid_qty, tape.ask_qty), day=day)
+    ]
+    if trades is not None:
+        t_cols = (tape.trade_ts, tape.trade_px, tape.trade_qty, tape.trade_side)
+        feeds.append(Feed(sym, trades, trades=t_cols, day=t_name.day if t_name else day))
+    return feeds
 
 
 def _why_no_entries(market: Market, brackets: Sequence[Bracket]) -> str:
@@ -219,6 +286,20 @@ def _simulate(args: argparse.Namespace) -> int:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not (flag == "--json" and path == "-"):
             _check_writable(flag, path)
+    if grid:
+        if args.plot:
+            _check_plot_extra()
+        if args.trades and not args.book:
+            raise UsageError("--trades needs --book")
+        _sweep_args(args)
+        if "style" not in grid:
+            grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
+        elif args.styles:
+            raise UsageError("give the styles either in --styles or in --sweep, not both")
+        con = report.console(sys.stderr if args.json == "-" else None)
+        return run_sweep(args, con, base, grid, grid_configs(base, grid), _check_writable)
+    if args.days != 1 or args.symbols or args.scheduler or args.csv:
+        raise UsageError("--days, --symbols, --scheduler and --csv go with --sweep")
 
     # With --json -, stdout carries the JSON alone and the report goes to stderr.
     con = report.console(sys.stderr if args.json == "-" else None)
@@ -241,9 +322,6 @@ def _simulate(args: argparse.Namespace) -> int:
         _check_plot_extra()
     header = _header(market, strategy, venue)
     generated = not (args.book or args.capture or args.tardis)
-
-    if grid:
-        return _sweep(args, con, market, strategy, venue, base, grid, load_s, header)
 
     styles = _styles(args.styles, list(VALID_STYLES))
     configs = [ExecConfig(**{**base, "style": s}) for s in styles]
@@ -286,42 +364,6 @@ def _simulate(args: argparse.Namespace) -> int:
             sym: {s["style"]: s for s in rows} for sym, rows in per_symbol.items()
         }
     _outputs(args, con, payload, summaries, header)
-    return 0
-
-
-def _sweep(
-    args: argparse.Namespace,
-    con: Any,
-    tape: Market,
-    strategy: Strategy,
-    venue: Venue,
-    base: dict[str, Any],
-    grid: dict[str, list[Any]],
-    load_s: float,
-    header: str,
-) -> int:
-    if "style" not in grid:
-        grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
-    elif args.styles:
-        raise UsageError("give the styles either in --styles or in --sweep, not both")
-    configs = grid_configs(base, grid)
-    jobs = args.jobs or os.cpu_count() or 1
-    start = time.perf_counter()
-    summaries = run_configs(tape, strategy, venue, configs, jobs)
-    sweep_s = time.perf_counter() - start
-    ranked = rank(summaries)
-    keys = [k for k, v in grid.items() if len(v) > 1] or list(grid)
-    con.print(header)
-    con.print()
-    con.print(report.sweep_table(ranked, keys, "Sweep ranked by total cost incl. missed entries"))
-    con.print()
-    con.print(
-        f"Sweep: {len(configs)} configs on {min(jobs, len(configs))} processes in {sweep_s:.1f} s "
-        f"(tape loaded once in {load_s:.2f} s)."
-    )
-    payload = _payload(tape, strategy, venue, load_s, load_s + sweep_s)
-    payload["sweep"] = {"grid": grid, "seconds": sweep_s, "ranked": ranked}
-    _outputs(args, con, payload, ranked[:4], header)
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Final
+from typing import Any, Final
 
 from exec_router import VALID_STYLES, ExecConfig, __version__
 
@@ -20,6 +20,8 @@ TAKER_FEE_BPS: Final = 5.0
 SWEEPABLE: Final = {
     f.name: str(f.type) for f in dataclasses.fields(ExecConfig) if f.name != "tick_overrides"
 }
+#: The sweep's bootstrap: over tapes (day × symbol) or entry intents; auto picks.
+BOOTSTRAP_METHODS: Final = ("auto", "tapes", "intents")
 #: How to get the extras from a checkout (this project is not on a package index).
 INSTALL_HINT: Final = "from the checkout: pip install '.[{extra}]' (or make simulate)"
 
@@ -120,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--seed", type=int, default=7, help="synthetic tape seed")
     data.add_argument("--hours", type=float, default=24.0, help="synthetic tape length")
+    data.add_argument("--days", type=int, default=1, help="with --sweep: synthetic days per symbol")
+    data.add_argument(
+        "--symbols",
+        metavar="A,B",
+        help="with --sweep: synthetic symbols, each day of each a tape (default: --symbol)",
+    )
+    data.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where parsed tapes are kept (default: $XDG_CACHE_HOME/exec-router)",
+    )
+    data.add_argument("--no-cache", action="store_true", help="parse the inputs and keep nothing")
 
     router = p.add_argument_group("router")
     router.add_argument(
@@ -145,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: no sweep)",
     )
     router.add_argument("--jobs", type=int, default=0, help="sweep processes (0: all cores)")
+    router.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run the sweep's tasks on this Dask scheduler (default: local processes)",
+    )
+    router.add_argument(
+        "--bootstrap",
+        choices=BOOTSTRAP_METHODS,
+        default="auto",
+        help="the sweep's 95%% intervals resample tapes or entry intents; auto: tapes when "
+        "there are 10 or more",
+    )
 
     venue = p.add_argument_group("venue")
     venue.add_argument(
@@ -187,8 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
         "a suffix (default: no plot)",
     )
     out.add_argument(
+        "--csv", metavar="FILE", help="with --sweep: every config's summary as CSV (default: none)"
+    )
+    out.add_argument(
         "--no-progress",
         action="store_true",
         help="never show progress bars (default: shown on a terminal)",
     )
+    _cache_parser(sub)
     return parser
+
+
+def _cache_parser(sub: Any) -> None:
+    """``exec-router cache list|clear [--cache-dir DIR]``."""
+    p = sub.add_parser(
+        "cache",
+        help="list or clear the tape cache",
+        description="Parsed tapes kept between runs: one Arrow IPC file per set of inputs.",
+        formatter_class=_DefaultsFormatter,
+    )
+    p.add_argument("action", choices=("list", "clear"), help="what to do")
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="the cache (default: $XDG_CACHE_HOME/exec-router)"
+    )
