@@ -563,7 +563,8 @@ def load_intents(path: str) -> IntentList:
                 raise fail(row, f"trade_id {tid!r} entered twice")
             seen.add(tid)
             asset = str(cols["asset"][row]).strip().upper()
-            entries.append(EntryIntent(int(ts[row]), tid, asset, side))
+            long = side == "LONG"
+            entries.append(EntryIntent(int(ts[row]), tid, asset, "LONG" if long else "SHORT"))
         elif action == "EXIT":
             if tid not in seen:
                 raise fail(row, f"EXIT for trade_id {tid!r} before its ENTER")
