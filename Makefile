@@ -105,26 +105,24 @@ fuzz-rust:  ## model-check rust/index.rs and rust/pricing.rs: cargo test, then c
 	cd fuzz && for target in index_model pricing; do \
 	  cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
-# `make simulate` from a bare clone: only the sim libraries and the build backend, quietly,
-# one line per step; the pip install and the cargo build run side by side. Logs in .venv/*.log.
-SIM_DEPS := $(VENV)/.sim-deps
+# `make simulate` from a bare clone: only maturin and the sim libraries, quietly, one line per
+# step. maturin (pinned by the `backend` group) goes in first with the venv's own pip, so that
+# cargo builds (profile first-run) while pip fetches numpy, pyarrow and rich. Logs: .venv/*.log.
 SIM_STAMP := $(VENV)/.sim-built
+MATURIN_PIN := $(shell sed -n 's/^backend = \["\(maturin==[^"]*\)"\]/\1/p' pyproject.toml)
 
-$(SIM_DEPS): pyproject.toml
-	@echo "exec-router: [1/3] creating $(VENV) and installing maturin"
+$(SIM_STAMP): pyproject.toml Cargo.toml Cargo.lock $(wildcard rust/*.rs) \
+		$(shell find python -name "*.py" -o -name "*.pyi")
+	@echo "exec-router: [1/3] creating $(VENV) with maturin"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PIP) install --quiet --upgrade "$(PIP_MIN)" > $(VENV)/pip.log 2>&1 \
-		&& $(PIP) install --quiet --group backend >> $(VENV)/pip.log 2>&1 \
-		|| { cat $(VENV)/pip.log; exit 1; }
-	@touch $@
-
-$(SIM_STAMP): $(SIM_DEPS) Cargo.toml Cargo.lock $(wildcard rust/*.rs)
-	@echo "exec-router: [2/3] installing numpy, pyarrow, rich and building the Rust core (cargo; a minute the first time)"
+	@$(PIP) install --quiet "$(MATURIN_PIN)" > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@echo "exec-router: [2/3] building the Rust core (cargo, about a minute) and installing numpy, pyarrow, rich"
 	@rm -rf $(VENV)/wheel
-	@$(PIP) install --quiet --group sim > $(VENV)/pip-sim.log 2>&1 & pip=$$!; \
-	$(VENV)/bin/maturin build --profile fast --interpreter $(PY) --out $(VENV)/wheel \
+	@{ $(PIP) install --quiet --upgrade "$(PIP_MIN)" && $(PIP) install --quiet --group sim; } \
+		>> $(VENV)/pip.log 2>&1 & pip=$$!; \
+	$(VENV)/bin/maturin build --profile first-run --interpreter $(PY) --out $(VENV)/wheel \
 		> $(VENV)/build.log 2>&1 || { cat $(VENV)/build.log; exit 1; }; \
-	wait $$pip || { cat $(VENV)/pip-sim.log; exit 1; }
+	wait $$pip || { cat $(VENV)/pip.log; exit 1; }
 	@$(PIP) install --quiet --force-reinstall --no-deps $(VENV)/wheel/*.whl
 	@touch $@
 
