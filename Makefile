@@ -106,8 +106,9 @@ fuzz-rust:  ## model-check rust/index.rs and rust/pricing.rs: cargo test, then c
 	  cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # `make simulate` from a bare clone: only maturin and the sim libraries, quietly, one line per
-# step. maturin (pinned by the `backend` group) goes in first with the venv's own pip, so that
-# cargo builds (profile first-run) while pip fetches numpy, pyarrow and rich. Logs: .venv/*.log.
+# step, logs in .venv/*.log. Everything that can overlap does: cargo starts on the proc-macro
+# crates (the build's critical path) while pip installs maturin (the `backend` group's pin),
+# then maturin builds (profile first-run) while pip fetches numpy, pyarrow and rich.
 SIM_STAMP := $(VENV)/.sim-built
 MATURIN_PIN := $(shell sed -n 's/^backend = \["\(maturin==[^"]*\)"\]/\1/p' pyproject.toml)
 
@@ -115,13 +116,15 @@ $(SIM_STAMP): pyproject.toml Cargo.toml Cargo.lock $(wildcard rust/*.rs) \
 		$(shell find python -name "*.py" -o -name "*.pyi")
 	@echo "exec-router: [1/3] creating $(VENV) with maturin"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PIP) install --quiet "$(MATURIN_PIN)" > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	@echo "exec-router: [2/3] building the Rust core (cargo, about a minute) and installing numpy, pyarrow, rich"
-	@rm -rf $(VENV)/wheel
-	@{ $(PIP) install --quiet --upgrade "$(PIP_MIN)" && $(PIP) install --quiet --group sim; } \
+	@rm -rf $(VENV)/wheel; \
+	cargo build --profile first-run -p pyo3-macros > $(VENV)/build.log 2>&1 & macros=$$!; \
+	$(PIP) install --quiet "$(MATURIN_PIN)" > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }; \
+	echo "exec-router: [2/3] building the Rust core (cargo, about a minute) and installing numpy, pyarrow, rich"; \
+	{ $(PIP) install --quiet --upgrade "$(PIP_MIN)" && $(PIP) install --quiet --group sim; } \
 		>> $(VENV)/pip.log 2>&1 & pip=$$!; \
+	wait $$macros; \
 	$(VENV)/bin/maturin build --profile first-run --interpreter $(PY) --out $(VENV)/wheel \
-		> $(VENV)/build.log 2>&1 || { cat $(VENV)/build.log; exit 1; }; \
+		>> $(VENV)/build.log 2>&1 || { cat $(VENV)/build.log; exit 1; }; \
 	wait $$pip || { cat $(VENV)/pip.log; exit 1; }
 	@$(PIP) install --quiet --force-reinstall --no-deps $(VENV)/wheel/*.whl
 	@touch $@
