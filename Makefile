@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 export PYO3_PYTHON := $(PY)
 # The venv first on PATH: `maturin --zig` runs `python -m ziglang` from it.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# build_backend/ wraps maturin's backend: maturin need not warn that it is not named "maturin".
+export MATURIN_NO_MISSING_BUILD_BACKEND_WARNING := 1
 # pip >= 25.1 reads [dependency-groups] (`pip install --group`).
 PIP_MIN := pip>=25.1
 PIP := $(PY) -m pip --disable-pip-version-check
@@ -57,7 +59,9 @@ MATRIX ?= 3.10 3.13
 test-matrix:  ## the Python suite on each of MATRIX (python3.10, python3.13): own venv, dev group, fast build
 	set -e; for v in $(MATRIX); do \
 	  echo "== Python $$v"; \
-	  $(MAKE) --no-print-directory VENV=.venv-$$v PYTHON=python$$v build-dev; \
+	  py=$$(PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E "^$$v\.[0-9]+$$" | tail -1) \
+	    pyenv which python$$v 2>/dev/null || command -v python$$v); \
+	  $(MAKE) --no-print-directory VENV=.venv-$$v PYTHON=$$py build-dev; \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider -x; \
 	done
 
@@ -65,8 +69,8 @@ msrv:  ## cargo check with the declared minimum Rust (rust-version in Cargo.toml
 	cargo +$$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml) check --all-targets --locked
 
 lint: $(STAMP)  ## ruff, mypy (package and a user script), stubtest, workflow schema, rustfmt, clippy
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches build_backend
+	$(VENV)/bin/ruff format --check python tests benches build_backend
 	$(VENV)/bin/mypy
 	MYPYPATH=python $(VENV)/bin/mypy --strict tests/typing/user_script.py
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
@@ -76,8 +80,8 @@ lint: $(STAMP)  ## ruff, mypy (package and a user script), stubtest, workflow sc
 	$(PY) -m mypy.stubtest exec_router._core --allowlist .stubtest-allowlist
 
 format: $(STAMP)  ## apply ruff format and rustfmt
-	$(VENV)/bin/ruff check --fix python tests benches
-	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches build_backend
+	$(VENV)/bin/ruff format python tests benches build_backend
 	cargo fmt
 
 BENCH_JSON := .benchmarks/latest.json

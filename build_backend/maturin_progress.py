@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from maturin import build_editable as _build_editable
 from maturin import (
     build_sdist,
     get_requires_for_build_editable,
@@ -22,7 +23,6 @@ from maturin import (
     prepare_metadata_for_build_editable,
     prepare_metadata_for_build_wheel,
 )
-from maturin import build_editable as _build_editable
 from maturin import build_wheel as _build_wheel
 
 __all__ = [
@@ -57,6 +57,10 @@ def _stderr_on_terminal() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+# maturin warns when `build-backend` is not literally "maturin"; this backend is maturin's.
+os.environ.setdefault("MATURIN_NO_MISSING_BUILD_BACKEND_WARNING", "1")
 
 
 def _with_progress(hook: Callable[..., str]) -> Callable[..., str]:

@@ -115,5 +115,6 @@ def test_sdist_holds_the_licence_and_the_sources(tmp_path: Path) -> None:
         "python/exec_router/__init__.py",
         "python/exec_router/_core.pyi",
         "python/exec_router/py.typed",
+        "build_backend/maturin_progress.py",
     ):
         assert needed in names, needed
