@@ -124,7 +124,7 @@ $(SIM_STAMP): pyproject.toml Cargo.toml Cargo.lock $(wildcard rust/*.rs) \
 	cargo build --profile first-run -p pyo3-macros > $(VENV)/build.log 2>&1 & macros=$$!; \
 	$(PIP) install --quiet "$(MATURIN_PIN)" > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }; \
 	echo "exec-router: [2/3] building the Rust core (cargo, about a minute) and installing numpy, pyarrow, rich"; \
-	{ $(PIP) install --quiet --upgrade "$(PIP_MIN)" && $(PIP) install --quiet --group sim; } \
+	{ $(PIP) install --quiet --upgrade "$(PIP_MIN)" && $(PIP) install --quiet --no-compile --group sim; } \
 		>> $(VENV)/pip.log 2>&1 & pip=$$!; \
 	wait $$macros; \
 	$(VENV)/bin/maturin build --profile first-run --interpreter $(PY) --out $(VENV)/wheel \
