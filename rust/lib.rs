@@ -23,11 +23,17 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<plan::ExecutionPlan>()?;
     m.add_class::<working::WorkingOrder>()?;
     m.add_class::<router::ExecutionRouter>()?;
     m.add_class::<router::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
+    // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
+    m.py()
+        .import("collections.abc")?
+        .getattr("MutableMapping")?
+        .call_method1("register", (m.getattr("Counters")?,))?;
     Ok(())
 }

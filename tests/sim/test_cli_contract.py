@@ -96,7 +96,9 @@ def test_json_dash_writes_to_stdout(
 
 def test_plot_names_the_file_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
-    code = main(["simulate", "--hours", "1", "--styles", "taker", "--plot", str(tmp_path / "out")])
+    code = main(
+        ["simulate", "--hours", "2", "--styles", "maker_both", "--plot", str(tmp_path / "out")]
+    )
     out, _ = capsys.readouterr()
     written = tmp_path / "out.png"
     assert code == 0

@@ -89,11 +89,8 @@ def _styles(text: str | None, default: list[str]) -> list[str]:
 
 
 @contextmanager
-def _loading(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+def _loading() -> Iterator[Callable[[str, int, int], None]]:
     """A bar per file, with the percentage of its bytes the CSV reader has consumed."""
-    if not enabled:
-        yield None
-        return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
@@ -306,7 +303,7 @@ def _simulate(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty() and not args.no_progress
     start = time.perf_counter()
     if tty and args.book:
-        with _loading(True) as progress:
+        with _loading() as progress:
             market, strategy, ticks = _load(args, progress)
     elif tty:
         what = "loading" if (args.capture or args.tardis) else "generating"

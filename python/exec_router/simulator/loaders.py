@@ -318,8 +318,9 @@ def _read(src: _Source, layout: _Layout, *, fast: bool = True) -> pa.Table:
     convert = pacsv.ConvertOptions(
         include_columns=list(layout.types), column_types=layout.types, strings_can_be_null=False
     )
-    source = src.arrow_input()
+    source: Any = None
     try:
+        source = src.arrow_input()
         table = pacsv.read_csv(
             source, read_options=read, parse_options=parse, convert_options=convert
         )
@@ -328,7 +329,7 @@ def _read(src: _Source, layout: _Layout, *, fast: bool = True) -> pa.Table:
     except (OSError, EOFError) as exc:
         raise TapeError(src.name, None, f"cannot read ({exc})") from None
     finally:
-        if not isinstance(source, str):
+        if source is not None and not isinstance(source, str):
             source.close()
     if table.num_rows == 0:
         raise TapeError(src.name, None, "no data rows")
@@ -573,7 +574,8 @@ def load_intents(path: str) -> IntentList:
             seen.add(tid)
             asset = str(cols["asset"][row]).strip().upper()
             line = lines[row]
-            entries.append(EntryIntent(int(ts[row]), tid, asset, side, line))
+            long = side == "LONG"
+            entries.append(EntryIntent(int(ts[row]), tid, asset, "LONG" if long else "SHORT", line))
         elif action == "EXIT":
             if tid not in seen:
                 raise fail(row, f"EXIT for trade_id {tid!r} before its ENTER")
