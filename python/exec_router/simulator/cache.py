@@ -11,12 +11,15 @@ reload: a corrupt or truncated entry is deleted and rebuilt with a one-line warn
 read. An entry is written to a temporary file and renamed into place, so two processes
 building the same entry at once both finish with a correct tape.
 
-Loaders plug in by name with :func:`register_loader`: ``load(paths, options) -> [Tape]``.
+Loaders plug in by name with :func:`register_loader`: ``load(paths, options) -> [Tape]``,
+or ``-> [Feed]`` for a loader of one input file (what each symbol's book and trades hold,
+before the files are joined; depth messages are not stored).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -34,6 +37,7 @@ import pyarrow as pa
 import xxhash
 
 from .errors import TapeError
+from .feeds import Feed
 from .tape import Tape
 
 FORMAT: Final = 1
@@ -54,8 +58,9 @@ FIELDS: Final = (
 )
 _OPTIONAL: Final = frozenset({"bid_qty", "ask_qty"})
 
-#: ``load(paths, options[, progress=...]) -> tapes``
-LoadFn = Callable[..., list[Tape]]
+#: ``load(paths, options[, progress=...]) -> tapes`` (or feeds)
+LoadFn = Callable[..., "list[Tape] | list[Feed]"]
+Item = Tape | Feed
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,17 @@ class TapeCache:
 
         ``progress`` goes to a loader that reports its reading (``progress=`` keyword).
         """
+        items = self.load_items(spec, key=key, progress=progress)
+        return [t for t in items if isinstance(t, Tape)]
+
+    def load_feeds(self, spec: TapeSpec, *, key: str | None = None) -> list[Feed]:
+        """The feeds of a one-file loader (``capture``, ``tardis``, ``binance``)."""
+        return [f for f in self.load_items(spec, key=key) if isinstance(f, Feed)]
+
+    def load_items(
+        self, spec: TapeSpec, *, key: str | None = None, progress: Any = None
+    ) -> list[Item]:
+        """The spec's tapes or feeds, from the entry or parsed and stored."""
         basis: dict[str, Any] | None = None
         if key is None:
             key, basis = self.key(spec)
@@ -235,7 +251,8 @@ class TapeCache:
                 name = spec.paths[0] if spec.paths else spec.loader
                 raise TapeError(name, None, "changed while the run was reading it; run again")
         extra = {} if progress is None else {"progress": progress}
-        tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict, **extra)
+        loader = get_loader(spec.loader)
+        tapes = list(loader.load(spec.paths, spec.option_dict, **extra))
         self.builds += 1
         if self.background:
             # The caller goes on with the tapes while the entry is written (the arrays are
@@ -249,11 +266,23 @@ class TapeCache:
             self._write(path, key, basis, tapes)
         return tapes
 
-    def _write(self, path: Path, key: str, basis: dict[str, Any], tapes: list[Tape]) -> None:
+    def _write(self, path: Path, key: str, basis: dict[str, Any], tapes: list[Item]) -> None:
         try:
             write_entry(path, key, basis, tapes)
         except OSError as exc:
             warn(f"cannot write the tape cache {self.root} ({exc.strerror or exc}); not cached")
+
+    def store(self, spec: TapeSpec, tapes: Sequence[Item]) -> str:
+        """Write ``tapes``, already made by the caller, as the spec's entry unless it exists;
+        return its key. (A damaged entry is caught and rebuilt by the next :meth:`load`.)"""
+        key, basis = self.key(spec)
+        path = self.path_of(key)
+        if path.exists():
+            self.hits += 1
+        else:
+            self._write(path, key, basis, list(tapes))
+            self.builds += 1
+        return key
 
     def ensure(self, spec: TapeSpec) -> str:
         """Build the entry if needed; return its key."""
@@ -318,13 +347,44 @@ def _list_column(values: np.ndarray[Any, Any]) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array([0, len(values)], pa.int64()), flat)
 
 
-def write_entry(path: Path, key: str, basis: dict[str, Any], tapes: Sequence[Tape]) -> None:
-    """Write the tapes as one-row list columns ``<tape>.<field>``, then rename into place."""
+def _item_columns(item: Item) -> dict[str, Any]:
+    """A tape's fields by name; a feed's book and trades columns as ``b0..b4``, ``t0..t3``."""
+    if isinstance(item, Tape):
+        return {name: getattr(item, name) for name in FIELDS}
+    cols: dict[str, Any] = {}
+    for prefix, part in (("b", item.book), ("t", item.trades)):
+        for k, values in enumerate(part or ()):
+            cols[f"{prefix}{k}"] = values
+    return cols
+
+
+def _item_info(item: Item) -> dict[str, Any]:
+    if isinstance(item, Tape):
+        return {
+            "symbol": item.symbol,
+            "source": item.source,
+            "rows": item.rows,
+            "trades": item.trades,
+        }
+    return {
+        "kind": "feed",
+        "symbol": item.symbol,
+        "source": item.path,
+        "day": item.day.isoformat() if item.day else None,
+        "book": item.book is not None,
+        "has_trades": item.trades is not None,
+        "rows": len(item.book[0]) if item.book is not None else 0,
+        "trades": len(item.trades[0]) if item.trades is not None else 0,
+    }
+
+
+def write_entry(path: Path, key: str, basis: dict[str, Any], tapes: Sequence[Item]) -> None:
+    """Write the tapes (or feeds) as one-row list columns ``<tape>.<field>``, then rename
+    into place."""
     columns: dict[str, pa.Array] = {}
     checks: dict[str, dict[str, Any]] = {}
     for i, tape in enumerate(tapes):
-        for name in FIELDS:
-            values = getattr(tape, name)
+        for name, values in _item_columns(tape).items():
             if values is None:
                 continue
             col = f"{i}.{name}"
@@ -338,10 +398,7 @@ def write_entry(path: Path, key: str, basis: dict[str, Any], tapes: Sequence[Tap
         **basis,
         "key": key,
         "created": time.time(),
-        "tapes": [
-            {"symbol": t.symbol, "source": t.source, "rows": t.rows, "trades": t.trades}
-            for t in tapes
-        ],
+        "tapes": [_item_info(t) for t in tapes],
         "columns": checks,
     }
     table = pa.table(columns)
@@ -399,7 +456,14 @@ def _read_meta(path: Path) -> dict[str, Any]:
         return _meta(reader.schema, st)
 
 
-def read_entry(path: Path, key: str) -> list[Tape]:
+def _feed(arrays: dict[str, Any], i: int, info: dict[str, Any]) -> Feed:
+    book = tuple(arrays.get(f"{i}.b{k}") for k in range(5)) if info["book"] else None
+    trades = tuple(arrays[f"{i}.t{k}"] for k in range(4)) if info["has_trades"] else None
+    day = dt.date.fromisoformat(info["day"]) if info.get("day") else None
+    return Feed(info["symbol"], info["source"], book, trades, day=day)  # type: ignore[arg-type]
+
+
+def read_entry(path: Path, key: str) -> list[Item]:
     """The tapes of an entry, memory-mapped, after checking every column's checksum."""
     try:
         with _open(path) as (reader, st):
@@ -423,8 +487,11 @@ def read_entry(path: Path, key: str) -> list[Tape]:
                     raise CorruptEntry(f"column {name}: wrong length or type", st)
                 if _column_hash(values) != want["xxh3_128"]:
                     raise CorruptEntry(f"column {name}: checksum mismatch", st)
-            tapes = []
+            tapes: list[Item] = []
             for i, info in enumerate(meta["tapes"]):
+                if info.get("kind") == "feed":
+                    tapes.append(_feed(arrays, i, info))
+                    continue
                 cols: dict[str, Any] = {
                     f: arrays.get(f"{i}.{f}")
                     for f in FIELDS

@@ -16,7 +16,7 @@ from rich.table import Table
 from exec_router import ExecConfig
 
 from . import report
-from .cache import TapeSpec, default_cache_dir
+from .cache import TapeSpec
 from .executors import (
     BracketPlan,
     Executor,
@@ -26,7 +26,7 @@ from .executors import (
     make_executor,
 )
 from .loaders import load_intents
-from .sources import csv_spec, synthetic_specs
+from .sources import synthetic_specs
 from .stats import pool, rank_with_ci
 from .venue import Venue
 
@@ -37,15 +37,9 @@ class SweepUsageError(Exception):
     """Arguments a sweep cannot work with."""
 
 
-def tape_specs(args: argparse.Namespace) -> list[TapeSpec]:
-    """Every tape of the run, each one unit of work: the files given, or synthetic days."""
+def synthetic_sweep_specs(args: argparse.Namespace) -> list[TapeSpec]:
+    """One synthetic tape per day and symbol, each one unit of work."""
     symbols = [s.strip().upper() for s in (args.symbols or args.symbol).split(",") if s.strip()]
-    if args.book:
-        if args.days != 1 or args.symbols:
-            raise SweepUsageError("--days and --symbols make synthetic tapes: not with --book")
-        if args.fill_model == "queue" and not args.trades:
-            raise SweepUsageError("the queue fill model needs trades: pass --trades FILE")
-        return [csv_spec(args.book, args.trades, symbols[0], args.fill_model == "queue")]
     if not 0 < args.hours <= 24:
         raise SweepUsageError("--hours must be in (0, 24] for a sweep (one tape per day)")
     if args.days < 1:
@@ -90,11 +84,13 @@ def run_sweep(
     base: dict[str, Any],
     grid: dict[str, list[Any]],
     configs: list[ExecConfig],
+    specs: list[TapeSpec],
+    cache_dir: str | None,
     check_writable: Callable[[str, str], None],
 ) -> int:
+    """``specs``: the units of work (see ``cli._sweep_inputs``); ``cache_dir``: None, no cache."""
     if args.jobs < 0:
         raise SweepUsageError("--jobs must be >= 0 (0: every core)")
-    specs = tape_specs(args)
     for flag in ("json", "csv", "plot"):
         path = getattr(args, flag, None)
         if path and path != "-":
@@ -105,7 +101,6 @@ def run_sweep(
         if args.intents
         else BracketPlan(args.every_s, args.take_profit_bps, args.stop_loss_bps, args.max_hold_s)
     )
-    cache_dir = None if args.no_cache else str(args.cache_dir or default_cache_dir())
     keys = [k for k, v in grid.items() if len(v) > 1] or list(grid)
     total = len(specs) * len(configs)
     executor: Executor = make_executor(args.scheduler, args.jobs, total)
@@ -153,7 +148,7 @@ def run_sweep(
         f"Sweep: {len(configs)} configs × {len(specs)} tape{'s' * (len(specs) > 1)} = {total} "
         f"tasks on "
         f"{executor.name} in {sweep_s:.1f} s (tapes ready in {prep_s:.2f} s"
-        f"{'' if cache_dir else ', no cache'})."
+        f"{', no cache' if args.no_cache else ''})."
     )
     if args.json:
         payload = {

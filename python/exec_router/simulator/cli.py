@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
-from .cache import TapeCache, cache_command, default_cache_dir
+from .cache import TapeCache, TapeSpec, cache_command, default_cache_dir
 from .cache import flush as flush_cache_writes
-from .campaign import SweepUsageError, run_sweep
+from .campaign import SweepUsageError, run_sweep, synthetic_sweep_specs
 from .capture import load_capture
 from .engine import simulate
 from .errors import TapeError
+from .executors import BracketPlan
 from .feeds import Feed
 from .loaders import load_intents
 from .market import InputError, Market, assemble, binance_name, load_binance
 from .metrics import summarize
 from .options import INSTALL_HINT, SWEEPABLE, build_parser
-from .sources import csv_spec
+from .sources import csv_spec, file_units
 from .strategy import Bracket, Brackets, IntentList, Strategy
 from .sweep import grid_configs, parse_assignments, parse_grid
 from .synthetic import synthetic_tape
@@ -44,6 +48,11 @@ class UsageError(Exception):
 class NoEntries(Exception):
     """The strategy plans no entry on this tape: exit 1 with the reason."""
 
+
+LOCAL_NEEDS_RECEIVE_TIME = (
+    "--time local needs the receive time of --capture or --tardis files; "
+    "--book/--trades files have exchange time only"
+)
 
 #: What ``--plot`` may write; a name without a suffix gets ``.png``.
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -131,10 +140,7 @@ def _load(
         raise UsageError("--trades needs --book")
     local = args.time == "local"
     if local and args.book:
-        raise UsageError(
-            "--time local needs the receive time of --capture or --tardis files; "
-            "--book/--trades files have exchange time only"
-        )
+        raise UsageError(LOCAL_NEEDS_RECEIVE_TIME)
     symbol = args.symbol.upper() if args.symbol else None
     feeds: list[Feed] = []
     if args.book:
@@ -186,19 +192,49 @@ def _load(
     return market, strategy, ticks
 
 
-def _sweep_args(args: argparse.Namespace) -> None:
-    """The sweep campaign reads one --book (and --trades) file or synthetic tapes."""
-    if args.capture or args.tardis:
-        raise UsageError(
-            "--sweep runs on --book files or synthetic tapes, not yet on --capture or --tardis"
+def _sweep_inputs(
+    args: argparse.Namespace, cache_dir: str | None
+) -> tuple[list[TapeSpec], dict[str, float]]:
+    """The sweep's units of work and tick overrides. Input files are read (through the cache
+    when ``cache_dir`` is given) and checked exactly as a plain run checks them, then cut
+    into one tape per symbol and UTC day; with no file, synthetic days."""
+    files = [("capture", p) for p in args.capture] + [("tardis", p) for p in args.tardis]
+    files += [("book", p) for p in args.book] + [("trades", p) for p in args.trades]
+    if not files:
+        if args.symbol is None:
+            args.symbol = "BTCUSDT"
+        return synthetic_sweep_specs(args), {}
+    if args.days != 1 or args.symbols:
+        raise SweepUsageError(
+            "--days and --symbols make synthetic tapes: not with --book, --capture or --tardis"
         )
-    if len(args.book) > 1 or len(args.trades) > 1:
-        raise UsageError("--sweep takes one --book (and one --trades) file")
-    args.book = args.book[0] if args.book else None
-    args.trades = args.trades[0] if args.trades else None
-    if args.symbol is None:
-        name = binance_name(args.book) if args.book else None
-        args.symbol = name.symbol if name else "BTCUSDT"
+    local = args.time == "local"
+    if local and args.book:
+        raise UsageError(LOCAL_NEEDS_RECEIVE_TIME)
+    read = {
+        "local_time": local,
+        "allow_gaps": bool(args.allow_gaps),
+        "symbol": args.symbol.upper() if args.symbol else None,
+        "sizes": args.fill_model == "queue",
+    }
+    cache = TapeCache(Path(cache_dir)) if cache_dir is not None else None
+    units = file_units(files, read, cache)
+    market = units.market
+    if args.fill_model == "queue" and not market.has_trades:
+        raise UsageError("the queue fill model needs trades: pass --trades FILE")
+    info = load_exchange_info(args.exchange_info) if args.exchange_info else {}
+    ticks = tick_table(market.symbols, info, parse_ticks(args.tick))
+    if args.intents:
+        _check_intents(args.intents, load_intents(args.intents), market)
+    else:
+        plan = BracketPlan(args.every_s, args.take_profit_bps, args.stop_loss_bps, args.max_hold_s)
+        brackets = [plan.make(t, filter_asset=True) for t in units.tapes]
+        if not any(b.entries() for b in brackets):
+            raise NoEntries(_why_no_entries(market, brackets))  # type: ignore[arg-type]
+    if cache is not None:
+        for spec, tape in zip(units.specs, units.tapes, strict=True):
+            cache.store(spec, [tape])
+    return units.specs, ticks
 
 
 def _cached_binance(
@@ -288,13 +324,21 @@ def _simulate(args: argparse.Namespace) -> int:
             _check_plot_extra()
         if args.trades and not args.book:
             raise UsageError("--trades needs --book")
-        _sweep_args(args)
         if "style" not in grid:
             grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
         elif args.styles:
             raise UsageError("give the styles either in --styles or in --sweep, not both")
         con = report.console(sys.stderr if args.json == "-" else None)
-        return run_sweep(args, con, base, grid, grid_configs(base, grid), _check_writable)
+        with contextlib.ExitStack() as stack:
+            cache_dir = None if args.no_cache else str(args.cache_dir or default_cache_dir())
+            if cache_dir is None and (args.book or args.capture or args.tardis):
+                # Tasks load their tape by key: a scratch cache, removed after the sweep.
+                cache_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="exec-router-"))
+            specs, ticks = _sweep_inputs(args, cache_dir)
+            if ticks:
+                base = {**base, "tick_overrides": {**base.get("tick_overrides", {}), **ticks}}
+            configs = grid_configs(base, grid)
+            return run_sweep(args, con, base, grid, configs, specs, cache_dir, _check_writable)
     if args.days != 1 or args.symbols or args.scheduler or args.csv:
         raise UsageError("--days, --symbols, --scheduler and --csv go with --sweep")
 

@@ -112,7 +112,11 @@ def _tape(job: Job, unit: int, blob: bytes | None = None) -> Tape:
     tapes = _TAPES.get(memo)
     if tapes is None:
         if key is None:
-            tapes = get_loader(spec.loader).load(spec.paths, spec.option_dict)
+            tapes = [
+                t
+                for t in get_loader(spec.loader).load(spec.paths, spec.option_dict)
+                if isinstance(t, Tape)
+            ]
         else:
             cache = TapeCache(Path(job.cache_dir) if job.cache_dir else default_cache_dir())
             if blob is not None:
