@@ -290,10 +290,3 @@ def test_a_depth_gap_is_refused_unless_allowed(
     refuse(["--capture", str(path)], capsys, f"{path}:3: depth gap", "--allow-gaps")
     refuse(["--capture", str(path), "--allow-gaps"], capsys, "bracket plans no entry", code=1)
 
-
-def test_a_sweep_over_captures_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    refuse(
-        ["--capture", str(CAPTURE), "--sweep", "entry_ttl_s=2,4"],
-        capsys,
-        "--sweep runs on --book files or synthetic tapes, not yet on --capture or --tardis",
-    )
