@@ -24,9 +24,11 @@ from exec_router.__main__ import main
 from exec_router.simulator.cache import TapeCache
 from exec_router.simulator.executors import DaskExecutor, SerialExecutor
 
-from .sweep_support import comparable, small_job
+from .sim_support import CAPTURE, write_shifted_capture
+from .sweep_support import comparable, intents, round_trip, small_job, sweep_tasks
 
 START_TIMEOUT = 60.0
+START = 1723161256310  # the first bookTicker of the capture slice
 
 
 def free_port() -> int:
@@ -231,3 +233,17 @@ def test_the_probe_tells_a_shared_cache_from_a_missing_one(tmp_path: Path) -> No
     assert not _probe(str(path), key, size + 1)  # another file of the same name
     assert not _probe(str(path), "0" * 40, size)
     assert not _probe(str(tmp_path / "elsewhere" / path.name), key, size)
+
+
+def test_a_capture_sweep_on_the_cluster_equals_local(two_workers: Cluster, tmp_path: Path) -> None:
+    other = write_shifted_capture(tmp_path / "xeth.gz", dt_ms=500)
+    rows = round_trip(START + 1000, "e1", "ETHUSDT", "LONG", 8000)
+    rows += round_trip(START + 1500, "x1", "XETHUSDT", "SHORT", 8000)
+    argv = ["--capture", str(CAPTURE), "--capture", str(other), "--tick", "XETHUSDT=0.01"]
+    argv += ["--intents", intents(tmp_path / "i.csv", rows), "--styles", "maker_both,taker"]
+    argv += ["--sweep", "entry_ttl_s=1,4", "--cache-dir", str(tmp_path / "cache")]
+    _, local = sweep_tasks(argv)
+    _, remote = sweep_tasks(argv, DaskExecutor(two_workers.address))
+    assert len(remote) == 8
+    assert comparable(remote) == comparable(local)
+    assert {r["pid"] for r in remote} <= {p.pid for p in two_workers.workers}

@@ -15,17 +15,12 @@ import numpy as np
 import pytest
 
 from exec_router.__main__ import main
-from exec_router.simulator.cache import TapeCache
-from exec_router.simulator.cli import _sweep_inputs
-from exec_router.simulator.executors import IntentPlan, Job, LocalExecutor, SerialExecutor
-from exec_router.simulator.loaders import load_intents
-from exec_router.simulator.options import build_parser
+from exec_router.simulator.cache import TapeCache, get_loader
+from exec_router.simulator.executors import LocalExecutor
 from exec_router.simulator.sources import file_spec, split_days
-from exec_router.simulator.sweep import grid_configs, parse_grid
-from exec_router.simulator.venue import Venue
 
 from .sim_support import BOOK_CSV, CAPTURE, TARDIS, TRADES_CSV, make_tape, write_shifted_capture
-from .sweep_support import comparable
+from .sweep_support import comparable, intents, round_trip, sweep_tasks
 
 START = 1723161256310  # the first bookTicker of the slice, exchange time
 DAY_US = 86_400 * 10**6
@@ -33,19 +28,6 @@ QUOTES = TARDIS / "binance-futures_quotes_2024-08-08_ETHUSDT.csv"
 TARDIS_TRADES = TARDIS / "binance-futures_trades_2024-08-08_ETHUSDT.csv"
 #: What a plain run and a sweep task both report for a tape.
 SAME = ("entries", "exits", "costs_bps", "markouts_bps", "counters")
-
-
-def intents(path: Path, rows: list[tuple[int, str, str, str, str]]) -> str:
-    """rows: (ts_ms, trade_id, action, asset, side); exits are MAX_HOLD."""
-    lines = ["ts_ms,trade_id,action,asset,position_side,reason"]
-    for ts, tid, action, asset, side in sorted(rows):
-        lines.append(f"{ts},{tid},{action},{asset},{side},{'MAX_HOLD' if action == 'EXIT' else ''}")
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
-def round_trip(start: int, tid: str, asset: str, side: str, hold_ms: int) -> list[Any]:
-    return [(start, tid, "ENTER", asset, side), (start + hold_ms, tid, "EXIT", asset, side)]
 
 
 def shifted_tardis(src: Path, dst: Path, days: int) -> Path:
@@ -58,31 +40,6 @@ def shifted_tardis(src: Path, dst: Path, days: int) -> Path:
         out.append(",".join(cols))
     dst.write_text("\n".join(out) + "\n")
     return dst
-
-
-def sweep_tasks(argv: list[str], executor: Any = None) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Run ``simulate ARGV --sweep ...`` as the command does, returning every task's result."""
-    args = build_parser().parse_args(["simulate", *argv])
-    specs, ticks = _sweep_inputs(args, args.cache_dir)
-    base = {"tick_overrides": ticks} if ticks else {}
-    grid = parse_grid(args.sweep)
-    grid = {"style": args.styles.split(","), **grid}
-    configs = grid_configs(base, grid)
-    cache = TapeCache(Path(args.cache_dir))
-    keys = tuple(cache.ensure(s) for s in specs)
-    job = Job(
-        tuple(specs),
-        keys,
-        tuple(configs),
-        IntentPlan(load_intents(args.intents)),
-        Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps),
-        str(cache.root),
-    )
-    ex = executor or SerialExecutor()
-    try:
-        return specs, ex.run(job, lambda i, r: None)
-    finally:
-        ex.close()
 
 
 def plain(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -129,15 +86,26 @@ def test_a_sweep_over_two_captures_equals_plain_runs_of_each_tape(
     assert [s.label for s in specs] == ["ETHUSDT 2024-08-08", "XETHUSDT 2024-08-08"]
     assert len(results) == 2 * 2 * 2
     singles = {
-        "ETHUSDT 2024-08-08": ["--capture", str(CAPTURE)]
-        + ["--intents", intents(tmp_path / "eth.csv", rows), *common],
-        "XETHUSDT 2024-08-08": ["--capture", str(other)]
-        + ["--intents", intents(tmp_path / "xeth.csv", x_rows), *common],
+        "ETHUSDT 2024-08-08": [
+            *("--capture", str(CAPTURE), "--intents", intents(tmp_path / "eth.csv", rows)),
+            *common,
+        ],
+        "XETHUSDT 2024-08-08": [
+            *("--capture", str(other), "--intents", intents(tmp_path / "xeth.csv", x_rows)),
+            *common,
+        ],
     }
     assert_each_tape_equals_a_plain_run(results, singles, tmp_path, capsys)
     # Local processes: the same numbers in the same order.
     _, local = sweep_tasks(argv, LocalExecutor(2))
     assert comparable(local) == comparable(results)
+    # A worker without the entry rebuilds the day's tape from the files alike.
+    cache = TapeCache(tmp_path / "cache")
+    for spec in specs:
+        (entry,) = cache.load(spec)
+        (rebuilt,) = get_loader("day").load(spec.paths, spec.option_dict)
+        for name in ("ts", "bid", "ask", "bid_qty", "trade_ts", "trade_px", "trade_side"):
+            assert np.array_equal(getattr(entry, name), getattr(rebuilt, name)), name
 
 
 def test_a_tardis_sweep_is_cut_into_days_each_equal_to_a_plain_run(
@@ -231,7 +199,8 @@ def test_read_options_are_part_of_the_key(tmp_path: Path) -> None:
     feeds = cache.load_feeds(file_spec("capture", str(CAPTURE), read))
     again = cache.load_feeds(file_spec("capture", str(CAPTURE), read))
     assert (cache.builds, cache.hits) == (1, 1)
-    assert feeds[0].book is not None and again[0].book is not None
+    assert feeds[0].book is not None
+    assert again[0].book is not None
     for a, b in zip(feeds[0].book, again[0].book, strict=True):
         assert (a is None and b is None) or np.array_equal(a, b)
 
@@ -243,7 +212,8 @@ def refuse_sweep(
     assert main(args) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("exec-router: "), err
+    assert err.count("\n") == 1, err
+    assert err.startswith("exec-router: "), err
     for needle in needles:
         assert needle in err
 
@@ -314,4 +284,3 @@ def test_no_cache_leaves_no_entry(
     assert main(argv) == 0
     assert "no cache" in capsys.readouterr().out
     assert not home.exists()
-

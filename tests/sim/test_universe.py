@@ -289,4 +289,3 @@ def test_a_depth_gap_is_refused_unless_allowed(
     path.write_text("\n".join(lines) + "\n")
     refuse(["--capture", str(path)], capsys, f"{path}:3: depth gap", "--allow-gaps")
     refuse(["--capture", str(path), "--allow-gaps"], capsys, "bracket plans no entry", code=1)
-
