@@ -5,6 +5,7 @@ a plain run."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -106,6 +107,24 @@ def test_a_sweep_over_two_captures_equals_plain_runs_of_each_tape(
         (rebuilt,) = get_loader("day").load(spec.paths, spec.option_dict)
         for name in ("ts", "bid", "ask", "bid_qty", "trade_ts", "trade_px", "trade_side"):
             assert np.array_equal(getattr(entry, name), getattr(rebuilt, name)), name
+
+
+def test_a_capture_of_two_symbols_is_a_tape_per_symbol(tmp_path: Path) -> None:
+    other = write_shifted_capture(tmp_path / "xeth.gz", dt_ms=500)
+    one = tmp_path / "both.gz"
+    with gzip.open(one, "wb") as out:
+        for path in (CAPTURE, other):
+            with gzip.open(path, "rb") as fh:
+                out.write(fh.read())
+    rows = round_trip(START + 1000, "e1", "ETHUSDT", "LONG", 8000)
+    rows += round_trip(START + 1500, "x1", "XETHUSDT", "SHORT", 8000)
+    common = ["--intents", intents(tmp_path / "i.csv", rows), "--tick", "XETHUSDT=0.01"]
+    common += ["--styles", "maker_both", "--sweep", "entry_ttl_s=1,4"]
+    common += ["--cache-dir", str(tmp_path / "cache")]
+    specs, merged = sweep_tasks(["--capture", str(one), *common])
+    assert [s.label for s in specs] == ["ETHUSDT 2024-08-08", "XETHUSDT 2024-08-08"]
+    _, apart = sweep_tasks(["--capture", str(CAPTURE), "--capture", str(other), *common])
+    assert comparable(merged) == comparable(apart)
 
 
 def test_a_tardis_sweep_is_cut_into_days_each_equal_to_a_plain_run(
@@ -259,6 +278,13 @@ def test_a_sweep_refuses_what_a_plain_run_refuses(
         "no tick size for XETHUSDT: pass --tick XETHUSDT=SIZE or --exchange-info FILE",
     )
     refuse_sweep(["--book", str(BOOK_CSV), "--time", "local"], capsys, tmp_path, "--time local")
+    plan = intents(tmp_path / "sol.csv", [(START + 1000, "s1", "ENTER", "SOLUSDT", "LONG")])
+    refuse_sweep(
+        ["--capture", str(CAPTURE), "--intents", plan],
+        capsys,
+        tmp_path,
+        f"{plan}:2: symbol SOLUSDT is not on the tape (ETHUSDT)",
+    )
     refuse_sweep(
         ["--capture", str(CAPTURE), "--days", "2"], capsys, tmp_path, "--days and --symbols"
     )

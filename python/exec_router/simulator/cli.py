@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from .campaign import SweepUsageError, run_sweep, synthetic_sweep_specs
 from .capture import load_capture
 from .engine import simulate
 from .errors import TapeError
-from .executors import BracketPlan
 from .feeds import Feed
 from .loaders import load_intents
 from .market import InputError, Market, assemble, binance_name, load_binance
@@ -166,7 +165,7 @@ def _load(
     ticks = tick_table(market.symbols, info, parse_ticks(args.tick))
     if args.intents:
         intents = load_intents(args.intents)
-        _check_intents(args.intents, intents, market)
+        _check_intents(args.intents, intents, _ranges(market))
         return market, intents, ticks
     n = len(market.symbols)
     stagger = args.every_s / n if args.stagger_s is None else args.stagger_s
@@ -188,7 +187,7 @@ def _load(
     )
     strategy = Brackets(brackets, stagger)
     if not strategy.entries():
-        raise NoEntries(_why_no_entries(market, brackets))
+        raise NoEntries(_why_no_entries(brackets))
     return market, strategy, ticks
 
 
@@ -217,23 +216,29 @@ def _sweep_inputs(
         "symbol": args.symbol.upper() if args.symbol else None,
         "sizes": args.fill_model == "queue",
     }
-    cache = TapeCache(Path(cache_dir)) if cache_dir is not None else None
-    units = file_units(files, read, cache)
-    market = units.market
-    if args.fill_model == "queue" and not market.has_trades:
+    # Without the cache (--no-cache), the caller gives a scratch directory.
+    units = file_units(files, read, TapeCache(Path(cache_dir or default_cache_dir())))
+    if args.fill_model == "queue" and not units.has_trades:
         raise UsageError("the queue fill model needs trades: pass --trades FILE")
     info = load_exchange_info(args.exchange_info) if args.exchange_info else {}
-    ticks = tick_table(market.symbols, info, parse_ticks(args.tick))
+    ticks = tick_table(list(units.ranges), info, parse_ticks(args.tick))
     if args.intents:
-        _check_intents(args.intents, load_intents(args.intents), market)
+        _check_intents(args.intents, load_intents(args.intents), units.ranges)
     else:
-        plan = BracketPlan(args.every_s, args.take_profit_bps, args.stop_loss_bps, args.max_hold_s)
-        brackets = [plan.make(t, filter_asset=True) for t in units.tapes]
+        brackets = [
+            Bracket(
+                every_s=args.every_s,
+                take_profit_bps=args.take_profit_bps,
+                stop_loss_bps=args.stop_loss_bps,
+                max_hold_s=args.max_hold_s,
+                asset=symbol,
+                start_ms=start,
+                end_ms=end,
+            )
+            for symbol, start, end in units.spans
+        ]
         if not any(b.entries() for b in brackets):
-            raise NoEntries(_why_no_entries(market, brackets))  # type: ignore[arg-type]
-    if cache is not None:
-        for spec, tape in zip(units.specs, units.tapes, strict=True):
-            cache.store(spec, [tape])
+            raise NoEntries(_why_no_entries(brackets))
     return units.specs, ticks
 
 
@@ -269,7 +274,11 @@ def _cached_binance(
     return feeds
 
 
-def _why_no_entries(market: Market, brackets: Sequence[Bracket]) -> str:
+def _ranges(market: Market) -> dict[str, tuple[int, int]]:
+    return {sym: (t.start_ms, t.end_ms) for sym, t in market.tapes.items()}
+
+
+def _why_no_entries(brackets: Sequence[Bracket]) -> str:
     b = min(brackets, key=lambda x: x.needs_s() - (x.end_ms - x.start_ms) / 1000)
     tape_s = (b.end_ms - b.start_ms) / 1000
     stagger = f" + stagger {b.offset_s:g} s" if b.offset_s else ""
@@ -281,26 +290,22 @@ def _why_no_entries(market: Market, brackets: Sequence[Bracket]) -> str:
     )
 
 
-def _check_intents(path: str, intents: IntentList, market: Market) -> None:
+def _check_intents(path: str, intents: IntentList, ranges: Mapping[str, tuple[int, int]]) -> None:
     """Every intent names a symbol of the tape, inside that symbol's time range."""
     assets = {e.trade_id: e.asset for e in intents.entry_intents}
     rows = [(e.ts_ms, e.asset, e.line) for e in intents.entry_intents]
     rows += [(x.ts_ms, assets.get(x.trade_id, ""), x.line) for x in intents.exit_intents]
     for ts, asset, line in rows:
-        tape = market.tapes.get(asset)
-        if tape is None:
+        span = ranges.get(asset)
+        if span is None:
+            raise TapeError(path, line, f"symbol {asset} is not on the tape ({', '.join(ranges)})")
+        if ts < span[0]:
             raise TapeError(
-                path, line, f"symbol {asset} is not on the tape ({', '.join(market.symbols)})"
+                path, line, f"intent at {ts} ms is before the {asset} tape starts ({span[0]} ms)"
             )
-        if ts < tape.start_ms:
+        if ts > span[1]:
             raise TapeError(
-                path,
-                line,
-                f"intent at {ts} ms is before the {asset} tape starts ({tape.start_ms} ms)",
-            )
-        if ts > tape.end_ms:
-            raise TapeError(
-                path, line, f"intent at {ts} ms is after the {asset} tape ends ({tape.end_ms} ms)"
+                path, line, f"intent at {ts} ms is after the {asset} tape ends ({span[1]} ms)"
             )
 
 

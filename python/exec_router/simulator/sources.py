@@ -24,7 +24,7 @@ from .cache import TapeCache, TapeSpec, register_loader
 from .capture import load_capture
 from .feeds import Feed
 from .loaders import load_tape
-from .market import Market, assemble, load_binance
+from .market import assemble, load_binance
 from .synthetic import DEFAULT_START_MS, synthetic_tape
 from .tape import Tape
 from .tardis import load_tardis
@@ -151,45 +151,53 @@ def split_days(tape: Tape) -> Iterator[tuple[dt.date, Tape]]:
 
 @dataclasses.dataclass(frozen=True)
 class FileUnits:
-    """The inputs of a sweep: the joined market (every refusal checked) and its units."""
+    """The inputs of a sweep, every refusal checked: each symbol's time range, whether every
+    symbol has trades, and the units, one ``day`` spec per (symbol, UTC day) with its span."""
 
-    market: Market
+    ranges: dict[str, tuple[int, int]]
+    has_trades: bool
     specs: list[TapeSpec]
-    tapes: list[Tape]
+    spans: list[tuple[str, int, int]]  # symbol, first and last book time (ms)
 
 
 def file_units(
-    files: Sequence[tuple[str, str]], read: Mapping[str, Any], cache: TapeCache | None
+    files: Sequence[tuple[str, str]], read: Mapping[str, Any], cache: TapeCache
 ) -> FileUnits:
-    """Load every (kind, path) input (through the cache when given), join them as a plain run
-    does, and cut each symbol's tape into UTC days: one ``day`` spec per (symbol, day)."""
+    """Load every (kind, path) input through the cache, join each symbol's files as a plain
+    run does, cut its tape into UTC days and store each day as the entry its task loads.
+
+    One symbol's tape is held at a time (the files' entries are memory-mapped)."""
     loaded: list[tuple[str, str, list[Feed]]] = []
     for kind, path in files:
-        spec = file_spec(kind, path, read)
-        feeds = (
-            cache.load_feeds(spec)
-            if cache is not None
-            else get_file_loader(spec)(spec.paths, spec.option_dict)
-        )
+        feeds = cache.load_feeds(file_spec(kind, path, read))
         # Errors about how the files fit together name the paths as given.
         loaded.append((kind, path, [dataclasses.replace(f, path=path) for f in feeds]))
-    market = assemble(f for _, _, feeds in loaded for f in feeds)
-    specs, tapes = [], []
-    for symbol, tape in market.tapes.items():
-        mine = [(k, p) for k, p, feeds in loaded if any(f.symbol == symbol for f in feeds)]
+    symbols = list(dict.fromkeys(f.symbol for _, _, feeds in loaded for f in feeds))
+    ranges: dict[str, tuple[int, int]] = {}
+    specs: list[TapeSpec] = []
+    spans: list[tuple[str, int, int]] = []
+    has_trades = True
+    for symbol in symbols:
+        mine = [(k, p, [f for f in fs if f.symbol == symbol]) for k, p, fs in loaded]
+        mine = [(k, p, fs) for k, p, fs in mine if fs]
+        tape = assemble(f for _, _, fs in mine for f in fs).tapes[symbol]
+        ranges[symbol] = (tape.start_ms, tape.end_ms)
+        has_trades = has_trades and tape.has_trades
         for day, unit in split_days(tape):
             spec = TapeSpec.of(
                 "day",
-                [p for _, p in mine],
+                [p for _, p, _ in mine],
                 f"{symbol} {day.isoformat()}",
                 symbol=symbol,
                 day=day.isoformat(),
-                kinds=[k for k, _ in mine],
+                kinds=[k for k, _, _ in mine],
                 read=dict(read),
             )
+            cache.store(spec, [unit])
             specs.append(spec)
-            tapes.append(unit)
-    return FileUnits(market, specs, tapes)
+            spans.append((symbol, unit.start_ms, unit.end_ms))
+        del tape
+    return FileUnits(ranges, has_trades, specs, spans)
 
 
 def csv_spec(book: str, trades: str | None, symbol: str, sizes: bool) -> TapeSpec:
