@@ -1300,6 +1300,31 @@ mod tests {
     }
 
     #[test]
+    fn string_scan_stops_at_the_first_special_byte() {
+        // Every length and position, each special byte, and high bytes (UTF-8) around it.
+        fn naive(json: &str, pos: usize) -> Option<(&str, usize)> {
+            let bytes = json.as_bytes();
+            let special = |c: &u8| *c == b'"' || *c == b'\\' || *c < 0x20;
+            let end = pos + bytes.get(pos..)?.iter().position(special)?;
+            (bytes.get(end) == Some(&b'"'))
+                .then(|| (json.get(pos..end).unwrap_or_default(), end + 1))
+        }
+        for len in 0..20 {
+            for at in 0..=len {
+                for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}"] {
+                    for fill in ["a", "\u{e9}", "\u{7f}", " "] {
+                        let body: String = (0..len)
+                            .map(|k| if k == at { special } else { fill })
+                            .collect();
+                        let json = format!("\"{body}\"tail");
+                        assert_eq!(string(&json, 1), naive(&json, 1), "{json:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn pieces_cut_after_newlines() {
         let buf = b"a\nbb\nccc\ndddd\n";
         let parts = pieces(buf, 3);
