@@ -1,7 +1,7 @@
 //! Python-semantics conversions of argument values, with the argument named
 //! on failure. Each mirrors one expression of the legacy router.
 
-use pyo3::exceptions::{PyArithmeticError, PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyArithmeticError, PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
@@ -22,7 +22,8 @@ pub enum Fail {
 impl Fail {
     pub fn invalid(name: &'static str, value: &Bound<'_, PyAny>, cause: &PyErr) -> Self {
         let py = value.py();
-        if !cause.is_instance_of::<PyException>(py) {
+        // A MemoryError is the interpreter's, not the argument's.
+        if !cause.is_instance_of::<PyException>(py) || cause.is_instance_of::<PyMemoryError>(py) {
             return Fail::Fatal(cause.clone_ref(py));
         }
         Fail::Invalid {
@@ -101,18 +102,30 @@ pub fn to_float(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<f64> {
     guard(name, value, converted.extract::<f64>())
 }
 
-/// A real number (int or float, bools included) as a float; anything else
-/// is a TypeError naming the argument.
+/// A finite real number (int or float, bools included) as a float; anything
+/// else is a TypeError (not a number) or a ValueError (not finite) naming the
+/// argument.
 pub fn real(method: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
     if let Ok(f) = value.cast_exact::<PyFloat>() {
-        return Ok(f.value());
+        if f.value().is_finite() {
+            return Ok(f.value());
+        }
     }
     if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
-        return value.extract::<f64>().map_err(|_| {
+        let v = value.extract::<f64>().map_err(|_| {
             PyValueError::new_err(format!(
                 "{method}() got an invalid {name}: int out of range"
             ))
-        });
+        })?;
+        if v.is_finite() {
+            return Ok(v);
+        }
+        let shown = PyFloat::new(value.py(), v)
+            .str()
+            .map_or_else(|_| v.to_string(), |s| s.to_string());
+        return Err(PyValueError::new_err(format!(
+            "{method}() got an invalid {name}: {shown} is not finite"
+        )));
     }
     Err(PyTypeError::new_err(format!(
         "{method}() got an invalid {name}: {}",

@@ -9,6 +9,7 @@
 mod convert;
 mod counters;
 mod dataclass;
+mod depth;
 mod hooks;
 pub mod index;
 mod plan;
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<router::ExecutionRouter>()?;
     m.add_class::<router::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
+    m.add("MAX_DEPTH", depth::MAX_DEPTH)?;
     Ok(())
 }

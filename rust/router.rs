@@ -18,6 +18,7 @@ use crate::convert::{
     upper_is, Conv, Fail,
 };
 use crate::counters::{Cells, Counter, Counters};
+use crate::depth::{Depth, MAX_DEPTH};
 use crate::hooks::{HookTable, Stage, STAGES};
 use crate::plan::{ExecutionPlan, Spec};
 use crate::policy::{self, Miss, Policy};
@@ -202,20 +203,43 @@ impl ExecutionRouter {
         }
     }
 
-    /// A clock reading as a float.
-    fn now(&self, py: Python<'_>) -> PyResult<f64> {
+    /// A clock reading: a finite number, or a ValueError naming the clock.
+    fn now(&self, py: Python<'_>, method: &str) -> PyResult<f64> {
         let clock = lock(&self.state).clock.clone_ref(py);
-        let reading = clock.bind(py).call0()?;
+        let reading = match clock.bind(py).call0() {
+            Ok(reading) => reading,
+            Err(err) if is_fatal(py, &err) => return Err(err),
+            Err(err) => {
+                let kind = err
+                    .get_type(py)
+                    .name()
+                    .map_or_else(|_| "an error".to_owned(), |n| n.to_string());
+                let refused = PyValueError::new_err(format!(
+                    "{method}() got no time from the clock: it raised {kind}"
+                ));
+                refused.set_cause(py, Some(err));
+                return Err(refused);
+            }
+        };
         if let Ok(f) = reading.cast_exact::<PyFloat>() {
-            return Ok(f.value());
+            if f.value().is_finite() {
+                return Ok(f.value());
+            }
         }
+        let invalid = |what: String| {
+            PyValueError::new_err(format!("{method}() got an invalid clock reading: {what}"))
+        };
         if reading.is_instance_of::<PyFloat>() || reading.is_instance_of::<PyInt>() {
-            return reading
+            let value: f64 = reading
                 .extract()
-                .map_err(|_| PyValueError::new_err("clock() returned an int out of float range"));
+                .map_err(|_| invalid("an int out of float range".to_owned()))?;
+            if value.is_finite() {
+                return Ok(value);
+            }
+            return Err(invalid(pyfloat_text(py, value)));
         }
-        Err(PyTypeError::new_err(format!(
-            "clock() returned {}, expected a number",
+        Err(invalid(format!(
+            "{}, expected a finite number",
             type_name(&reading)
         )))
     }
@@ -299,6 +323,40 @@ impl ExecutionRouter {
         )?;
         let reason = PyString::new(py, &format!("invalid_input:{name}"));
         Spec::market(action, reason).build(py)
+    }
+
+    /// The MARKET answer of a planning call nested past `MAX_DEPTH`; only
+    /// the first refused level logs (a logger that plans again stops there).
+    fn too_deep_plan<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        action: &'static str,
+        outer: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let enter = action == "ENTER";
+        self.cells.inc(if enter {
+            Counter::PlansEntry
+        } else {
+            Counter::PlansExit
+        });
+        self.cells.inc(if enter {
+            Counter::TakerEntries
+        } else {
+            Counter::TakerExits
+        });
+        if outer == MAX_DEPTH {
+            self.warn(
+                py,
+                "exec_router: %s nested deeper than %d router calls — falling back to MARKET",
+                vec![
+                    PyString::new(py, method).into_any(),
+                    MAX_DEPTH.into_pyobject(py)?.into_any(),
+                ],
+            )?;
+        }
+        let reason = intern!(py, "invalid_input:depth").clone();
+        Ok(Spec::market(action, reason).build(py)?.into_any())
     }
 
     fn entry_plan<'py>(
@@ -569,6 +627,20 @@ impl ExecutionRouter {
     }
 }
 
+/// `str(value)` of a float, as Python prints it (`nan`, `inf`, `1e+300`).
+fn pyfloat_text(py: Python<'_>, value: f64) -> String {
+    PyFloat::new(py, value)
+        .str()
+        .map_or_else(|_| value.to_string(), |s| s.to_string())
+}
+
+/// A `BaseException` that is not an `Exception`, or a `MemoryError`: never
+/// turned into another error.
+fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+    !err.is_instance_of::<PyException>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyMemoryError>(py)
+}
+
 fn state_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
     py.import(intern!(py, "exec_router.state"))
 }
@@ -660,6 +732,7 @@ impl ExecutionRouter {
 
     #[setter]
     fn set_config(&self, config: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("config")?;
         let policy = Arc::new(policy::from_config(config)?);
         let old = {
             let mut state = lock(&self.state);
@@ -677,6 +750,7 @@ impl ExecutionRouter {
 
     #[setter]
     fn set_logger(&self, logger: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("logger")?;
         check_logger(logger)?;
         let old = std::mem::replace(&mut lock(&self.state).logger, logger.clone().unbind());
         drop(old);
@@ -704,6 +778,7 @@ impl ExecutionRouter {
 
     #[setter]
     fn set_counters(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("counters")?;
         let counters = self.counters.bind(values.py());
         for item in values
             .call_method0(intern!(values.py(), "items"))?
@@ -724,6 +799,7 @@ impl ExecutionRouter {
         stage: &Bound<'_, PyAny>,
         r#fn: &Bound<'_, PyAny>,
     ) -> PyResult<HookHandle> {
+        let _depth = Depth::enter("register_hook")?;
         let py = slf.py();
         let parsed = stage
             .cast::<PyString>()
@@ -763,6 +839,7 @@ impl ExecutionRouter {
     // ── pricing ──────────────────────────────────────────────────────────
 
     fn tick_size(&self, asset: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let _depth = Depth::enter("tick_size")?;
         self.tick_of(&self.policy(), asset)
             .map_err(|f| f.into_err("tick_size"))
     }
@@ -774,6 +851,7 @@ impl ExecutionRouter {
         order_side: &Bound<'_, PyAny>,
         reference_price: &Bound<'_, PyAny>,
     ) -> PyResult<f64> {
+        let _depth = Depth::enter("maker_price")?;
         self.price_of(&self.policy(), asset, Err(order_side), reference_price)
             .map_err(|f| f.into_err("maker_price"))
     }
@@ -784,6 +862,7 @@ impl ExecutionRouter {
         action: &Bound<'py, PyAny>,
         position_side: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyString>> {
+        let _depth = Depth::enter("order_side")?;
         let side = || -> Conv<bool> {
             let long = upper_is("position_side", position_side, "LONG")?;
             let exit = upper_is("action", action, "EXIT")?;
@@ -811,6 +890,10 @@ impl ExecutionRouter {
         reference_price: &Bound<'py, PyAny>,
         spread_bps: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let (depth, within) = Depth::enter_any();
+        if !within {
+            return self.too_deep_plan(py, "plan_entry", "ENTER", depth.outer());
+        }
         self.cells.inc(Counter::PlansEntry);
         let ctx = Ctx::new(CtxSpec::Plan {
             trade_id,
@@ -865,6 +948,10 @@ impl ExecutionRouter {
         reason: &Bound<'py, PyAny>,
         spread_bps: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let (depth, within) = Depth::enter_any();
+        if !within {
+            return self.too_deep_plan(py, "plan_exit", "EXIT", depth.outer());
+        }
         self.cells.inc(Counter::PlansExit);
         let read_urgent = || -> Conv<bool> {
             if is_blank("reason", reason)? {
@@ -987,6 +1074,7 @@ impl ExecutionRouter {
         base_trade_id: Option<&Bound<'py, PyAny>>,
         retry_n: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, WorkingOrder>> {
+        let _depth = Depth::enter("register_working")?;
         const METHOD: &str = "register_working";
         let args = || -> Conv<(Bound<'py, PyString>, Bound<'py, PyAny>)> {
             hashable("trade_id", trade_id)?;
@@ -1018,11 +1106,17 @@ impl ExecutionRouter {
                 })?
             }
         };
-        let now = self.now(py)?;
+        let now = self.now(py, METHOD)?;
         let p = plan.get();
+        let deadline = now + py_max(0.5, p.ttl_s);
+        if !deadline.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "{METHOD}() got an invalid plan: ttl_s {} gives no deadline",
+                pyfloat_text(py, p.ttl_s)
+            )));
+        }
         let enter = p.action_is(py, "ENTER");
         let retries_left = self.policy().retries_left(enter, retry_n);
-        let deadline = now + py_max(0.5, p.ttl_s);
         let wo = Bound::new(
             py,
             WorkingOrder {
@@ -1051,6 +1145,7 @@ impl ExecutionRouter {
         py: Python<'py>,
         trade_id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let _depth = Depth::enter("working")?;
         hashable("trade_id", trade_id).map_err(|f| f.into_err("working"))?;
         guard(
             "trade_id",
@@ -1061,12 +1156,14 @@ impl ExecutionRouter {
     }
 
     /// Working orders in first-registration order.
-    fn working_orders<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
-        self.working.bind(py).values()
+    fn working_orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let _depth = Depth::enter("working_orders")?;
+        Ok(self.working.bind(py).values())
     }
 
-    fn has_working_entry(&self) -> bool {
-        lock(&self.index).has_entry()
+    fn has_working_entry(&self) -> PyResult<bool> {
+        let _depth = Depth::enter("has_working_entry")?;
+        Ok(lock(&self.index).has_entry())
     }
 
     /// Working orders due at `now` (default: the clock), in
@@ -1077,8 +1174,9 @@ impl ExecutionRouter {
         py: Python<'py>,
         now: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let _depth = Depth::enter("expired")?;
         let t = match now {
-            None => self.now(py)?,
+            None => self.now(py, "expired")?,
             Some(v) => real("expired", "now", v)?,
         };
         let due: Vec<Py<WorkingOrder>> = {
@@ -1089,6 +1187,7 @@ impl ExecutionRouter {
     }
 
     fn note_fill(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("note_fill")?;
         if let Some(wo) = self.pop("note_fill", trade_id)? {
             self.note_removed(py, wo, trade_id, Counter::FillsWorking, Stage::OnFill)?;
         }
@@ -1096,6 +1195,7 @@ impl ExecutionRouter {
     }
 
     fn note_cancel(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("note_cancel")?;
         if let Some(wo) = self.pop("note_cancel", trade_id)? {
             self.note_removed(py, wo, trade_id, Counter::Cancels, Stage::OnCancel)?;
         }
@@ -1103,6 +1203,7 @@ impl ExecutionRouter {
     }
 
     fn clear_working(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _depth = Depth::enter("clear_working")?;
         if let Some(wo) = self.pop("clear_working", trade_id)? {
             self.notify(py, intern!(py, "pop"), trade_id, &wo)?;
         }
@@ -1113,6 +1214,7 @@ impl ExecutionRouter {
     /// returns the observer it replaces.
     #[pyo3(signature = (r#fn))]
     fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let _depth = Depth::enter("_observe_registry")?;
         let new = if r#fn.is_none() {
             None
         } else if r#fn.is_callable() {
@@ -1128,6 +1230,7 @@ impl ExecutionRouter {
 
     /// This router's state as a versioned, JSON-serialisable dict.
     fn export_state<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let _depth = Depth::enter("export_state")?;
         let py = slf.py();
         state_module(py)?.call_method1(intern!(py, "export_state"), (slf,))
     }
@@ -1162,6 +1265,7 @@ impl ExecutionRouter {
         py: Python<'py>,
         wo: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyString>> {
+        let _depth = Depth::enter("entry_miss_action")?;
         let order = Self::wo_arg("entry_miss_action", wo)?;
         let retries_left = order.try_borrow()?.retries_left;
         let action = self.policy().miss_action(retries_left);
@@ -1189,6 +1293,7 @@ impl ExecutionRouter {
         wo: &Bound<'py, PyAny>,
         reference_price: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, ExecutionPlan>)> {
+        let _depth = Depth::enter("retry_plan")?;
         let order = Self::wo_arg("retry_plan", wo)?;
         let (retry_n, base, side, asset) = {
             let o = order.try_borrow()?;
@@ -1233,6 +1338,7 @@ impl ExecutionRouter {
         py: Python<'py>,
         wo: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, ExecutionPlan>)> {
+        let _depth = Depth::enter("market_fallback_plan")?;
         let order = Self::wo_arg("market_fallback_plan", wo)?;
         let enter = order.try_borrow()?.is_enter(py);
         let ctx = Ctx::one("to", intern!(py, "MARKET").clone().into_any());
@@ -1270,6 +1376,7 @@ impl ExecutionRouter {
     // ── observability ────────────────────────────────────────────────────
 
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let _depth = Depth::enter("snapshot")?;
         let out = PyDict::new(py);
         let config = self.config(py);
         out.set_item(
@@ -1279,7 +1386,7 @@ impl ExecutionRouter {
         let rows = PyList::empty(py);
         for wo in self.working.bind(py).values().iter() {
             let wo = wo.cast_into::<WorkingOrder>()?;
-            let now = self.now(py)?;
+            let now = self.now(py, "snapshot")?;
             let (trade_id, action, asset, submitted_at, retry_n) = {
                 let w = wo.try_borrow()?;
                 let fields = (&w.trade_id, &w.action, &w.asset);
@@ -1358,6 +1465,7 @@ pub struct HookHandle {
 #[pymethods]
 impl HookHandle {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let _depth = Depth::enter("unregister")?;
         let target = lock(&self.target)
             .as_ref()
             .map(|(r, h)| (r.clone_ref(py), h.clone_ref(py)));

@@ -133,7 +133,7 @@ impl WorkingOrder {
             action: string(OWNER, "action", arg(3))?.unbind(),
             plan: plan()?.unbind(),
             submitted_at: number(OWNER, "submitted_at", arg(5))?,
-            deadline: number(OWNER, "deadline", arg(6))?,
+            deadline: deadline(arg(6))?,
             retries_left: int64(OWNER, "retries_left", arg(7))?,
             base_trade_id: arg(8).clone().unbind(),
             retry_n: retry_n()?,
@@ -219,7 +219,7 @@ impl WorkingOrder {
     }
     #[setter]
     fn set_deadline(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let deadline = number(OWNER, "deadline", value)?;
+        let deadline = deadline(value)?;
         let link = {
             let mut me = slf.try_borrow_mut()?;
             me.deadline = deadline;
@@ -340,6 +340,20 @@ impl WorkingOrder {
             drop(old);
         });
     }
+}
+
+/// A deadline is a finite number: a NaN or infinite one would never expire.
+fn deadline(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let deadline = number(OWNER, "deadline", value)?;
+    if deadline.is_finite() {
+        return Ok(deadline);
+    }
+    let shown = PyFloat::new(value.py(), deadline)
+        .str()
+        .map_or_else(|_| deadline.to_string(), |s| s.to_string());
+    Err(pyo3::exceptions::PyValueError::new_err(format!(
+        "WorkingOrder.deadline must be finite, got {shown}"
+    )))
 }
 
 static WORKING_SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();

@@ -2,11 +2,20 @@
 
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import Field
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, Final, final
 
 from .config import ExecConfig
 
-__all__ = ["Counters", "ExecutionPlan", "ExecutionRouter", "HookHandle", "WorkingOrder"]
+__all__ = [
+    "MAX_DEPTH",
+    "Counters",
+    "ExecutionPlan",
+    "ExecutionRouter",
+    "HookHandle",
+    "WorkingOrder",
+]
+
+MAX_DEPTH: Final[int]
 
 @final
 class ExecutionPlan:

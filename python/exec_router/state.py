@@ -139,11 +139,6 @@ def _seconds(value: Any) -> bool:
         return False
 
 
-def _infinite(value: Any) -> bool:
-    """A deadline of a plan with ``ttl_s=inf``: it never expires."""
-    return type(value) is float and math.isinf(value)
-
-
 def _check_order(n: int, record: Any) -> None:
     where = f"exec_router state: working order #{n}"
     if not isinstance(record, Mapping):
@@ -156,7 +151,7 @@ def _check_order(n: int, record: Any) -> None:
         "position_side": type(record["position_side"]) is str,
         "plan": isinstance(record["plan"], Mapping),
         "submitted_at": _seconds(record["submitted_at"]),
-        "deadline": _seconds(record["deadline"]) or _infinite(record["deadline"]),
+        "deadline": _seconds(record["deadline"]),
         "retries_left": _int64(record["retries_left"]),
         "retry_n": _int64(record["retry_n"]),
     }

@@ -202,3 +202,13 @@ def test_observer_errors_reach_the_caller_after_the_change(impl: Impl, clock: Fa
 def test_observer_must_be_callable(impl: Impl) -> None:
     with pytest.raises(TypeError, match="fn"):
         impl.router()._observe_registry(5)
+
+
+@pytest.mark.parametrize("deadline", [float("inf"), float("-inf"), float("nan")])
+def test_a_deadline_that_is_not_finite_is_refused(
+    impl: Impl, clock: FakeClock, deadline: float
+) -> None:
+    state = busy_router(impl, clock).export_state()
+    state["working"][0]["deadline"] = deadline
+    with pytest.raises(StateError, match="invalid deadline"):
+        impl.ExecutionRouter.from_state(state)
