@@ -24,6 +24,7 @@ from .constants import (
     VALID_STYLES,
     MissAction,
 )
+from .errors import ExecRouterError
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "VALID_STYLES",
     "ConfigError",
     "ExecConfig",
+    "ExecRouterError",
     "ExecutionPlan",
     "ExecutionRouter",
     "Journal",

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from .config import ExecConfig
 from .constants import COUNTER_KEYS
+from .errors import ExecRouterError
 
 __all__ = ["FORMAT", "VERSION", "StateError", "export_state", "from_state"]
 
@@ -40,7 +41,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-class StateError(ValueError):
+class StateError(ExecRouterError, ValueError):
     """A state that this version of exec_router cannot restore."""
 
 
