@@ -1,66 +1,11 @@
 //! Python-semantics conversions of argument values, with the argument named
 //! on failure. Each mirrors one expression of the legacy router.
 
-use pyo3::exceptions::{PyArithmeticError, PyException, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-/// Why an argument could not be used.
-pub enum Fail {
-    /// A value the router cannot use: planning falls back to MARKET, other
-    /// methods raise TypeError/ValueError naming `name`.
-    Invalid {
-        name: &'static str,
-        type_name: String,
-        value_error: bool,
-    },
-    /// A `BaseException` that is not an `Exception` (e.g. KeyboardInterrupt):
-    /// it propagates unchanged.
-    Fatal(PyErr),
-}
-
-impl Fail {
-    pub fn invalid(name: &'static str, value: &Bound<'_, PyAny>, cause: &PyErr) -> Self {
-        let py = value.py();
-        // A MemoryError is the interpreter's, not the argument's.
-        if !cause.is_instance_of::<PyException>(py) || cause.is_instance_of::<PyMemoryError>(py) {
-            return Fail::Fatal(cause.clone_ref(py));
-        }
-        Fail::Invalid {
-            name,
-            type_name: type_name(value),
-            value_error: cause.is_instance_of::<PyValueError>(py)
-                || cause.is_instance_of::<PyArithmeticError>(py),
-        }
-    }
-
-    /// The exception a non-planning method raises.
-    pub fn into_err(self, method: &str) -> PyErr {
-        match self {
-            Fail::Fatal(err) => err,
-            Fail::Invalid {
-                name,
-                type_name,
-                value_error,
-            } => {
-                let msg = format!("{method}() got an invalid {name}: {type_name}");
-                if value_error {
-                    PyValueError::new_err(msg)
-                } else {
-                    PyTypeError::new_err(msg)
-                }
-            }
-        }
-    }
-}
-
-impl From<PyErr> for Fail {
-    fn from(err: PyErr) -> Self {
-        Fail::Fatal(err)
-    }
-}
-
-pub type Conv<T> = Result<T, Fail>;
+pub use crate::errors::{Conv, Fail};
 
 pub fn type_name(value: &Bound<'_, PyAny>) -> String {
     value

@@ -6,28 +6,39 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod clock;
 mod convert;
 mod counters;
 mod dataclass;
 mod depth;
+mod errors;
 mod hooks;
 pub mod index;
 mod plan;
 mod policy;
 pub mod pricing;
+mod reasons;
+mod registry;
 mod router;
 mod sync;
 mod working;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::ExecutionPlan>()?;
     m.add_class::<working::WorkingOrder>()?;
     m.add_class::<router::ExecutionRouter>()?;
-    m.add_class::<router::HookHandle>()?;
+    m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
+    // The facts both backends share; tests check them against constants.py
+    // and reference.py.
+    let py = m.py();
     m.add("MAX_DEPTH", depth::MAX_DEPTH)?;
+    m.add("COUNTER_KEYS", PyTuple::new(py, counters::KEYS)?)?;
+    m.add("HOOK_STAGES", PyTuple::new(py, hooks::STAGES)?)?;
+    m.add("PLAN_FIELDS", plan::fields_with_defaults(py)?)?;
     Ok(())
 }

@@ -7,7 +7,10 @@ from typing import Any, ClassVar, Final, final
 from .config import ExecConfig
 
 __all__ = [
+    "COUNTER_KEYS",
+    "HOOK_STAGES",
     "MAX_DEPTH",
+    "PLAN_FIELDS",
     "Counters",
     "ExecutionPlan",
     "ExecutionRouter",
@@ -16,6 +19,10 @@ __all__ = [
 ]
 
 MAX_DEPTH: Final[int]
+COUNTER_KEYS: Final[tuple[str, ...]]
+HOOK_STAGES: Final[tuple[str, ...]]
+#: ``((name, default), ...)``; ``dict`` stands for the ``metadata`` default factory.
+PLAN_FIELDS: Final[tuple[tuple[str, Any], ...]]
 
 @final
 class ExecutionPlan:

@@ -364,8 +364,8 @@ class ExecutionRouter:
         self,
         config: ExecConfig | None = None,
         *,
-        logger: Any = LOGGER,
-        clock: Callable[[], float] | None = time.monotonic,
+        logger: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         logger = LOGGER if logger is None else logger
         clock = time.monotonic if clock is None else clock
@@ -773,7 +773,7 @@ class ExecutionRouter:
         position_side: Any,
         plan: ExecutionPlan,
         base_trade_id: Any = None,
-        retry_n: int | None = 0,
+        retry_n: int | None = None,
     ) -> WorkingOrder:
         """Record a maker quote the runtime has submitted."""
         method = "register_working"
