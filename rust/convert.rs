@@ -91,6 +91,13 @@ pub fn is_blank(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<bool> {
 
 /// `str(value).upper()`.
 pub fn upper<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'py, PyString>> {
+    let py = value.py();
+    // A literal side is interned: found by identity.
+    for side in [pyo3::intern!(py, "LONG"), pyo3::intern!(py, "SHORT")] {
+        if value.is(side) {
+            return Ok(side.clone());
+        }
+    }
     if let Ok(s) = value.cast_exact::<PyString>() {
         if let Ok(text) = s.to_str() {
             if text.is_ascii() {

@@ -12,6 +12,7 @@ mod counters;
 mod dataclass;
 mod depth;
 mod errors;
+mod fastcall;
 mod hooks;
 pub mod index;
 mod plan;
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::ExecutionPlan>()?;
     m.add_class::<working::WorkingOrder>()?;
     m.add_class::<router::ExecutionRouter>()?;
+    fastcall::install_router_methods(&m.py().get_type::<router::ExecutionRouter>())?;
     m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
     // The facts both backends share; tests check them against constants.py

@@ -33,7 +33,7 @@ impl Miss {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Policy {
     pub maker_entry: bool,
     pub maker_exit: bool,
@@ -46,11 +46,21 @@ pub struct Policy {
     pub max_spread_bps: f64,
     pub post_only: bool,
     pub ticks: TickTable,
+    /// The table's symbols as interned strings: a caller's literal symbol is
+    /// found by identity, without hashing.
+    pub interned: Vec<(Py<PyString>, f64)>,
 }
 
 impl Policy {
     /// The tick for `asset`, as `tick_size` computes it.
     pub fn tick_of(&self, asset: &Bound<'_, PyAny>) -> Conv<f64> {
+        if let Some((_, tick)) = self
+            .interned
+            .iter()
+            .find(|(s, _)| s.as_ptr() == asset.as_ptr())
+        {
+            return Ok(*tick);
+        }
         if let Ok(s) = asset.cast_exact::<PyString>() {
             if let Ok(text) = s.to_str() {
                 if text.is_ascii() {
@@ -78,8 +88,11 @@ impl Policy {
             return Ok(0.0);
         }
         let tick = self.tick_of(asset)?;
+        let py = asset.py();
         let sells = match side {
             Ok(sells) => sells,
+            Err(s) if s.is(intern!(py, "SELL")) => true,
+            Err(s) if s.is(intern!(py, "BUY")) => false,
             Err(order_side) => upper_is("order_side", order_side, "SELL")?,
         };
         Ok(pricing::maker_price(
@@ -241,6 +254,7 @@ pub fn from_config(config: &Bound<'_, PyAny>) -> PyResult<Policy> {
     let defaults = DEFAULT_TICKS.import(py, "exec_router.constants", "DEFAULT_TICKS")?;
     ticks_of(defaults, &mut ticks)?;
     ticks_of(&config.getattr("tick_overrides")?, &mut ticks)?;
+    let table = TickTable::new(ticks.iter().map(|(s, t)| (s.as_str(), *t)));
     Ok(Policy {
         maker_entry: matches!(style.as_str(), "maker_entry" | "maker_both"),
         maker_exit: matches!(style.as_str(), "maker_exit" | "maker_both"),
@@ -252,7 +266,13 @@ pub fn from_config(config: &Bound<'_, PyAny>) -> PyResult<Policy> {
         offset_ticks: config.getattr("offset_ticks")?.extract()?,
         max_spread_bps: config.getattr("max_spread_bps")?.extract()?,
         post_only: config.getattr("post_only")?.extract()?,
-        ticks: TickTable::new(ticks),
+        // Only keys a lookup can reach (already upper-case ASCII), at their final tick.
+        interned: ticks
+            .iter()
+            .filter(|(s, _)| s.is_ascii() && !s.bytes().any(|b| b.is_ascii_lowercase()))
+            .map(|(s, _)| (PyString::intern(py, s).unbind(), table.get(s)))
+            .collect(),
+        ticks: table,
     })
 }
 
@@ -273,6 +293,7 @@ mod tests {
             max_spread_bps: 5.0,
             post_only: true,
             ticks: TickTable::default(),
+            interned: Vec::new(),
         }
     }
 

@@ -5,16 +5,16 @@
 //! and out, and each tells the observer: one choke point per direction.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::{intern, PyTraverseError};
 
-use crate::convert::{guard, hashable, type_name, Conv};
+use crate::convert::{guard, hashable, type_name, Conv, Fail};
 use crate::index::Index;
 use crate::sync::lock;
 use crate::working::{Link, WorkingOrder};
@@ -29,6 +29,8 @@ pub struct Registry {
     /// Bumped by every mutation.
     generation: AtomicU64,
     observer: Mutex<Option<Py<PyAny>>>,
+    /// Whether `observer` is set, readable without the lock.
+    observed: AtomicBool,
 }
 
 impl Registry {
@@ -38,6 +40,7 @@ impl Registry {
             slots: Arc::default(),
             generation: AtomicU64::new(0),
             observer: Mutex::new(None),
+            observed: AtomicBool::new(false),
         }
     }
 
@@ -131,18 +134,23 @@ impl Registry {
         hashable("trade_id", key).map_err(|f| f.into_err(method))?;
         let dict = self.working.bind(py);
         let g = self.bump();
-        let found = guard(
-            "trade_id",
-            key,
-            dict.call_method1(intern!(py, "pop"), (key, py.None())),
-        )
-        .map_err(|f| f.into_err(method))?;
+        // `dict.pop(key, None)` as a lookup and a delete: no method call.
+        let found = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
+        let found = match found {
+            Some(wo) => match dict.del_item(key) {
+                Ok(()) => Some(wo),
+                // A key's __eq__ removed it meanwhile: that call reported it.
+                Err(err) if err.is_instance_of::<PyKeyError>(py) => None,
+                Err(err) => return Err(Fail::invalid("trade_id", key, &err).into_err(method)),
+            },
+            None => None,
+        };
         if self.changed_since(g) {
             self.prune(py);
         }
-        if found.is_none() {
+        let Some(found) = found else {
             return Ok(None);
-        }
+        };
         let wo = found.cast_into::<WorkingOrder>()?;
         let link = wo.try_borrow_mut()?.link.take();
         if let Some(link) = link {
@@ -182,6 +190,9 @@ impl Registry {
         trade_id: &Bound<'py, PyAny>,
         wo: &Bound<'py, WorkingOrder>,
     ) -> PyResult<()> {
+        if !self.observed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let observer = lock(&self.observer).as_ref().map(|o| o.clone_ref(py));
         match observer {
             Some(o) => o.bind(py).call1((op, trade_id, wo)).map(drop),
@@ -201,7 +212,9 @@ impl Registry {
                 type_name(observer)
             )));
         };
-        Ok(std::mem::replace(&mut lock(&self.observer), new))
+        let mut slot = lock(&self.observer);
+        self.observed.store(new.is_some(), Ordering::Release);
+        Ok(std::mem::replace(&mut slot, new))
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -224,7 +237,11 @@ impl Registry {
         let slots = std::mem::take(&mut *lock(&self.slots));
         drop(slots);
         self.working.bind(py).clear();
-        let observer = lock(&self.observer).take();
+        let observer = {
+            let mut slot = lock(&self.observer);
+            self.observed.store(false, Ordering::Release);
+            slot.take()
+        };
         drop(observer);
     }
 }

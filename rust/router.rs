@@ -229,6 +229,100 @@ impl ExecutionRouter {
         }
         Ok(plan.into_any())
     }
+
+    pub(crate) fn maker_price_of(
+        &self,
+        asset: &Bound<'_, PyAny>,
+        order_side: &Bound<'_, PyAny>,
+        reference_price: &Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
+        let _depth = Depth::enter("maker_price")?;
+        self.policy()
+            .price_of(asset, Err(order_side), reference_price)
+            .map_err(|f| f.into_err("maker_price"))
+    }
+
+    /// Record a maker quote the runtime has submitted.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn register<'py>(
+        &self,
+        py: Python<'py>,
+        trade_id: &Bound<'py, PyAny>,
+        asset: &Bound<'py, PyAny>,
+        position_side: &Bound<'py, PyAny>,
+        plan: &Bound<'py, PyAny>,
+        base_trade_id: Option<&Bound<'py, PyAny>>,
+        retry_n: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, WorkingOrder>> {
+        const METHOD: &str = "register_working";
+        let _depth = Depth::enter(METHOD)?;
+        let args = || -> Conv<(Bound<'py, PyString>, Bound<'py, PyAny>)> {
+            hashable("trade_id", trade_id)?;
+            let side = upper("position_side", position_side)?;
+            let base = match base_trade_id {
+                Some(b) if !is_blank("base_trade_id", b)? => b.clone(),
+                _ => trade_id.clone(),
+            };
+            Ok((side, base))
+        };
+        let (side, base) = args().map_err(|f| f.into_err(METHOD))?;
+        let plan = plan.cast::<ExecutionPlan>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{METHOD}() got an invalid plan: {}",
+                type_name(plan)
+            ))
+        })?;
+        let retry_n = match retry_n {
+            None => 0,
+            Some(r) => {
+                if r.is_instance_of::<pyo3::types::PyBool>() || !r.is_instance_of::<PyInt>() {
+                    return Err(PyTypeError::new_err(format!(
+                        "{METHOD}() got an invalid retry_n: {}",
+                        type_name(r)
+                    )));
+                }
+                r.extract::<i64>().map_err(|_| {
+                    PyValueError::new_err("WorkingOrder.retry_n must fit in 64 bits")
+                })?
+            }
+        };
+        // One lock for both: the clock is called after it is released.
+        let (clock_fn, policy) = {
+            let state = lock(&self.state);
+            (state.clock.bind(py).clone(), state.policy.clone())
+        };
+        let now = clock::read(&clock_fn, METHOD)?;
+        let p = plan.get();
+        let deadline = now + py_max(0.5, p.ttl_s);
+        if !deadline.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "{METHOD}() got an invalid plan: ttl_s {} gives no deadline",
+                clock::float_text(py, p.ttl_s)
+            )));
+        }
+        let enter = p.action_is(py, Action::Enter);
+        let retries_left = policy.retries_left(enter, retry_n);
+        let wo = Bound::new(
+            py,
+            WorkingOrder {
+                trade_id: trade_id.clone().unbind(),
+                asset: asset.clone().unbind(),
+                side: side.unbind(),
+                action: p.action_str(py).unbind(),
+                plan: plan.clone().unbind(),
+                submitted_at: now,
+                deadline,
+                retries_left,
+                base_trade_id: base.unbind(),
+                retry_n,
+                link: None,
+            },
+        )?;
+        self.registry.put(METHOD, trade_id, &wo, deadline, enter)?;
+        let ctx = Ctx::one("trade_id", trade_id.clone());
+        self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
+        Ok(wo)
+    }
 }
 
 fn taker_counter(action: Action) -> Counter {
@@ -420,19 +514,6 @@ impl ExecutionRouter {
             .map_err(|f| f.into_err("tick_size"))
     }
 
-    #[pyo3(signature = (*, asset, order_side, reference_price))]
-    fn maker_price(
-        &self,
-        asset: &Bound<'_, PyAny>,
-        order_side: &Bound<'_, PyAny>,
-        reference_price: &Bound<'_, PyAny>,
-    ) -> PyResult<f64> {
-        let _depth = Depth::enter("maker_price")?;
-        self.policy()
-            .price_of(asset, Err(order_side), reference_price)
-            .map_err(|f| f.into_err("maker_price"))
-    }
-
     #[staticmethod]
     fn order_side<'py>(
         py: Python<'py>,
@@ -602,84 +683,6 @@ impl ExecutionRouter {
     }
 
     // ── working-order registry ───────────────────────────────────────────
-
-    /// Record a maker quote the runtime has submitted.
-    #[pyo3(signature = (*, trade_id, asset, position_side, plan, base_trade_id = None, retry_n = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn register_working<'py>(
-        &self,
-        py: Python<'py>,
-        trade_id: &Bound<'py, PyAny>,
-        asset: &Bound<'py, PyAny>,
-        position_side: &Bound<'py, PyAny>,
-        plan: &Bound<'py, PyAny>,
-        base_trade_id: Option<&Bound<'py, PyAny>>,
-        retry_n: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, WorkingOrder>> {
-        const METHOD: &str = "register_working";
-        let _depth = Depth::enter(METHOD)?;
-        let args = || -> Conv<(Bound<'py, PyString>, Bound<'py, PyAny>)> {
-            hashable("trade_id", trade_id)?;
-            let side = upper("position_side", position_side)?;
-            let base = match base_trade_id {
-                Some(b) if !is_blank("base_trade_id", b)? => b.clone(),
-                _ => trade_id.clone(),
-            };
-            Ok((side, base))
-        };
-        let (side, base) = args().map_err(|f| f.into_err(METHOD))?;
-        let plan = plan.cast::<ExecutionPlan>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{METHOD}() got an invalid plan: {}",
-                type_name(plan)
-            ))
-        })?;
-        let retry_n = match retry_n {
-            None => 0,
-            Some(r) => {
-                if r.is_instance_of::<pyo3::types::PyBool>() || !r.is_instance_of::<PyInt>() {
-                    return Err(PyTypeError::new_err(format!(
-                        "{METHOD}() got an invalid retry_n: {}",
-                        type_name(r)
-                    )));
-                }
-                r.extract::<i64>().map_err(|_| {
-                    PyValueError::new_err("WorkingOrder.retry_n must fit in 64 bits")
-                })?
-            }
-        };
-        let now = self.now(py, METHOD)?;
-        let p = plan.get();
-        let deadline = now + py_max(0.5, p.ttl_s);
-        if !deadline.is_finite() {
-            return Err(PyValueError::new_err(format!(
-                "{METHOD}() got an invalid plan: ttl_s {} gives no deadline",
-                clock::float_text(py, p.ttl_s)
-            )));
-        }
-        let enter = p.action_is(py, Action::Enter);
-        let retries_left = self.policy().retries_left(enter, retry_n);
-        let wo = Bound::new(
-            py,
-            WorkingOrder {
-                trade_id: trade_id.clone().unbind(),
-                asset: asset.clone().unbind(),
-                side: side.unbind(),
-                action: p.action_str(py).unbind(),
-                plan: plan.clone().unbind(),
-                submitted_at: now,
-                deadline,
-                retries_left,
-                base_trade_id: base.unbind(),
-                retry_n,
-                link: None,
-            },
-        )?;
-        self.registry.put(METHOD, trade_id, &wo, deadline, enter)?;
-        let ctx = Ctx::one("trade_id", trade_id.clone());
-        self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
-        Ok(wo)
-    }
 
     fn working<'py>(&self, trade_id: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let _depth = Depth::enter("working")?;

@@ -85,10 +85,17 @@ def _json(value: Any, where: str) -> Any:
 
 
 def _clock_reading(router: _Router) -> float:
+    """A reading of ``router.clock``: a finite number, as the router requires."""
     reading = router.clock()
     if isinstance(reading, bool) or not isinstance(reading, (int, float)):
         raise TypeError(f"clock() returned {type(reading).__name__}, expected a number")
-    return float(reading)
+    try:
+        value = float(reading)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"clock() returned {value}, expected a finite number")
+    return value
 
 
 def wall_offset(router: _Router) -> float:

@@ -212,3 +212,12 @@ def test_a_deadline_that_is_not_finite_is_refused(
     state["working"][0]["deadline"] = deadline
     with pytest.raises(StateError, match="invalid deadline"):
         impl.ExecutionRouter.from_state(state)
+
+
+@pytest.mark.parametrize("reading", [10**400, float("nan"), float("inf")])
+def test_export_refuses_a_clock_reading_that_is_not_finite(impl: Impl, reading: Any) -> None:
+    readings: list[Any] = [1000.0]
+    router = impl.router(clock=lambda: readings[0])
+    readings[0] = reading
+    with pytest.raises(ValueError, match="clock"):
+        router.export_state()
