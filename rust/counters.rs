@@ -107,6 +107,31 @@ fn position(key: &Bound<'_, PyAny>) -> Option<usize> {
     KEYS.iter().position(|k| *k == key)
 }
 
+fn no_delete() -> PyErr {
+    PyTypeError::new_err("counters cannot be deleted; assign 0 instead")
+}
+
+fn writable_position(key: &Bound<'_, PyAny>) -> PyResult<usize> {
+    position(key).ok_or_else(|| match key.repr() {
+        Ok(repr) => PyKeyError::new_err(format!(
+            "unknown counter {repr}; counters are fixed: {KEYS:?}"
+        )),
+        Err(err) => err,
+    })
+}
+
+fn counter_value(value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "counter values must be int, got {}",
+            value.get_type().name()?
+        )));
+    }
+    value.extract::<i64>().map_err(|_| {
+        PyValueError::new_err("counter values must fit in 64 bits (-2**63 .. 2**63 - 1)")
+    })
+}
+
 /// The router's counters: a live mapping with a fixed set of int values.
 #[pyclass(module = "exec_router._core", name = "Counters", frozen, mapping)]
 pub struct Counters {
@@ -123,29 +148,73 @@ impl Counters {
     }
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(i) = position(key) else {
-            return Err(PyKeyError::new_err(format!(
-                "unknown counter {}; counters are fixed: {KEYS:?}",
-                key.repr()?
-            )));
-        };
-        if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
-            return Err(PyTypeError::new_err(format!(
-                "counter values must be int, got {}",
-                value.get_type().name()?
-            )));
-        }
-        let value = value.extract::<i64>().map_err(|_| {
-            PyValueError::new_err("counter values must fit in 64 bits (-2**63 .. 2**63 - 1)")
-        })?;
+        let i = writable_position(key)?;
+        let value = counter_value(value)?;
         self.cells.set(i, value);
         Ok(())
     }
 
     fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(PyTypeError::new_err(
-            "counters cannot be deleted; assign 0 instead",
-        ))
+        Err(no_delete())
+    }
+
+    /// As `dict.update`; every pair is checked before any counter changes.
+    #[pyo3(signature = (other = None, /, **kwargs))]
+    fn update(
+        &self,
+        other: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let mut pairs = Vec::new();
+        if let Some(other) = other {
+            if other.hasattr("keys")? {
+                for key in other.call_method0("keys")?.try_iter()? {
+                    let key = key?;
+                    let value = other.get_item(&key)?;
+                    pairs.push((key, value));
+                }
+            } else {
+                for item in other.try_iter()? {
+                    pairs.push(item?.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()?);
+                }
+            }
+        }
+        if let Some(kwargs) = kwargs {
+            pairs.extend(kwargs.iter());
+        }
+        let mut writes = Vec::with_capacity(pairs.len());
+        for (key, value) in &pairs {
+            writes.push((writable_position(key)?, counter_value(value)?));
+        }
+        for (i, value) in writes {
+            self.cells.set(i, value);
+        }
+        Ok(())
+    }
+
+    /// The counter's value; the keys are fixed, so an unknown key raises `KeyError`.
+    #[pyo3(signature = (key, default = None))]
+    fn setdefault(
+        &self,
+        key: &Bound<'_, PyAny>,
+        default: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i64> {
+        let _ = default;
+        Ok(self.cells.get(writable_position(key)?))
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn pop(&self, key: &Bound<'_, PyAny>, default: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+        let _ = (key, default);
+        Err(no_delete())
+    }
+
+    fn popitem(&self) -> PyResult<(String, i64)> {
+        Err(no_delete())
+    }
+
+    fn clear(&self) -> PyResult<()> {
+        Err(no_delete())
     }
 
     fn __len__(&self) -> usize {

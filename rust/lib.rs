@@ -29,12 +29,18 @@ use pyo3::types::PyTuple;
 
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<plan::ExecutionPlan>()?;
     m.add_class::<working::WorkingOrder>()?;
     m.add_class::<router::ExecutionRouter>()?;
     fastcall::install_router_methods(&m.py().get_type::<router::ExecutionRouter>())?;
     m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
+    // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
+    m.py()
+        .import("collections.abc")?
+        .getattr("MutableMapping")?
+        .call_method1("register", (m.getattr("Counters")?,))?;
     // The facts both backends share; tests check them against constants.py
     // and reference.py.
     let py = m.py();

@@ -26,8 +26,6 @@ from .constants import (
 )
 from .errors import ExecRouterError
 
-__version__ = "0.1.0"
-
 __all__ = [
     "BACKEND",
     "DEFAULT_TICKS",
@@ -78,11 +76,30 @@ if TYPE_CHECKING:
     from .journal import Journal, JournalError
     from .state import StateError
 
+    __version__: str
+
 _LAZY = {"Journal": "journal", "JournalError": "journal", "StateError": "state"}
 
 
+def _version() -> str:
+    """Cargo.toml's version: built into the core, else the installed distribution's."""
+    try:
+        from ._core import __version__ as version
+    except ImportError:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        try:
+            return dist_version("exec-router")
+        except PackageNotFoundError:
+            return "0+unknown"
+    return version
+
+
 def __getattr__(name: str) -> object:
-    """Import the journal (sqlite3) and state helpers on first use only."""
+    """Import the journal (sqlite3) and state helpers, and read the version, on first use."""
+    if name == "__version__":
+        return _version()
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)

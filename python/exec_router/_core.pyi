@@ -1,10 +1,13 @@
 """Type stub of the native core (`rust/`). Kept honest by mypy.stubtest."""
 
-from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import Field
-from typing import Any, ClassVar, Final, final
+from typing import Any, ClassVar, Final, TypeVar, final, overload
 
 from .config import ExecConfig
+from .constants import Action, OrderSide, PositionSide
+
+_T = TypeVar("_T")
 
 __all__ = [
     "COUNTER_KEYS",
@@ -16,8 +19,10 @@ __all__ = [
     "ExecutionRouter",
     "HookHandle",
     "WorkingOrder",
+    "__version__",
 ]
 
+__version__: str
 MAX_DEPTH: Final[int]
 COUNTER_KEYS: Final[tuple[str, ...]]
 HOOK_STAGES: Final[tuple[str, ...]]
@@ -36,7 +41,7 @@ class ExecutionPlan:
         post_only: bool = False,
         ttl_s: float = 0.0,
         is_maker: bool = False,
-        action: str = "ENTER",
+        action: Action = "ENTER",
         reason: str = "taker_default",
         suppress: bool = False,
         metadata: dict[str, Any] = ...,
@@ -52,7 +57,7 @@ class ExecutionPlan:
     @property
     def is_maker(self) -> bool: ...
     @property
-    def action(self) -> str: ...
+    def action(self) -> Action: ...
     @property
     def reason(self) -> str: ...
     @property
@@ -72,8 +77,8 @@ class WorkingOrder:
     __match_args__: ClassVar[tuple[str, ...]]
     trade_id: Any
     asset: Any
-    side: str
-    action: str
+    side: PositionSide
+    action: Action
     plan: ExecutionPlan
     submitted_at: float
     deadline: float
@@ -84,8 +89,8 @@ class WorkingOrder:
         cls,
         trade_id: Any,
         asset: Any,
-        side: str,
-        action: str,
+        side: PositionSide,
+        action: Action,
         plan: ExecutionPlan,
         submitted_at: float,
         deadline: float,
@@ -99,8 +104,12 @@ class WorkingOrder:
     __hash__: ClassVar[None]  # type: ignore[assignment]
 
 @final
-class Counters:
-    """The router's counters: a live mapping with a fixed set of int values."""
+class Counters(MutableMapping[str, int]):
+    """The router's counters: a live mapping with a fixed set of int values.
+
+    A ``collections.abc.MutableMapping`` (registered): the keys are fixed, so deleting
+    (``del``, ``pop``, ``popitem``, ``clear``) raises ``TypeError``.
+    """
 
     def __getitem__(self, key: str, /) -> int: ...
     def __setitem__(self, key: str, value: int, /) -> None: ...
@@ -108,10 +117,20 @@ class Counters:
     def __len__(self) -> int: ...
     def __contains__(self, key: object, /) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
-    def keys(self) -> KeysView[str]: ...
-    def values(self) -> ValuesView[int]: ...
-    def items(self) -> ItemsView[str, int]: ...
-    def get(self, key: str, default: Any = None) -> Any: ...
+    @overload
+    def get(self, key: str, default: None = None) -> int | None: ...
+    @overload
+    def get(self, key: str, default: int | _T) -> int | _T: ...
+    def update(  # type: ignore[override]
+        self,
+        other: Mapping[str, int] | Iterable[tuple[str, int]] | None = None,
+        /,
+        **kwargs: int,
+    ) -> None: ...
+    def setdefault(self, key: str, default: int | None = None) -> int: ...
+    def pop(self, key: str, default: Any = None) -> int: ...
+    def popitem(self) -> tuple[str, int]: ...
+    def clear(self) -> None: ...
     def copy(self) -> dict[str, int]: ...
     def __eq__(self, other: object, /) -> bool: ...
     __hash__: ClassVar[None]  # type: ignore[assignment]
@@ -142,15 +161,15 @@ class ExecutionRouter:
     def counters(self, values: Any) -> None: ...
     def register_hook(self, stage: str, fn: Callable[[Any, dict[str, Any]], Any]) -> HookHandle: ...
     def tick_size(self, asset: Any) -> float: ...
-    def maker_price(self, *, asset: Any, order_side: Any, reference_price: Any) -> float: ...
+    def maker_price(self, *, asset: Any, order_side: OrderSide, reference_price: Any) -> float: ...
     @staticmethod
-    def order_side(action: Any, position_side: Any) -> str: ...
+    def order_side(action: Action, position_side: PositionSide) -> OrderSide: ...
     def plan_entry(
         self,
         *,
         trade_id: Any,
         asset: Any,
-        position_side: Any,
+        position_side: PositionSide,
         reference_price: Any,
         spread_bps: Any = None,
     ) -> ExecutionPlan: ...
@@ -159,7 +178,7 @@ class ExecutionRouter:
         *,
         trade_id: Any,
         asset: Any,
-        position_side: Any,
+        position_side: PositionSide,
         reference_price: Any,
         reason: Any,
         spread_bps: Any = None,
@@ -169,7 +188,7 @@ class ExecutionRouter:
         *,
         trade_id: Any,
         asset: Any,
-        position_side: Any,
+        position_side: PositionSide,
         plan: ExecutionPlan,
         base_trade_id: Any = None,
         retry_n: int | None = None,

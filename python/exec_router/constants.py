@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 #: The router's logger. Both backends log through ``router.logger``, which
 #: defaults to this one.
 LOGGER: Final = logging.getLogger("exec_router")
+
+#: A position's side, as planning calls take it (case-insensitive at run time).
+PositionSide = Literal["LONG", "SHORT", "long", "short"]
+#: What a plan or working order does to the position.
+Action = Literal["ENTER", "EXIT"]
+#: The venue order's side.
+OrderSide = Literal["BUY", "SELL"]
 
 #: Exit reasons that may rest as a maker quote; every other reason is urgent.
 MAKER_EXIT_REASONS: Final = frozenset({"TAKE_PROFIT"})

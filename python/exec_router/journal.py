@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 try:
     import fcntl
@@ -31,6 +31,11 @@ except ImportError:  # not POSIX: no cross-journal writer lock
 from . import state as _state
 from .config import ExecConfig
 from .errors import ExecRouterError
+
+if TYPE_CHECKING:
+    from . import ExecutionRouter
+
+_R = TypeVar("_R")
 
 __all__ = ["APPLICATION_ID", "FORMAT_VERSION", "Journal", "JournalError"]
 
@@ -219,6 +224,24 @@ class Journal:
         except (sqlite3.DatabaseError, ValueError, TypeError, AttributeError) as err:
             raise JournalError(f"journal {str(self.path)!r} is damaged: {err}") from err
 
+    @overload
+    def restore(
+        self,
+        config: ExecConfig | None = None,
+        *,
+        logger: Any = None,
+        clock: Any = None,
+        router_type: None = None,
+    ) -> ExecutionRouter: ...
+    @overload
+    def restore(
+        self,
+        config: ExecConfig | None = None,
+        *,
+        logger: Any = None,
+        clock: Any = None,
+        router_type: type[_R],
+    ) -> _R: ...
     def restore(
         self,
         config: ExecConfig | None = None,

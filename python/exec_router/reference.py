@@ -6,7 +6,7 @@ baseline the benchmarks measure. ``EXEC_ROUTER_PURE=1`` makes
 ``import exec_router`` use it instead of the Rust core.
 
 It keeps the legacy router's answers, plus the deliberate improvements the
-README lists under "Differences from the legacy router".
+docs/legacy-differences.md lists.
 """
 
 from __future__ import annotations

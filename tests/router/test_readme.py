@@ -1,15 +1,17 @@
-"""The README's runnable examples run, and pass their asserts, on both backends.
+"""The runnable examples of README.md and docs/*.md run, and pass, on both backends.
 
 A ```python block preceded by ``<!-- test: run -->`` is executed in a fresh
 interpreter with ``EXEC_ROUTER_PURE`` set for the backend under test; one
 preceded by ``<!-- test: skip -->`` is documentation only. Every python block
-must carry one of the two markers.
+must carry one of the two markers. Every relative link between these files
+points at a file that exists and, with a ``#fragment``, at one of its headings.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from typing import Protocol
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "<!-- test: run -->"
 SKIP = "<!-- test: skip -->"
 MIN_RUNNABLE = 6
@@ -32,14 +35,16 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class Block:
+    file: str  # relative to the repository root
     line: int  # 1-based line of the opening fence
     marker: str | None
     code: str
 
 
-def python_blocks(text: str) -> list[Block]:
+def python_blocks(path: Path) -> list[Block]:
     """Fenced python blocks, each with the marker directly above it (blank lines allowed)."""
-    lines = text.splitlines()
+    name = path.relative_to(ROOT).as_posix()
+    lines = path.read_text(encoding="utf-8").splitlines()
     blocks: list[Block] = []
     marker: str | None = None
     i = 0
@@ -53,9 +58,10 @@ def python_blocks(text: str) -> list[Block]:
             while i < len(lines) and lines[i].strip() != "```":
                 i += 1
             if i == len(lines):
-                raise AssertionError(f"README.md:{start + 1}: unterminated code fence")
+                raise AssertionError(f"{name}:{start + 1}: unterminated code fence")
             if lang == "python":
-                blocks.append(Block(start + 1, marker, "\n".join(lines[start + 1 : i]) + "\n"))
+                code = "\n".join(lines[start + 1 : i]) + "\n"
+                blocks.append(Block(name, start + 1, marker, code))
             marker = None
         elif stripped:
             marker = None
@@ -63,7 +69,7 @@ def python_blocks(text: str) -> list[Block]:
     return blocks
 
 
-BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = [block for path in DOCS for block in python_blocks(path)]
 RUNNABLE = [b for b in BLOCKS if b.marker == RUN]
 
 
@@ -75,19 +81,64 @@ def _package_root() -> str:
 
 
 def test_every_python_block_is_marked() -> None:
-    unmarked = [b.line for b in BLOCKS if b.marker is None]
-    assert not unmarked, f"python blocks without {RUN} or {SKIP} at README.md lines {unmarked}"
+    unmarked = [f"{b.file}:{b.line}" for b in BLOCKS if b.marker is None]
+    assert not unmarked, f"python blocks without {RUN} or {SKIP} at {unmarked}"
     assert len(RUNNABLE) >= MIN_RUNNABLE
     assert all("assert " in b.code for b in RUNNABLE)
 
 
-def test_markers_precede_python_blocks() -> None:
-    text = README.read_text(encoding="utf-8")
-    marked = sum(1 for b in BLOCKS if b.marker is not None)
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_markers_precede_python_blocks(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    name = path.relative_to(ROOT).as_posix()
+    marked = sum(1 for b in BLOCKS if b.file == name and b.marker is not None)
     assert text.count(RUN) + text.count(SKIP) == marked
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: f"line{b.line}")
+def test_docs_have_runnable_examples() -> None:
+    files = {b.file for b in RUNNABLE}
+    assert {"README.md", "docs/router.md", "docs/simulator.md"} <= files
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    found: set[str] = set()
+    fenced = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            found.add(slug(line.lstrip("#")))
+    return found
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_relative_links_resolve(path: Path) -> None:
+    broken = []
+    for target in LINK.findall(path.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, fragment = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        missing = not dest.exists()
+        if missing or (fragment and fragment not in anchors(dest)):
+            broken.append(target)
+    assert not broken, f"{path.name}: broken links {broken}"
+
+
+def test_readme_is_short() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: f"{b.file}:{b.line}")
 def test_readme_example_runs(impl: Backend, block: Block, tmp_path: Path) -> None:
     env = dict(os.environ)
     env.pop("EXEC_ROUTER_PURE", None)
@@ -104,5 +155,5 @@ def test_readme_example_runs(impl: Backend, block: Block, tmp_path: Path) -> Non
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 0, f"README.md:{block.line} failed:\n{proc.stderr}"
+    assert proc.returncode == 0, f"{block.file}:{block.line} failed:\n{proc.stderr}"
     assert proc.stdout.splitlines()[-1] == f"backend={impl.name}"

@@ -117,7 +117,7 @@ def test_sweep_ranks_the_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         capsys,
     )
     assert code == 0
-    assert "Sweep: 4 configs on 2 processes" in out
+    assert "Sweep: 4 configs × 1 tape = 4 tasks on 2 local processes (forkserver)" in out
     ranked = json.loads(js.read_text())["sweep"]["ranked"]
     grid = {(r["config"]["entry_ttl_s"], r["config"]["offset_ticks"]) for r in ranked}
     assert grid == {(2.0, 0), (2.0, 1), (8.0, 0), (8.0, 1)}
@@ -322,7 +322,7 @@ def test_missing_extra_is_a_clear_message() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=False
     )
     assert proc.returncode == 2
-    assert "pip install 'exec-router[sim]'" in proc.stderr
+    assert "pip install '.[sim]'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

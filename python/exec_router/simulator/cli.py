@@ -14,16 +14,20 @@ from typing import Any
 from exec_router import VALID_STYLES, ConfigError, ExecConfig
 
 from . import report
+from .cache import TapeCache, cache_command, default_cache_dir
+from .cache import flush as flush_cache_writes
+from .campaign import SweepUsageError, run_sweep
 from .engine import simulate
 from .errors import TapeError
-from .fills import DEFAULT_FILL_MODEL, FILL_MODELS
 from .loaders import load_intents, load_tape
 from .metrics import summarize
+from .options import INSTALL_HINT, SWEEPABLE, build_parser
+from .sources import csv_spec
 from .strategy import Bracket, Strategy
-from .sweep import SWEEPABLE, grid_configs, parse_assignments, parse_grid, rank, run_configs
+from .sweep import grid_configs, parse_assignments, parse_grid
 from .synthetic import synthetic_tape
 from .tape import Tape
-from .venue import MAKER_FEE_BPS, TAKER_FEE_BPS, Venue
+from .venue import Venue
 
 #: Tapes with at least this many events get a progress bar (on a TTY only).
 PROGRESS_MIN_EVENTS = 3_000_000
@@ -33,76 +37,24 @@ class UsageError(Exception):
     """Arguments that cannot work together."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="exec-router",
-        description="exec-router tools. `simulate` replays a market tape through the router.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser(
-        "simulate",
-        help="compare taker / maker_entry / maker_exit / maker_both on a tape",
-        description=(
-            "Replay a market tape through the real router and show what each execution "
-            "style costs. Without arguments: a synthetic day of BTCUSDT and a bracket strategy."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    data = p.add_argument_group("data")
-    data.add_argument("--book", metavar="FILE", help="bookTicker or ts_ms,bid,ask[,qty] CSV")
-    data.add_argument("--trades", metavar="FILE", help="aggTrades or ts_ms,price,qty,side CSV")
-    data.add_argument("--intents", metavar="FILE", help="intents CSV instead of the bracket")
-    data.add_argument("--symbol", default="BTCUSDT", help="symbol of the tape (tick size)")
-    data.add_argument("--seed", type=int, default=7, help="synthetic tape seed")
-    data.add_argument("--hours", type=float, default=24.0, help="synthetic tape length")
-
-    router = p.add_argument_group("router")
-    router.add_argument(
-        "--styles",
-        help=f"comma-separated styles (default: all four; with --sweep: maker_both) from "
-        f"{','.join(VALID_STYLES)}",
-    )
-    router.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="ExecConfig fields for every style: "
-        + ", ".join(k for k in SWEEPABLE if k != "style"),
-    )
-    router.add_argument(
-        "--sweep",
-        nargs="+",
-        default=[],
-        metavar="FIELD=V1,V2",
-        help="run the grid of ExecConfig values on every core and rank by total cost",
-    )
-    router.add_argument("--jobs", type=int, default=0, help="sweep processes (0: all cores)")
-
-    venue = p.add_argument_group("venue")
-    venue.add_argument("--fill-model", choices=FILL_MODELS, default=DEFAULT_FILL_MODEL)
-    venue.add_argument("--latency-ms", type=int, default=50, help="order and cancel latency")
-    venue.add_argument("--maker-fee-bps", type=float, default=MAKER_FEE_BPS)
-    venue.add_argument("--taker-fee-bps", type=float, default=TAKER_FEE_BPS)
-
-    strat = p.add_argument_group("bracket strategy")
-    strat.add_argument("--every-s", type=float, default=300.0, help="seconds between entries")
-    strat.add_argument("--take-profit-bps", type=float, default=8.0)
-    strat.add_argument("--stop-loss-bps", type=float, default=16.0)
-    strat.add_argument("--max-hold-s", type=float, default=180.0)
-
-    out = p.add_argument_group("output")
-    out.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    out.add_argument("--plot", metavar="FILE.png", help="draw costs and markouts (matplotlib)")
-    out.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    return parser
+#: What ``--plot`` may write; a name without a suffix gets ``.png``.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; a bad input is one line on stderr and exit code 2."""
     try:
-        return _simulate(args)
-    except (TapeError, UsageError, ConfigError, OSError) as exc:
+        if args.command == "cache":
+            return cache_command(args)
+        try:
+            return _simulate(args)
+        finally:
+            flush_cache_writes()
+    except (TapeError, UsageError, SweepUsageError, ConfigError, OSError, RuntimeError) as exc:
         print(f"exec-router: {exc}", file=sys.stderr)
         return 2
 
@@ -118,6 +70,29 @@ def _styles(text: str | None, default: list[str]) -> list[str]:
 
 
 @contextmanager
+def _loading() -> Iterator[Callable[[str, int, int], None]]:
+    """A bar per file, with the percentage of its bytes the CSV reader has consumed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+
+    columns = (
+        TextColumn("loading {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        DownloadColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(name: str, seen: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(os.path.basename(name), total=total)
+            bar.update(tasks[name], completed=seen)
+
+        yield update
+
+
+@contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None] | None]:
     if not enabled:
         yield None
@@ -129,12 +104,21 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None] | None]:
         yield lambda: bar.advance(task)
 
 
-def _load(args: argparse.Namespace) -> tuple[Tape, Strategy]:
+def _load(
+    args: argparse.Namespace, progress: Callable[[str, int, int], None] | None = None
+) -> tuple[Tape, Strategy]:
     if args.trades and not args.book:
         raise UsageError("--trades needs --book")
     if args.book:
         sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
-        tape = load_tape(args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes)
+        if args.no_cache:
+            tape = load_tape(
+                args.book, args.trades, symbol=args.symbol.upper(), sizes=sizes, progress=progress
+            )
+        else:
+            spec = csv_spec(args.book, args.trades, args.symbol.upper(), sizes)
+            cache = TapeCache(args.cache_dir or default_cache_dir(), background=True)
+            tape = cache.load(spec, progress=progress)[0]
     else:
         if not 0 < args.hours <= 24 * 31:
             raise UsageError("--hours must be in (0, 744]")
@@ -162,15 +146,34 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UsageError("use --styles, not --set style=...")
     if args.latency_ms < 0:
         raise UsageError("--latency-ms must be >= 0")
+    if args.plot:
+        args.plot = _plot_path(args.plot)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        if path:
+        if path and not (flag == "--json" and path == "-"):
             _check_writable(flag, path)
+    if grid:
+        if args.plot:
+            _check_plot_extra()
+        if args.trades and not args.book:
+            raise UsageError("--trades needs --book")
+        if "style" not in grid:
+            grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
+        elif args.styles:
+            raise UsageError("give the styles either in --styles or in --sweep, not both")
+        con = report.console(sys.stderr if args.json == "-" else None)
+        return run_sweep(args, con, base, grid, grid_configs(base, grid), _check_writable)
+    if args.days != 1 or args.symbols or args.scheduler or args.csv:
+        raise UsageError("--days, --symbols, --scheduler and --csv go with --sweep")
 
-    con = report.console()
+    # With --json -, stdout carries the JSON alone and the report goes to stderr.
+    con = report.console(sys.stderr if args.json == "-" else None)
     tty = sys.stderr.isatty() and not args.no_progress
     start = time.perf_counter()
-    if tty:
-        with con.status("loading the tape…"):
+    if tty and args.book:
+        with _loading() as progress:
+            tape, strategy = _load(args, progress)
+    elif tty:
+        with con.status("generating the tape…"):
             tape, strategy = _load(args)
     else:
         tape, strategy = _load(args)
@@ -181,9 +184,6 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.plot:
         _check_plot_extra()
     header = _header(tape, strategy, venue)
-
-    if grid:
-        return _sweep(args, con, tape, strategy, venue, base, grid, load_s, header)
 
     styles = _styles(args.styles, list(VALID_STYLES))
     configs = [ExecConfig(**{**base, "style": s}) for s in styles]
@@ -210,42 +210,6 @@ def _simulate(args: argparse.Namespace) -> int:
     payload = _payload(tape, strategy, venue, load_s, total_s)
     payload["styles"] = {s["style"]: s for s in summaries}
     _outputs(args, con, payload, summaries, header)
-    return 0
-
-
-def _sweep(
-    args: argparse.Namespace,
-    con: Any,
-    tape: Tape,
-    strategy: Strategy,
-    venue: Venue,
-    base: dict[str, Any],
-    grid: dict[str, list[Any]],
-    load_s: float,
-    header: str,
-) -> int:
-    if "style" not in grid:
-        grid = {"style": _styles(args.styles, ["maker_both"]), **grid}
-    elif args.styles:
-        raise UsageError("give the styles either in --styles or in --sweep, not both")
-    configs = grid_configs(base, grid)
-    jobs = args.jobs or os.cpu_count() or 1
-    start = time.perf_counter()
-    summaries = run_configs(tape, strategy, venue, configs, jobs)
-    sweep_s = time.perf_counter() - start
-    ranked = rank(summaries)
-    keys = [k for k, v in grid.items() if len(v) > 1] or list(grid)
-    con.print(header)
-    con.print()
-    con.print(report.sweep_table(ranked, keys, "Sweep ranked by total cost incl. missed entries"))
-    con.print()
-    con.print(
-        f"Sweep: {len(configs)} configs on {min(jobs, len(configs))} processes in {sweep_s:.1f} s "
-        f"(tape loaded once in {load_s:.2f} s)."
-    )
-    payload = _payload(tape, strategy, venue, load_s, load_s + sweep_s)
-    payload["sweep"] = {"grid": grid, "seconds": sweep_s, "ranked": ranked}
-    _outputs(args, con, payload, ranked[:4], header)
     return 0
 
 
@@ -307,11 +271,24 @@ def _check_writable(flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: permission denied")
 
 
+def _plot_path(path: str) -> str:
+    """The file ``--plot`` will write: ``.png`` is added to a name without a suffix."""
+    suffix = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        return path  # refused by _check_writable
+    if not suffix:
+        return path + ".png"
+    if suffix not in PLOT_SUFFIXES:
+        raise UsageError(f"--plot {path}: the suffix must be one of {', '.join(PLOT_SUFFIXES)}")
+    return path
+
+
 def _check_plot_extra() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'exec-router[plot]'") from None
+        hint = INSTALL_HINT.format(extra="plot")
+        raise UsageError(f"--plot needs matplotlib, {hint}") from None
 
 
 def _outputs(
@@ -323,7 +300,8 @@ def _outputs(
 ) -> None:
     if args.json:
         report.write_json(args.json, payload)
-        con.print(f"JSON written to {args.json}")
+        if args.json != "-":
+            con.print(f"JSON written to {args.json}")
     if args.plot:
         from .plot import plot
 

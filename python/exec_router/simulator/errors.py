@@ -15,3 +15,7 @@ class TapeError(Exception):
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         return f"{where}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[TapeError], tuple[str, int | None, str]]:
+        # Crosses process boundaries intact (a sweep's worker raising it).
+        return (type(self), (self.path, self.line, self.message))

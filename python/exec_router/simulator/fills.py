@@ -15,15 +15,13 @@ and strictly before ``end`` (when its cancel lands): at equal times the cancel w
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 
+from .options import DEFAULT_FILL_MODEL, FILL_MODELS
 from .search import Mask, first_true
 from .tape import Tape
 
-FILL_MODELS: Final = ("through", "touch", "queue")
-DEFAULT_FILL_MODEL: Final = "through"
+__all__ = ["DEFAULT_FILL_MODEL", "FILL_MODELS", "first_fill"]
 
 
 def first_fill(

@@ -18,7 +18,7 @@ import gzip
 import io
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,6 +52,9 @@ GENERIC_BOOK: Final = ("ts_ms", "bid", "ask", "bid_qty", "ask_qty")
 GENERIC_TRADES: Final = ("ts_ms", "price", "qty", "side")
 INTENT_COLUMNS: Final = ("ts_ms", "trade_id", "action", "asset", "position_side", "reason")
 
+#: ``progress(file, bytes_read, total_bytes)``, called as the CSV reader consumes a file.
+Progress = Callable[[str, int, int], None]
+
 _F = pa.float64()
 _I = pa.int64()
 _S = pa.string()
@@ -65,8 +68,9 @@ _TYPE_NAMES: Final = {"double": "number", "int64": "integer", "string": "text", 
 class _Source:
     """A plain, gzip or zip CSV file: its first line, an Arrow input, and its lines."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, progress: Progress | None = None) -> None:
         self.path = path
+        self.progress = progress
         self.name = os.fspath(path)
         if not os.path.exists(path):
             raise TapeError(self.name, None, "no such file")
@@ -112,9 +116,21 @@ class _Source:
         return text
 
     def arrow_input(self) -> Any:
+        if self.progress is not None:
+            return self._counted(self.progress)
         if self.kind == "zip":
             return pa.BufferReader(self._zip())
         return self.path  # Arrow decompresses .gz itself
+
+    def _counted(self, progress: Progress) -> Any:
+        """An Arrow stream over the file that reports the (compressed) bytes read so far."""
+        if self.kind == "zip":
+            raw: io.RawIOBase | io.BufferedIOBase = io.BytesIO(self._zip())
+            total = len(self._zip())
+        else:
+            raw, total = open(self.path, "rb"), os.path.getsize(self.path)  # noqa: SIM115
+        stream = pa.PythonFile(_Counting(raw, lambda seen: progress(self.name, seen, total)))
+        return pa.CompressedInputStream(stream, "gzip") if self.kind == "gz" else stream
 
     def lines(self) -> Iterator[bytes]:
         with self.binary() as fh:
@@ -258,6 +274,26 @@ _INTENT_KIND: Final = _Kind(
 )
 
 
+class _Counting(io.RawIOBase):
+    """A readable binary file that reports how many bytes it has given out."""
+
+    def __init__(self, raw: io.RawIOBase | io.BufferedIOBase, report: Callable[[int], None]):
+        self._raw, self._report, self._seen = raw, report, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer) or 0
+        self._seen += n
+        self._report(self._seen)
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 # ── reading ──────────────────────────────────────────────────────────────────
 
 
@@ -274,14 +310,19 @@ def _read(src: _Source, layout: _Layout, *, fast: bool = True) -> pa.Table:
     convert = pacsv.ConvertOptions(
         include_columns=list(layout.types), column_types=layout.types, strings_can_be_null=False
     )
+    source: Any = None
     try:
+        source = src.arrow_input()
         table = pacsv.read_csv(
-            src.arrow_input(), read_options=read, parse_options=parse, convert_options=convert
+            source, read_options=read, parse_options=parse, convert_options=convert
         )
     except pa.ArrowException as exc:
         raise _locate(src, layout, exc) from None
     except (OSError, EOFError) as exc:
         raise TapeError(src.name, None, f"cannot read ({exc})") from None
+    finally:
+        if source is not None and not isinstance(source, str):
+            source.close()
     if table.num_rows == 0:
         raise TapeError(src.name, None, "no data rows")
     for name in layout.types:
@@ -387,12 +428,14 @@ def _check_positive(src: _Source, layout: _Layout, name: str, values: F64, stric
 # ── public loaders ───────────────────────────────────────────────────────────
 
 
-def load_book(path: str, *, sizes: bool = True) -> tuple[I64, F64, F64, F64 | None, F64 | None]:
+def load_book(
+    path: str, *, sizes: bool = True, progress: Progress | None = None
+) -> tuple[I64, F64, F64, F64 | None, F64 | None]:
     """Top of book from a Binance bookTicker or generic file: ts_ms, bid, ask, sizes.
 
     ``sizes=False`` skips the size columns (only the queue fill model reads them).
     """
-    src = _Source(path)
+    src = _Source(path, progress)
     layout = _layout(src, _BOOK_KINDS)
     if not sizes:
         layout = dataclasses.replace(
@@ -433,9 +476,9 @@ _BUY: Final = ("buy", "b", "1", "+1", "bid")
 _SELL: Final = ("sell", "s", "-1", "ask")
 
 
-def load_trades(path: str) -> tuple[I64, F64, F64, Any]:
+def load_trades(path: str, *, progress: Progress | None = None) -> tuple[I64, F64, F64, Any]:
     """Trades from a Binance aggTrades or generic file: ts_ms, price, qty, aggressor side."""
-    src = _Source(path)
+    src = _Source(path, progress)
     layout = _layout(src, _TRADE_KINDS)
     table = _read(src, layout)
     r = layout.roles
@@ -463,14 +506,22 @@ def load_trades(path: str) -> tuple[I64, F64, F64, Any]:
 
 
 def load_tape(
-    book: str, trades: str | None = None, *, symbol: str = "BTCUSDT", sizes: bool = True
+    book: str,
+    trades: str | None = None,
+    *,
+    symbol: str = "BTCUSDT",
+    sizes: bool = True,
+    progress: Progress | None = None,
 ) -> Tape:
-    """A :class:`Tape` from a book file and, optionally, a trades file."""
-    ts, bid, ask, bid_qty, ask_qty = load_book(book, sizes=sizes)
+    """A :class:`Tape` from a book file and, optionally, a trades file.
+
+    ``progress(file, bytes_read, total_bytes)`` follows the CSV reader through each file.
+    """
+    ts, bid, ask, bid_qty, ask_qty = load_book(book, sizes=sizes, progress=progress)
     source = os.path.basename(book)
     extra: dict[str, Any] = {}
     if trades is not None:
-        t_ts, t_px, t_qty, t_side = load_trades(trades)
+        t_ts, t_px, t_qty, t_side = load_trades(trades, progress=progress)
         extra = {"trade_ts": t_ts, "trade_px": t_px, "trade_qty": t_qty, "trade_side": t_side}
         source += " + " + os.path.basename(trades)
     return Tape(
@@ -513,7 +564,8 @@ def load_intents(path: str) -> IntentList:
                 raise fail(row, f"trade_id {tid!r} entered twice")
             seen.add(tid)
             asset = str(cols["asset"][row]).strip().upper()
-            entries.append(EntryIntent(int(ts[row]), tid, asset, side))
+            long = side == "LONG"
+            entries.append(EntryIntent(int(ts[row]), tid, asset, "LONG" if long else "SHORT"))
         elif action == "EXIT":
             if tid not in seen:
                 raise fail(row, f"EXIT for trade_id {tid!r} before its ENTER")

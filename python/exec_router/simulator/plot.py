@@ -71,3 +71,49 @@ def _part(costs: dict[str, Any], key: str) -> float:
         total, incl = costs["total_per_round_trip"], costs["total_incl_missed"]
         return 0.0 if total is None or incl is None else float(incl - total)
     return float(costs[key] or 0.0)
+
+
+def plot_ranking(
+    ranked: Sequence[dict[str, Any]], path: str, keys: Sequence[str], subtitle: str = ""
+) -> None:
+    """Write a PNG: each config's total cost incl. missed entries with its 95% interval.
+
+    Cheapest at the top; each row is named by the swept settings. Green: the best; blue: not
+    significantly worse; grey: significantly worse (paired interval of the difference > 0).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s for s in ranked if s["costs_bps"]["total_incl_missed"] is not None]
+    names = [" ".join(f"{k}={s['config'][k]}" for k in keys) for s in rows]
+    values = [float(s["costs_bps"]["total_incl_missed"]) for s in rows]
+    lows = [
+        v - (s["ci95_bps"][0] if s["ci95_bps"][0] is not None else v)
+        for v, s in zip(values, rows, strict=True)
+    ]
+    highs = [
+        (s["ci95_bps"][1] if s["ci95_bps"][1] is not None else v) - v
+        for v, s in zip(values, rows, strict=True)
+    ]
+    colors = [
+        "#55a868" if i == 0 else "#8c8c8c" if s["vs_best"]["significant"] else "#4c72b0"
+        for i, s in enumerate(rows)
+    ]
+    ys = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * max(len(rows), 1)))
+    for y, v, lo, hi, c in zip(ys, values, lows, highs, colors, strict=True):
+        ax.errorbar(v, y, xerr=[[lo], [hi]], fmt="o", color=c, ecolor=c, capsize=3)
+    ax.set_yticks(ys, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_xlabel("total cost incl. missed entries, bps per round trip (+ = cost), 95% CI")
+    ax.set_title(
+        "Sweep ranking: green best, blue not significantly worse, grey significantly worse"
+        + (f"\n{subtitle}" if subtitle else ""),
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

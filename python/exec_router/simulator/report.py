@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -109,28 +110,6 @@ def counters_table(summaries: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def sweep_table(ranked: Sequence[dict[str, Any]], keys: Sequence[str], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right")
-    for key in keys:
-        table.add_column(key, justify="right")
-    for label in ("maker fills", "skipped", "cost/RT", "incl. missed", "markout 5 s"):
-        table.add_column(label, justify="right")
-    for rank, s in enumerate(ranked, 1):
-        cfg = s["config"]
-        e = s["entries"]
-        table.add_row(
-            str(rank),
-            *(str(cfg[k]) for k in keys),
-            f"{e['maker_fills']}/{e['planned']}",
-            str(e["skipped"]),
-            fmt(s["costs_bps"]["total_per_round_trip"], ".2f"),
-            fmt(s["costs_bps"]["total_incl_missed"], ".2f"),
-            fmt(s["markouts_bps"]["5s"], ".2f"),
-        )
-    return table
-
-
 def console(file: Any = None) -> Console:
     """A console for stdout; a fixed width when piped, so the table never wraps."""
     con = Console(file=file, highlight=False)
@@ -140,6 +119,14 @@ def console(file: Any = None) -> Console:
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Write the payload as JSON to ``path``, or to stdout for ``-``."""
+    if path == "-":
+        _dump(sys.stdout, payload)
+        return
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-        fh.write("\n")
+        _dump(fh, payload)
+
+
+def _dump(out: TextIO, payload: dict[str, Any]) -> None:
+    json.dump(payload, out, indent=2, default=str)
+    out.write("\n")

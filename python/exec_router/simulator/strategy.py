@@ -7,6 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
+from exec_router.constants import PositionSide
+
 from .search import first_true
 from .tape import Tape
 
@@ -16,7 +18,7 @@ class EntryIntent:
     ts_ms: int
     trade_id: str
     asset: str
-    position_side: str  # LONG or SHORT
+    position_side: PositionSide
 
 
 @dataclass(frozen=True)

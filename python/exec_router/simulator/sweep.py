@@ -1,27 +1,17 @@
-"""Grid sweeps over ExecConfig fields, one process per core (fork: the tape is shared)."""
+"""Grid sweeps: ExecConfig values from text, and the grid of configs (run by executors.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import multiprocessing
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from exec_router import ExecConfig
 
-from .engine import simulate
-from .metrics import summarize
-from .strategy import Strategy
-from .tape import Tape
-from .venue import Venue
+from .options import SWEEPABLE
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-SWEEPABLE = {
-    f.name: str(f.type) for f in dataclasses.fields(ExecConfig) if f.name != "tick_overrides"
-}
 
 
 def parse_value(key: str, text: str) -> Any:
@@ -76,42 +66,3 @@ def grid_configs(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[ExecC
         ExecConfig(**{**base, **dict(zip(keys, combo, strict=True))})
         for combo in itertools.product(*(grid[k] for k in keys))
     ]
-
-
-_JOB: tuple[Tape, Strategy, Venue] | None = None
-
-
-def run_one(config: ExecConfig) -> dict[str, Any]:
-    """Simulate one config on the shared job; the summary carries its config."""
-    assert _JOB is not None
-    tape, strategy, venue = _JOB
-    run = simulate(tape, config, strategy, venue)
-    summary = summarize(run, tape, venue)
-    summary["config"] = {k: v for k, v in dataclasses.asdict(config).items() if k in SWEEPABLE}
-    return summary
-
-
-def run_configs(
-    tape: Tape, strategy: Strategy, venue: Venue, configs: Sequence[ExecConfig], jobs: int = 0
-) -> list[dict[str, Any]]:
-    """Simulate each config, on ``jobs`` processes (0: every core), in config order."""
-    global _JOB
-    _JOB = (tape, strategy, venue)
-    try:
-        jobs = min(jobs or os.cpu_count() or 1, len(configs))
-        if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            return [run_one(c) for c in configs]
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            return pool.map(run_one, configs, chunksize=1)
-    finally:
-        _JOB = None
-
-
-def rank(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Cheapest first, by total cost per round trip including missed entries."""
-
-    def key(s: dict[str, Any]) -> float:
-        value = s["costs_bps"]["total_incl_missed"]
-        return float("inf") if value is None else float(value)
-
-    return sorted(summaries, key=key)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fills import DEFAULT_FILL_MODEL, FILL_MODELS, first_fill
+from .fills import first_fill
+from .options import DEFAULT_FILL_MODEL, FILL_MODELS, MAKER_FEE_BPS, TAKER_FEE_BPS
 from .tape import Tape
-
-#: BingX USDT-M perpetuals: maker 2 bps, taker 5 bps.
-MAKER_FEE_BPS = 2.0
-TAKER_FEE_BPS = 5.0
 
 
 @dataclass(frozen=True)
