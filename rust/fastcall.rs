@@ -199,6 +199,31 @@ static REGISTER_WORKING: Params = Params::new(
     4,
 );
 
+static PLAN_ENTRY: Params = Params::new(
+    "plan_entry",
+    &[
+        "trade_id",
+        "asset",
+        "position_side",
+        "reference_price",
+        "spread_bps",
+    ],
+    4,
+);
+
+static PLAN_EXIT: Params = Params::new(
+    "plan_exit",
+    &[
+        "trade_id",
+        "asset",
+        "position_side",
+        "reference_price",
+        "reason",
+        "spread_bps",
+    ],
+    5,
+);
+
 /// The router instance a fastcall method was called on.
 fn receiver<'py>(
     py: Python<'py>,
@@ -257,11 +282,72 @@ unsafe extern "C" fn register_working(
     })
 }
 
+unsafe extern "C" fn plan_entry(
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    entry(|py| {
+        let router = receiver(py, slf)?;
+        // SAFETY: the arguments CPython passed this function.
+        let [trade_id, asset, side, reference, spread] =
+            unsafe { PLAN_ENTRY.parse::<5>(py, args, nargs, kwnames)? };
+        let (Some(trade_id), Some(asset), Some(side), Some(reference)) =
+            (trade_id, asset, side, reference)
+        else {
+            return Err(PyTypeError::new_err("plan_entry() missing an argument"));
+        };
+        let spread = spread.as_ref().filter(|s| !s.is_none());
+        let plan = router
+            .get()
+            .plan_entry(py, &trade_id, &asset, &side, &reference, spread)?;
+        Ok(plan.into_ptr())
+    })
+}
+
+unsafe extern "C" fn plan_exit(
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    entry(|py| {
+        let router = receiver(py, slf)?;
+        // SAFETY: the arguments CPython passed this function.
+        let [trade_id, asset, side, reference, reason, spread] =
+            unsafe { PLAN_EXIT.parse::<6>(py, args, nargs, kwnames)? };
+        let (Some(trade_id), Some(asset), Some(side), Some(reference), Some(reason)) =
+            (trade_id, asset, side, reference, reason)
+        else {
+            return Err(PyTypeError::new_err("plan_exit() missing an argument"));
+        };
+        let spread = spread.as_ref().filter(|s| !s.is_none());
+        let plan = router
+            .get()
+            .plan_exit(py, &trade_id, &asset, &side, &reference, &reason, spread)?;
+        Ok(plan.into_ptr())
+    })
+}
+
 /// Install the fastcall methods on the class.
 pub fn install_router_methods(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
     install(
         cls,
         &[
+            Method {
+                name: c"plan_entry",
+                doc: c"plan_entry($self, /, *, trade_id, asset, position_side, reference_price, \
+spread_bps=None)\n--\n\nPlan an ENTER. Never raises on a bad value: falls back to MARKET.",
+                function: plan_entry,
+            },
+            Method {
+                name: c"plan_exit",
+                doc: c"plan_exit($self, /, *, trade_id, asset, position_side, reference_price, \
+reason, spread_bps=None)\n--\n\nPlan an EXIT. Exits are never skipped, except when a maker \
+exit for the same trade is resting and the new reason is not urgent.",
+                function: plan_exit,
+            },
             Method {
                 name: c"maker_price",
                 doc: c"maker_price($self, /, *, asset, order_side, reference_price)\n--\n\n\

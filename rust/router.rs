@@ -323,6 +323,149 @@ impl ExecutionRouter {
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
     }
+
+    /// Plan an ENTER. Never raises on a bad value: falls back to MARKET.
+    pub(crate) fn plan_entry<'py>(
+        &self,
+        py: Python<'py>,
+        trade_id: &Bound<'py, PyAny>,
+        asset: &Bound<'py, PyAny>,
+        position_side: &Bound<'py, PyAny>,
+        reference_price: &Bound<'py, PyAny>,
+        spread_bps: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (depth, within) = Depth::enter_any();
+        if !within {
+            return self.too_deep_plan(py, "plan_entry", Action::Enter, depth.outer());
+        }
+        self.cells.inc(Counter::PlansEntry);
+        let ctx = Ctx::new(CtxSpec::Plan {
+            trade_id,
+            asset,
+            side: position_side,
+            reference_price,
+            spread_bps,
+            exit: None,
+        });
+        self.dispatch(py, Stage::PrePlan, py.None().into_bound(py), &ctx)?;
+        if let Some(blocker) = self.registry.first_entry(py) {
+            self.cells.inc(Counter::SuppressedDupEnter);
+            let trade_id = blocker
+                .bind(py)
+                .try_borrow()
+                .map_or_else(|_| py.None(), |b| b.trade_id.clone_ref(py));
+            let reason = concat("working_entry_exists:", &label(trade_id.bind(py))?, "")?;
+            let plan = Spec::market(Action::Enter, reason).suppressed().build(py)?;
+            return Ok(plan.into_any());
+        }
+        let policy = self.policy();
+        let spec = match policy.entry_plan(
+            &self.cells,
+            asset,
+            position_side,
+            reference_price,
+            spread_bps,
+        ) {
+            Ok(spec) => spec,
+            Err(fail) => {
+                let plan = self.invalid_plan(py, "plan_entry", Action::Enter, fail)?;
+                return Ok(plan.into_any());
+            }
+        };
+        let plan = spec.build(py)?.into_any();
+        let plan = self.dispatch(py, Stage::PreSubmit, plan, &ctx)?;
+        let plan = plan.cast_into::<ExecutionPlan>()?;
+        self.count_plan(plan.get(), Action::Enter);
+        Ok(plan.into_any())
+    }
+
+    /// Plan an EXIT. Exits are never skipped, except when a maker exit for
+    /// the same trade is resting and the new reason is not urgent.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn plan_exit<'py>(
+        &self,
+        py: Python<'py>,
+        trade_id: &Bound<'py, PyAny>,
+        asset: &Bound<'py, PyAny>,
+        position_side: &Bound<'py, PyAny>,
+        reference_price: &Bound<'py, PyAny>,
+        reason: &Bound<'py, PyAny>,
+        spread_bps: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (depth, within) = Depth::enter_any();
+        if !within {
+            return self.too_deep_plan(py, "plan_exit", Action::Exit, depth.outer());
+        }
+        self.cells.inc(Counter::PlansExit);
+        let invalid = |fail: Fail| -> PyResult<Bound<'py, PyAny>> {
+            Ok(self
+                .invalid_plan(py, "plan_exit", Action::Exit, fail)?
+                .into_any())
+        };
+        let read_urgent = || -> Conv<bool> {
+            if is_blank("reason", reason)? {
+                return Ok(true);
+            }
+            Ok(!upper_is("reason", reason, "TAKE_PROFIT")?)
+        };
+        let urgent = match read_urgent() {
+            Ok(r) => r,
+            Err(fail) => return invalid(fail),
+        };
+        let ctx = Ctx::new(CtxSpec::Plan {
+            trade_id,
+            asset,
+            side: position_side,
+            reference_price,
+            spread_bps,
+            exit: Some((reason, urgent)),
+        });
+        self.dispatch(py, Stage::PrePlan, py.None().into_bound(py), &ctx)?;
+        let found = match self.registry.get(trade_id) {
+            Ok(found) => found,
+            Err(fail) => return invalid(fail),
+        };
+        let working_exit = found
+            .and_then(|w| w.cast_into::<WorkingOrder>().ok())
+            .is_some_and(|w| w.try_borrow().is_ok_and(|w| w.is(py, Action::Exit)));
+        if working_exit {
+            if urgent {
+                // The runtime cancels the resting quote, then sends this.
+                return self.escalation(py, reason, &ctx);
+            }
+            self.cells.inc(Counter::SuppressedDupExit);
+            let reason = intern!(py, "working_exit_exists").clone();
+            let plan = Spec::market(Action::Exit, reason).suppressed().build(py)?;
+            return Ok(plan.into_any());
+        }
+        let policy = self.policy();
+        let spec = match policy.exit_plan(
+            asset,
+            position_side,
+            reference_price,
+            spread_bps,
+            reason,
+            urgent,
+        ) {
+            Ok(spec) => spec,
+            Err(fail) => return invalid(fail),
+        };
+        let plan = spec.build(py)?.into_any();
+        let mut plan = self
+            .dispatch(py, Stage::PreSubmit, plan, &ctx)?
+            .cast_into::<ExecutionPlan>()?;
+        if plan.get().suppress {
+            // Only the duplicate guard may suppress an exit; a hook may not.
+            let reason = intern!(py, "hook_suppress_overridden_market").clone();
+            plan = Spec::market(Action::Exit, reason).build(py)?;
+        }
+        if !plan.get().is_sane(py) {
+            let reason = intern!(py, "sanity_fallback_market").clone();
+            plan = Spec::market(Action::Exit, reason).build(py)?;
+        }
+        self.count_plan(plan.get(), Action::Exit);
+        Ok(plan.into_any())
+    }
 }
 
 fn taker_counter(action: Action) -> Counter {
@@ -536,151 +679,6 @@ impl ExecutionRouter {
     }
 
     // ── planning ─────────────────────────────────────────────────────────
-
-    /// Plan an ENTER. Never raises on a bad value: falls back to MARKET.
-    #[pyo3(signature = (*, trade_id, asset, position_side, reference_price, spread_bps = None))]
-    fn plan_entry<'py>(
-        &self,
-        py: Python<'py>,
-        trade_id: &Bound<'py, PyAny>,
-        asset: &Bound<'py, PyAny>,
-        position_side: &Bound<'py, PyAny>,
-        reference_price: &Bound<'py, PyAny>,
-        spread_bps: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (depth, within) = Depth::enter_any();
-        if !within {
-            return self.too_deep_plan(py, "plan_entry", Action::Enter, depth.outer());
-        }
-        self.cells.inc(Counter::PlansEntry);
-        let ctx = Ctx::new(CtxSpec::Plan {
-            trade_id,
-            asset,
-            side: position_side,
-            reference_price,
-            spread_bps,
-            exit: None,
-        });
-        self.dispatch(py, Stage::PrePlan, py.None().into_bound(py), &ctx)?;
-        if let Some(blocker) = self.registry.first_entry(py) {
-            self.cells.inc(Counter::SuppressedDupEnter);
-            let trade_id = blocker
-                .bind(py)
-                .try_borrow()
-                .map_or_else(|_| py.None(), |b| b.trade_id.clone_ref(py));
-            let reason = concat("working_entry_exists:", &label(trade_id.bind(py))?, "")?;
-            let plan = Spec::market(Action::Enter, reason).suppressed().build(py)?;
-            return Ok(plan.into_any());
-        }
-        let policy = self.policy();
-        let spec = match policy.entry_plan(
-            &self.cells,
-            asset,
-            position_side,
-            reference_price,
-            spread_bps,
-        ) {
-            Ok(spec) => spec,
-            Err(fail) => {
-                let plan = self.invalid_plan(py, "plan_entry", Action::Enter, fail)?;
-                return Ok(plan.into_any());
-            }
-        };
-        let plan = spec.build(py)?.into_any();
-        let plan = self.dispatch(py, Stage::PreSubmit, plan, &ctx)?;
-        let plan = plan.cast_into::<ExecutionPlan>()?;
-        self.count_plan(plan.get(), Action::Enter);
-        Ok(plan.into_any())
-    }
-
-    /// Plan an EXIT. Exits are never skipped, except when a maker exit for
-    /// the same trade is resting and the new reason is not urgent.
-    #[pyo3(signature = (*, trade_id, asset, position_side, reference_price, reason, spread_bps = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn plan_exit<'py>(
-        &self,
-        py: Python<'py>,
-        trade_id: &Bound<'py, PyAny>,
-        asset: &Bound<'py, PyAny>,
-        position_side: &Bound<'py, PyAny>,
-        reference_price: &Bound<'py, PyAny>,
-        reason: &Bound<'py, PyAny>,
-        spread_bps: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (depth, within) = Depth::enter_any();
-        if !within {
-            return self.too_deep_plan(py, "plan_exit", Action::Exit, depth.outer());
-        }
-        self.cells.inc(Counter::PlansExit);
-        let invalid = |fail: Fail| -> PyResult<Bound<'py, PyAny>> {
-            Ok(self
-                .invalid_plan(py, "plan_exit", Action::Exit, fail)?
-                .into_any())
-        };
-        let read_urgent = || -> Conv<bool> {
-            if is_blank("reason", reason)? {
-                return Ok(true);
-            }
-            Ok(!upper_is("reason", reason, "TAKE_PROFIT")?)
-        };
-        let urgent = match read_urgent() {
-            Ok(r) => r,
-            Err(fail) => return invalid(fail),
-        };
-        let ctx = Ctx::new(CtxSpec::Plan {
-            trade_id,
-            asset,
-            side: position_side,
-            reference_price,
-            spread_bps,
-            exit: Some((reason, urgent)),
-        });
-        self.dispatch(py, Stage::PrePlan, py.None().into_bound(py), &ctx)?;
-        let found = match self.registry.get(trade_id) {
-            Ok(found) => found,
-            Err(fail) => return invalid(fail),
-        };
-        let working_exit = found
-            .and_then(|w| w.cast_into::<WorkingOrder>().ok())
-            .is_some_and(|w| w.try_borrow().is_ok_and(|w| w.is(py, Action::Exit)));
-        if working_exit {
-            if urgent {
-                // The runtime cancels the resting quote, then sends this.
-                return self.escalation(py, reason, &ctx);
-            }
-            self.cells.inc(Counter::SuppressedDupExit);
-            let reason = intern!(py, "working_exit_exists").clone();
-            let plan = Spec::market(Action::Exit, reason).suppressed().build(py)?;
-            return Ok(plan.into_any());
-        }
-        let policy = self.policy();
-        let spec = match policy.exit_plan(
-            asset,
-            position_side,
-            reference_price,
-            spread_bps,
-            reason,
-            urgent,
-        ) {
-            Ok(spec) => spec,
-            Err(fail) => return invalid(fail),
-        };
-        let plan = spec.build(py)?.into_any();
-        let mut plan = self
-            .dispatch(py, Stage::PreSubmit, plan, &ctx)?
-            .cast_into::<ExecutionPlan>()?;
-        if plan.get().suppress {
-            // Only the duplicate guard may suppress an exit; a hook may not.
-            let reason = intern!(py, "hook_suppress_overridden_market").clone();
-            plan = Spec::market(Action::Exit, reason).build(py)?;
-        }
-        if !plan.get().is_sane(py) {
-            let reason = intern!(py, "sanity_fallback_market").clone();
-            plan = Spec::market(Action::Exit, reason).build(py)?;
-        }
-        self.count_plan(plan.get(), Action::Exit);
-        Ok(plan.into_any())
-    }
 
     // ── working-order registry ───────────────────────────────────────────
 
