@@ -384,6 +384,15 @@ class ExecutionRouter:
         with self._lock:
             return dict(self.counters)
 
+    def _first_entry(self) -> WorkingOrder | None:
+        """The first-registered working entry: a scan that stops at the first one, looked
+        at again if another thread changed the registry meanwhile."""
+        while True:
+            try:
+                return next((wo for wo in self._working.values() if wo.action == "ENTER"), None)
+            except RuntimeError:  # dictionary changed size during iteration
+                continue
+
     def _count(self, key: str) -> None:
         with self._lock:
             self.counters[key] += 1
@@ -585,7 +594,7 @@ class ExecutionRouter:
         }
         self._run_hooks("pre_plan", None, ctx)
         # Double-entry guard: a working entry means the slot is spoken for.
-        blocker = next((wo for wo in list(self._working.values()) if wo.action == "ENTER"), None)
+        blocker = self._first_entry()
         if blocker is not None:
             self._count("suppressed_dup_enter")
             return ExecutionPlan(
@@ -849,7 +858,7 @@ class ExecutionRouter:
 
     @_bounded
     def has_working_entry(self) -> bool:
-        return any(wo.action == "ENTER" for wo in list(self._working.values()))
+        return self._first_entry() is not None
 
     @_bounded
     def expired(self, now: float | None = None) -> list[WorkingOrder]:
