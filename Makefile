@@ -86,9 +86,9 @@ format: $(STAMP)  ## apply ruff format and rustfmt
 
 BENCH_JSON := .benchmarks/latest.json
 
-bench: build-prod  ## benchmarks on the release build: table of medians and ratios vs pure
+bench: build-prod  ## benchmarks on the release build: medians and ratios vs pure (LEGACY=path/to/exec_router.py adds a legacy column)
 	mkdir -p $(dir $(BENCH_JSON))
-	$(PY) -m pytest benches --benchmark-only --benchmark-json=$(BENCH_JSON) -q
+	BENCH_LEGACY="$(LEGACY)" $(PY) -m pytest benches --benchmark-only --benchmark-json=$(BENCH_JSON) -q
 	@echo
 	$(PY) benches/report.py $(BENCH_JSON)
 	@echo

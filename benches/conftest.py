@@ -6,15 +6,17 @@ them; ``benches/report.py`` divides by ``inner`` (kept in ``extra_info``).
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.backends import BACKENDS
 
-from exec_router import ExecConfig, reference
+from exec_router import ExecConfig
 
 INNER = 100
 REPEAT = range(INNER)
@@ -30,10 +32,32 @@ class Impl:
     module: ModuleType
 
     def router(self, style: str = "maker_both", clock: Any = None) -> Any:
-        return self.module.ExecutionRouter(ExecConfig(style=style), clock=clock or (lambda: 1000.0))
+        config_type = getattr(self.module, "ExecConfig", ExecConfig)  # legacy has its own
+        return self.module.ExecutionRouter(
+            config_type(style=style), clock=clock or (lambda: 1000.0)
+        )
 
 
-IMPLS = [Impl("rust", importlib.import_module("exec_router._core")), Impl("pure", reference)]
+IMPLS = [Impl(name, module) for name, module in BACKENDS]
+
+
+def legacy_impl() -> Impl | None:
+    """The legacy router module at ``$BENCH_LEGACY`` (``make bench LEGACY=path``), if given."""
+    path = os.environ.get("BENCH_LEGACY", "").strip()
+    if not path:
+        return None
+    spec = importlib.util.spec_from_file_location("exec_router_legacy", path)
+    if spec is None or spec.loader is None:
+        raise pytest.UsageError(f"LEGACY={path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return Impl("legacy", module)
+
+
+LEGACY = legacy_impl()
+#: The router cases also time the legacy module when one is given.
+ROUTER_IMPLS = IMPLS + ([LEGACY] if LEGACY else [])
 
 
 @pytest.fixture(params=IMPLS, ids=[i.name for i in IMPLS])

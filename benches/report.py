@@ -18,7 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-#: case -> least pure ÷ Rust ratio.
+#: case -> least pure ÷ Rust ratio; with a legacy module (``make bench LEGACY=path``)
+#: the same least ratio for legacy ÷ Rust.
 TARGETS = {
     "plan_entry maker": 15,
     "plan_entry taker": 8,
@@ -47,6 +48,18 @@ def fmt(seconds: float | None) -> str:
     return f"{seconds:.3g} s"
 
 
+def judge(slow: float | None, rust: float | None, target: float) -> tuple[float | None, str]:
+    """``slow ÷ rust`` and whether it meets ``target``."""
+    ratio = slow / rust if slow and rust else None
+    return ratio, "ok" if ratio is not None and ratio >= target else "MISSED"
+
+
+def times(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -73,20 +86,29 @@ def main(argv: list[str]) -> int:
         f"exec-router benchmarks, {date.today()}: {cpu_name()}, {cpus} CPUs,"
         f" Python {platform.python_version()}; medians per call, same run.\n"
     )
-    print("| case | Rust | pure | pure ÷ Rust | target | |")
-    print("|---|---:|---:|---:|---:|---|")
+    legacy = any(impl == "legacy" for _, impl, _ in medians)
+    head = "| case | Rust | pure | pure ÷ Rust | target | |"
+    rule = "|---|---:|---:|---:|---:|---|"
+    if legacy:
+        head += " legacy | legacy ÷ Rust | |"
+        rule += "---:|---:|---|"
+    print(head)
+    print(rule)
     missed = 0
     for case, target in TARGETS.items():
-        rust, pure = medians.get((case, "rust", None)), medians.get((case, "pure", None))
-        ratio = pure / rust if rust and pure else None
-        ok = ratio is not None and ratio >= target
-        missed += not ok
-        shown = f"{ratio:,.0f}×" if ratio and ratio >= 100 else f"{ratio:.1f}×" if ratio else "—"
-        status = "ok" if ok else "MISSED"
-        print(f"| {case} | {fmt(rust)} | {fmt(pure)} | {shown} | ≥ {target}× | {status} |")
+        rust, pure = medians.get((case, "native", None)), medians.get((case, "pure", None))
+        ratio, status = judge(pure, rust, target)
+        missed += status != "ok"
+        row = f"| {case} | {fmt(rust)} | {fmt(pure)} | {times(ratio)} | ≥ {target}× | {status} |"
+        if legacy:
+            old = medians.get((case, "legacy", None))
+            old_ratio, old_status = judge(old, rust, target)
+            missed += old_status != "ok"
+            row += f" {fmt(old)} | {times(old_ratio)} | {old_status} |"
+        print(row)
 
     floor = medians.get((FLOOR, "python", None))
-    maker = medians.get(("plan_entry maker", "rust", None))
+    maker = medians.get(("plan_entry maker", "native", None))
     if floor and maker:
         multiple = maker / floor
         missed += multiple > FLOOR_LIMIT
@@ -105,7 +127,7 @@ def main(argv: list[str]) -> int:
         print("\n| scaling (median per call) | " + " | ".join(f"n={n:,}" for n in sizes) + " |")
         print("|---|" + "---:|" * len(sizes))
         for group in sorted(scaling):
-            for impl in ("rust", "pure"):
+            for impl in ("native", "pure"):
                 row = [fmt(scaling[group].get((impl, n))) for n in sizes]
                 print(f"| {group.removeprefix('scaling: ')} ({impl}) | " + " | ".join(row) + " |")
     if journal:

@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import IMPLS, REPEAT, Impl, timed
+from .conftest import IMPLS, REPEAT, ROUTER_IMPLS, Impl, timed
 
-PURE = IMPLS[1]
+PURE = next(i for i in IMPLS if i.name == "pure")
+
+
+@pytest.fixture(params=ROUTER_IMPLS, ids=[i.name for i in ROUTER_IMPLS])
+def impl(request: pytest.FixtureRequest) -> Impl:
+    """Native, pure, and the legacy module when ``make bench LEGACY=path`` gives one."""
+    return request.param  # type: ignore[no-any-return]
 
 
 def fields(plan: Any) -> tuple[Any, ...]:

@@ -1,65 +1,11 @@
 //! Python-semantics conversions of argument values, with the argument named
 //! on failure. Each mirrors one expression of the legacy router.
 
-use pyo3::exceptions::{PyArithmeticError, PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-/// Why an argument could not be used.
-pub enum Fail {
-    /// A value the router cannot use: planning falls back to MARKET, other
-    /// methods raise TypeError/ValueError naming `name`.
-    Invalid {
-        name: &'static str,
-        type_name: String,
-        value_error: bool,
-    },
-    /// A `BaseException` that is not an `Exception` (e.g. KeyboardInterrupt):
-    /// it propagates unchanged.
-    Fatal(PyErr),
-}
-
-impl Fail {
-    pub fn invalid(name: &'static str, value: &Bound<'_, PyAny>, cause: &PyErr) -> Self {
-        let py = value.py();
-        if !cause.is_instance_of::<PyException>(py) {
-            return Fail::Fatal(cause.clone_ref(py));
-        }
-        Fail::Invalid {
-            name,
-            type_name: type_name(value),
-            value_error: cause.is_instance_of::<PyValueError>(py)
-                || cause.is_instance_of::<PyArithmeticError>(py),
-        }
-    }
-
-    /// The exception a non-planning method raises.
-    pub fn into_err(self, method: &str) -> PyErr {
-        match self {
-            Fail::Fatal(err) => err,
-            Fail::Invalid {
-                name,
-                type_name,
-                value_error,
-            } => {
-                let msg = format!("{method}() got an invalid {name}: {type_name}");
-                if value_error {
-                    PyValueError::new_err(msg)
-                } else {
-                    PyTypeError::new_err(msg)
-                }
-            }
-        }
-    }
-}
-
-impl From<PyErr> for Fail {
-    fn from(err: PyErr) -> Self {
-        Fail::Fatal(err)
-    }
-}
-
-pub type Conv<T> = Result<T, Fail>;
+pub use crate::errors::{Conv, Fail};
 
 pub fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
@@ -101,18 +47,30 @@ pub fn to_float(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<f64> {
     guard(name, value, converted.extract::<f64>())
 }
 
-/// A real number (int or float, bools included) as a float; anything else
-/// is a TypeError naming the argument.
+/// A finite real number (int or float, bools included) as a float; anything
+/// else is a TypeError (not a number) or a ValueError (not finite) naming the
+/// argument.
 pub fn real(method: &str, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
     if let Ok(f) = value.cast_exact::<PyFloat>() {
-        return Ok(f.value());
+        if f.value().is_finite() {
+            return Ok(f.value());
+        }
     }
     if value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>() {
-        return value.extract::<f64>().map_err(|_| {
+        let v = value.extract::<f64>().map_err(|_| {
             PyValueError::new_err(format!(
                 "{method}() got an invalid {name}: int out of range"
             ))
-        });
+        })?;
+        if v.is_finite() {
+            return Ok(v);
+        }
+        let shown = PyFloat::new(value.py(), v)
+            .str()
+            .map_or_else(|_| v.to_string(), |s| s.to_string());
+        return Err(PyValueError::new_err(format!(
+            "{method}() got an invalid {name}: {shown} is not finite"
+        )));
     }
     Err(PyTypeError::new_err(format!(
         "{method}() got an invalid {name}: {}",
@@ -133,6 +91,13 @@ pub fn is_blank(name: &'static str, value: &Bound<'_, PyAny>) -> Conv<bool> {
 
 /// `str(value).upper()`.
 pub fn upper<'py>(name: &'static str, value: &Bound<'py, PyAny>) -> Conv<Bound<'py, PyString>> {
+    let py = value.py();
+    // A literal side is interned: found by identity.
+    for side in [pyo3::intern!(py, "LONG"), pyo3::intern!(py, "SHORT")] {
+        if value.is(side) {
+            return Ok(side.clone());
+        }
+    }
     if let Ok(s) = value.cast_exact::<PyString>() {
         if let Ok(text) = s.to_str() {
             if text.is_ascii() {

@@ -9,8 +9,8 @@ use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
-/// The counter names, in the legacy order.
-pub const KEYS: [&str; 16] = [
+/// The counter names, in the legacy order; `_core.COUNTER_KEYS`.
+pub const KEYS: [&str; Counter::HookErrors as usize + 1] = [
     "plans_entry",
     "plans_exit",
     "maker_entries",
@@ -29,7 +29,7 @@ pub const KEYS: [&str; 16] = [
     "hook_errors",
 ];
 
-/// A counter, by its position in [`KEYS`].
+/// A counter, by its position in [`KEYS`] (the last one sets the length).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     PlansEntry = 0,
@@ -51,8 +51,14 @@ pub enum Counter {
 }
 
 /// Lock-free counter cells shared by a router and its `Counters` view.
-#[derive(Default, Debug)]
-pub struct Cells([AtomicI64; 16]);
+#[derive(Debug)]
+pub struct Cells([AtomicI64; KEYS.len()]);
+
+impl Default for Cells {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicI64::new(0)))
+    }
+}
 
 impl Cells {
     pub fn inc(&self, counter: Counter) {

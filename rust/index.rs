@@ -2,6 +2,28 @@
 //! registration position. Pure Rust; the registry pairs it with a dict.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Positions are sequential integers of our own: one multiply spreads them
+/// (SipHash would cost more than the rest of a lookup).
+#[derive(Default, Clone, Copy)]
+struct PosHasher(u64);
+
+impl Hasher for PosHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// An order-preserving integer image of a non-NaN deadline (-0.0 == 0.0).
 fn key(deadline: f64) -> Option<u64> {
@@ -30,7 +52,7 @@ struct Slot<T> {
 /// the set of working entries.
 pub struct Index<T> {
     next_pos: u64,
-    slots: HashMap<u64, Slot<T>>,
+    slots: HashMap<u64, Slot<T>, BuildHasherDefault<PosHasher>>,
     by_deadline: BTreeSet<(u64, u64)>,
     entries: BTreeSet<u64>,
 }
@@ -39,7 +61,7 @@ impl<T> Default for Index<T> {
     fn default() -> Self {
         Self {
             next_pos: 0,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             by_deadline: BTreeSet::new(),
             entries: BTreeSet::new(),
         }

@@ -7,19 +7,26 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
 mod capture;
+mod clock;
 mod convert;
 mod counters;
 mod dataclass;
+mod depth;
+mod errors;
+mod fastcall;
 mod hooks;
 pub mod index;
 mod plan;
 mod policy;
 pub mod pricing;
+mod reasons;
+mod registry;
 mod router;
 mod sync;
 mod working;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -27,7 +34,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::ExecutionPlan>()?;
     m.add_class::<working::WorkingOrder>()?;
     m.add_class::<router::ExecutionRouter>()?;
-    m.add_class::<router::HookHandle>()?;
+    fastcall::install_router_methods(&m.py().get_type::<router::ExecutionRouter>())?;
+    m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
@@ -35,5 +43,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .import("collections.abc")?
         .getattr("MutableMapping")?
         .call_method1("register", (m.getattr("Counters")?,))?;
+    // The facts both backends share; tests check them against constants.py
+    // and reference.py.
+    let py = m.py();
+    m.add("MAX_DEPTH", depth::MAX_DEPTH)?;
+    m.add("COUNTER_KEYS", PyTuple::new(py, counters::KEYS)?)?;
+    m.add("HOOK_STAGES", PyTuple::new(py, hooks::STAGES)?)?;
+    m.add("PLAN_FIELDS", plan::fields_with_defaults(py)?)?;
     Ok(())
 }

@@ -1,32 +1,118 @@
 //! `ExecutionPlan`: how one intent reaches the venue. A frozen native type
-//! that behaves as a frozen dataclass.
+//! that behaves as a frozen dataclass. Its fields and defaults are written
+//! once, in [`FIELDS`] (`_core.PLAN_FIELDS`).
 
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyAttributeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::convert::{boolean, number, string, type_name};
-use crate::dataclass::{self, Default};
+use crate::dataclass::{self, dataclass_methods, Dataclass};
 use crate::sync::lock;
 
-const OWNER: &str = "ExecutionPlan";
-pub const FIELDS: [&str; 9] = [
-    "order_type",
-    "limit_price",
-    "post_only",
-    "ttl_s",
-    "is_maker",
-    "action",
-    "reason",
-    "suppress",
-    "metadata",
+/// What a plan does to the position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Enter,
+    Exit,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Enter => "ENTER",
+            Action::Exit => "EXIT",
+        }
+    }
+
+    /// The interned Python string.
+    pub fn py_name(self, py: Python<'_>) -> &Bound<'_, PyString> {
+        match self {
+            Action::Enter => intern!(py, "ENTER"),
+            Action::Exit => intern!(py, "EXIT"),
+        }
+    }
+}
+
+/// A maker LIMIT quote.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quote {
+    pub price: f64,
+    pub post_only: bool,
+    pub ttl_s: f64,
+}
+
+/// A field's default value.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    Str(&'static str),
+    Float(f64),
+    Bool(bool),
+    /// A fresh `dict()` per plan.
+    DictFactory,
+}
+
+/// The plan's fields and defaults, in order.
+pub const FIELDS: [(&str, Value); 9] = [
+    ("order_type", Value::Str("MARKET")),
+    ("limit_price", Value::Float(0.0)),
+    ("post_only", Value::Bool(false)),
+    ("ttl_s", Value::Float(0.0)),
+    ("is_maker", Value::Bool(false)),
+    ("action", Value::Str("ENTER")),
+    ("reason", Value::Str("taker_default")),
+    ("suppress", Value::Bool(false)),
+    ("metadata", Value::DictFactory),
 ];
+
+// Indexing in a const block is checked at compile time.
+#[allow(clippy::indexing_slicing)]
+const NAMES: [&str; FIELDS.len()] = {
+    let mut names = [""; FIELDS.len()];
+    let mut i = 0;
+    while i < FIELDS.len() {
+        names[i] = FIELDS[i].0;
+        i += 1;
+    }
+    names
+};
+
+impl Value {
+    /// The default as a Python value (the factory for `DictFactory`).
+    fn to_py(self, py: Python<'_>) -> Bound<'_, PyAny> {
+        match self {
+            Value::Str(s) => PyString::intern(py, s).into_any(),
+            Value::Float(f) => PyFloat::new(py, f).into_any(),
+            Value::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+            Value::DictFactory => py.get_type::<PyDict>().into_any(),
+        }
+    }
+
+    fn type_of(self, py: Python<'_>) -> Bound<'_, PyAny> {
+        match self {
+            Value::Str(_) => py.get_type::<PyString>().into_any(),
+            Value::Float(_) => py.get_type::<PyFloat>().into_any(),
+            Value::Bool(_) => py.get_type::<PyBool>().into_any(),
+            Value::DictFactory => py.get_type::<PyDict>().into_any(),
+        }
+    }
+}
+
+/// `((name, default), ...)`: the plan fields with their defaults, the
+/// factory (`dict`) standing for a default made per plan.
+pub fn fields_with_defaults(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let pairs: Vec<Bound<'_, PyTuple>> = FIELDS
+        .iter()
+        .map(|(name, default)| {
+            PyTuple::new(py, [PyString::new(py, name).into_any(), default.to_py(py)])
+        })
+        .collect::<PyResult<_>>()?;
+    PyTuple::new(py, pairs)
+}
 
 #[pyclass(module = "exec_router._core", name = "ExecutionPlan", frozen, weakref)]
 pub struct ExecutionPlan {
@@ -44,8 +130,8 @@ pub struct ExecutionPlan {
 
 /// The fields of a plan, for building one from Rust.
 pub struct Spec<'py> {
-    pub limit: Option<(f64, bool, f64)>,
-    pub action: &'static str,
+    pub quote: Option<Quote>,
+    pub action: Action,
     pub reason: Bound<'py, PyString>,
     pub suppress: bool,
     pub metadata: Option<Bound<'py, PyDict>>,
@@ -53,9 +139,9 @@ pub struct Spec<'py> {
 
 impl<'py> Spec<'py> {
     /// A MARKET plan.
-    pub fn market(action: &'static str, reason: Bound<'py, PyString>) -> Self {
+    pub fn market(action: Action, reason: Bound<'py, PyString>) -> Self {
         Self {
-            limit: None,
+            quote: None,
             action,
             reason,
             suppress: false,
@@ -63,16 +149,10 @@ impl<'py> Spec<'py> {
         }
     }
 
-    /// A maker LIMIT plan: `(price, post_only, ttl_s)`.
-    pub fn limit(
-        action: &'static str,
-        reason: Bound<'py, PyString>,
-        price: f64,
-        post_only: bool,
-        ttl_s: f64,
-    ) -> Self {
+    /// A maker LIMIT plan.
+    pub fn limit(action: Action, reason: Bound<'py, PyString>, quote: Quote) -> Self {
         Self {
-            limit: Some((price, post_only, ttl_s)),
+            quote: Some(quote),
             ..Self::market(action, reason)
         }
     }
@@ -88,22 +168,24 @@ impl<'py> Spec<'py> {
     }
 
     pub fn build(self, py: Python<'py>) -> PyResult<Bound<'py, ExecutionPlan>> {
-        let (order_type, (limit_price, post_only, ttl_s)) = match self.limit {
-            Some(l) => (intern!(py, "LIMIT"), l),
-            None => (intern!(py, "MARKET"), (0.0, false, 0.0)),
-        };
-        let action = if self.action == "EXIT" {
-            intern!(py, "EXIT")
-        } else {
-            intern!(py, "ENTER")
+        let (order_type, quote) = match self.quote {
+            Some(q) => (intern!(py, "LIMIT"), q),
+            None => (
+                intern!(py, "MARKET"),
+                Quote {
+                    price: 0.0,
+                    post_only: false,
+                    ttl_s: 0.0,
+                },
+            ),
         };
         let plan = ExecutionPlan {
             order_type: order_type.clone().unbind(),
-            limit_price,
-            post_only,
-            ttl_s,
-            is_maker: self.limit.is_some(),
-            action: action.clone().unbind(),
+            limit_price: quote.price,
+            post_only: quote.post_only,
+            ttl_s: quote.ttl_s,
+            is_maker: self.quote.is_some(),
+            action: self.action.py_name(py).clone().unbind(),
             reason: self.reason.unbind(),
             suppress: self.suppress,
             metadata: Mutex::new(self.metadata.map(Bound::unbind)),
@@ -122,8 +204,11 @@ impl ExecutionPlan {
         }
     }
 
-    pub fn action_is(&self, py: Python<'_>, expected: &str) -> bool {
-        self.action.bind(py).to_str().is_ok_and(|a| a == expected)
+    pub fn action_is(&self, py: Python<'_>, expected: Action) -> bool {
+        self.action
+            .bind(py)
+            .to_str()
+            .is_ok_and(|a| a == expected.name())
     }
 
     pub fn action_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
@@ -146,8 +231,8 @@ impl ExecutionPlan {
         }
     }
 
-    fn values<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        Ok(vec![
+    fn field_values<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
+        vec![
             self.order_type.bind(py).clone().into_any(),
             PyFloat::new(py, self.limit_price).into_any(),
             PyBool::new(py, self.post_only).to_owned().into_any(),
@@ -157,15 +242,50 @@ impl ExecutionPlan {
             self.reason.bind(py).clone().into_any(),
             PyBool::new(py, self.suppress).to_owned().into_any(),
             self.metadata_dict(py).into_any(),
-        ])
-    }
-
-    fn as_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.values(py)?)
+        ]
     }
 }
 
-#[pymethods]
+static SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+impl Dataclass for ExecutionPlan {
+    const OWNER: &'static str = "ExecutionPlan";
+    const FIELDS: &'static [&'static str] = &NAMES;
+    const FROZEN: bool = true;
+
+    fn values<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        Ok(slf.get().field_values(slf.py()))
+    }
+
+    fn field_specs(
+        py: Python<'_>,
+    ) -> PyResult<Vec<(&'static str, Bound<'_, PyAny>, dataclass::Default)>> {
+        Ok(FIELDS
+            .iter()
+            .map(|(name, default)| {
+                let spec = match default {
+                    Value::DictFactory => dataclass::Default::Factory(default.to_py(py).unbind()),
+                    _ => dataclass::Default::Value(default.to_py(py).unbind()),
+                };
+                (*name, default.type_of(py), spec)
+            })
+            .collect())
+    }
+
+    fn shape_cell() -> &'static PyOnceLock<(Py<PyAny>, Py<PyAny>)> {
+        &SHAPE
+    }
+}
+
+/// The default of text field `i`.
+fn default_str(i: usize) -> &'static str {
+    match FIELDS.get(i) {
+        Some((_, Value::Str(s))) => s,
+        _ => "",
+    }
+}
+
+dataclass_methods! {
 impl ExecutionPlan {
     #[new]
     #[pyo3(
@@ -176,23 +296,21 @@ impl ExecutionPlan {
     )]
     fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let py = args.py();
-        let bound = dataclass::bind(OWNER, &FIELDS, 0, args, kwargs)?;
+        let owner = <Self as Dataclass>::OWNER;
+        let bound = dataclass::bind(owner, &NAMES, 0, args, kwargs)?;
         let arg = |i: usize| bound.get(i).and_then(Option::as_ref);
-        let text = |i: usize, default: &Bound<'_, PyString>| -> PyResult<Py<PyString>> {
+        let name = |i: usize| NAMES.get(i).copied().unwrap_or("?");
+        let text = |i: usize| -> PyResult<Py<PyString>> {
             match arg(i) {
-                Some(v) => Ok(string(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)?.unbind()),
-                None => Ok(default.clone().unbind()),
+                Some(v) => Ok(string(owner, name(i), v)?.unbind()),
+                None => Ok(PyString::intern(py, default_str(i)).unbind()),
             }
         };
         let flag = |i: usize| -> PyResult<bool> {
-            arg(i).map_or(Ok(false), |v| {
-                boolean(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)
-            })
+            arg(i).map_or(Ok(false), |v| boolean(owner, name(i), v))
         };
         let num = |i: usize| -> PyResult<f64> {
-            arg(i).map_or(Ok(0.0), |v| {
-                number(OWNER, FIELDS.get(i).copied().unwrap_or("?"), v)
-            })
+            arg(i).map_or(Ok(0.0), |v| number(owner, name(i), v))
         };
         let metadata = || -> PyResult<Option<Py<PyDict>>> {
             let Some(v) = arg(8) else { return Ok(None) };
@@ -206,13 +324,13 @@ impl ExecutionPlan {
         };
         // Checked in field order, so the first bad field is the one named.
         Ok(Self {
-            order_type: text(0, intern!(py, "MARKET"))?,
+            order_type: text(0)?,
             limit_price: num(1)?,
             post_only: flag(2)?,
             ttl_s: num(3)?,
             is_maker: flag(4)?,
-            action: text(5, intern!(py, "ENTER"))?,
-            reason: text(6, intern!(py, "taker_default"))?,
+            action: text(5)?,
+            reason: text(6)?,
             suppress: flag(7)?,
             metadata: Mutex::new(metadata()?),
         })
@@ -261,70 +379,15 @@ impl ExecutionPlan {
     }
 
     fn __setattr__(&self, name: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(frozen_error(name))
+        Err(dataclass::frozen_error(name))
     }
 
     fn __delattr__(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(frozen_error(name))
-    }
-
-    fn __richcmp__(
-        slf: &Bound<'_, Self>,
-        other: &Bound<'_, PyAny>,
-        op: CompareOp,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let Ok(other) = other.cast::<ExecutionPlan>() else {
-            return Ok(py.NotImplemented());
-        };
-        match op {
-            CompareOp::Eq | CompareOp::Ne => {
-                let same = slf.get().as_tuple(py)?.eq(other.get().as_tuple(py)?)?;
-                Ok(PyBool::new(py, same == matches!(op, CompareOp::Eq))
-                    .to_owned()
-                    .into_any()
-                    .unbind())
-            }
-            _ => Ok(py.NotImplemented()),
-        }
+        Err(dataclass::frozen_error(name))
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
-        self.as_tuple(py)?.hash()
-    }
-
-    fn __repr__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
-        dataclass::repr(py, OWNER, &FIELDS, &self.values(py)?)
-    }
-
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        Ok((slf.get_type(), slf.get().as_tuple(py)?))
-    }
-
-    #[pyo3(signature = (**kwargs))]
-    fn __replace__<'py>(
-        slf: &Bound<'py, Self>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        replace(slf.as_any(), &FIELDS, kwargs)
-    }
-
-    #[classattr]
-    fn __match_args__(py: Python<'_>) -> PyResult<Py<PyTuple>> {
-        Ok(PyTuple::new(py, FIELDS)?.unbind())
-    }
-
-    #[classattr]
-    fn __dataclass_fields__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(cached_plan_shape(py)?.0.clone_ref(py))
-    }
-
-    #[classattr]
-    fn __dataclass_params__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(cached_plan_shape(py)?.1.clone_ref(py))
+        PyTuple::new(py, self.field_values(py))?.hash()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -342,105 +405,4 @@ impl ExecutionPlan {
         drop(taken);
     }
 }
-
-static PLAN_SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-
-/// The dataclass shape, built once for both class attributes.
-fn cached_plan_shape(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
-    PLAN_SHAPE.get_or_try_init(py, || {
-        let (fields, params) = plan_shape(py)?;
-        Ok((fields.unbind(), params.unbind()))
-    })
-}
-
-fn plan_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
-    let str_t = py.get_type::<PyString>().into_any();
-    let float_t = py.get_type::<PyFloat>().into_any();
-    let bool_t = py.get_type::<PyBool>().into_any();
-    let dict_t = py.get_type::<PyDict>().into_any();
-    let value = |v: Bound<'_, PyAny>| Default::Value(v.unbind());
-    dataclass::shape(
-        py,
-        OWNER,
-        vec![
-            (
-                "order_type",
-                str_t.clone(),
-                value(PyString::new(py, "MARKET").into_any()),
-            ),
-            (
-                "limit_price",
-                float_t.clone(),
-                value(PyFloat::new(py, 0.0).into_any()),
-            ),
-            (
-                "post_only",
-                bool_t.clone(),
-                value(PyBool::new(py, false).to_owned().into_any()),
-            ),
-            ("ttl_s", float_t, value(PyFloat::new(py, 0.0).into_any())),
-            (
-                "is_maker",
-                bool_t.clone(),
-                value(PyBool::new(py, false).to_owned().into_any()),
-            ),
-            (
-                "action",
-                str_t.clone(),
-                value(PyString::new(py, "ENTER").into_any()),
-            ),
-            (
-                "reason",
-                str_t,
-                value(PyString::new(py, "taker_default").into_any()),
-            ),
-            (
-                "suppress",
-                bool_t,
-                value(PyBool::new(py, false).to_owned().into_any()),
-            ),
-            (
-                "metadata",
-                dict_t.clone(),
-                Default::Factory(dict_t.unbind()),
-            ),
-        ],
-        true,
-    )
-}
-
-/// `dataclasses.FrozenInstanceError("cannot assign to field 'x'")`.
-pub fn frozen_error(name: &Bound<'_, PyAny>) -> PyErr {
-    let py = name.py();
-    let message = format!(
-        "cannot assign to field {}",
-        name.repr().map(|r| r.to_string()).unwrap_or_default()
-    );
-    match py
-        .import("dataclasses")
-        .and_then(|m| m.getattr("FrozenInstanceError"))
-        .and_then(|cls| cls.call1((message.clone(),)))
-    {
-        Ok(err) => PyErr::from_value(err),
-        Err(_) => PyAttributeError::new_err(message),
-    }
-}
-
-/// `type(obj)(**{every field, with kwargs applied})`.
-pub fn replace<'py>(
-    obj: &Bound<'py, PyAny>,
-    names: &[&str],
-    kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = obj.py();
-    let changes = match kwargs {
-        Some(k) => k.copy()?,
-        None => PyDict::new(py),
-    };
-    for name in names {
-        if !changes.contains(name)? {
-            changes.set_item(name, obj.getattr(name)?)?;
-        }
-    }
-    obj.get_type().call((), Some(&changes))
 }

@@ -1,6 +1,24 @@
 //! Tick sizes and maker quote prices: pure Rust, no Python.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small multiplicative hash (the one rustc uses): symbols are short and
+/// not attacker-chosen keys of a long-lived table, so SipHash buys nothing.
+#[derive(Default, Clone, Copy)]
+struct SymbolHasher(u64);
+
+impl Hasher for SymbolHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// An unknown symbol's tick is this fraction of the reference price.
 pub const FALLBACK_TICK_FRACTION: f64 = 1e-5;
@@ -8,7 +26,7 @@ pub const FALLBACK_TICK_FRACTION: f64 = 1e-5;
 /// Tick sizes keyed by upper-case symbol.
 #[derive(Debug, Default, Clone)]
 pub struct TickTable {
-    ticks: HashMap<Box<str>, f64>,
+    ticks: HashMap<Box<str>, f64, BuildHasherDefault<SymbolHasher>>,
 }
 
 impl TickTable {

@@ -2,19 +2,19 @@
 //! that behaves as a dataclass; assigning `deadline` or `action` re-indexes
 //! the order in the registry that holds it.
 
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use pyo3::PyTraverseError;
 
 use crate::convert::{int64, number, string, type_name};
-use crate::dataclass::{self, Default};
+use crate::dataclass::{self, dataclass_methods, Dataclass, Default};
 use crate::index::Index;
-use crate::plan::{replace, ExecutionPlan};
+use crate::plan::{Action, ExecutionPlan};
+use crate::registry::Slots;
 use crate::sync::lock;
 
 const OWNER: &str = "WorkingOrder";
@@ -31,12 +31,10 @@ const FIELDS: [&str; 10] = [
     "retry_n",
 ];
 
-pub type Registry = Mutex<Index<Py<WorkingOrder>>>;
-
 /// Where a registered order sits in its router's index.
 #[derive(Clone)]
 pub struct Link {
-    pub registry: Weak<Registry>,
+    pub slots: Weak<Slots>,
     pub pos: u64,
 }
 
@@ -56,8 +54,11 @@ pub struct WorkingOrder {
 }
 
 impl WorkingOrder {
-    pub fn is_enter(&self, py: Python<'_>) -> bool {
-        self.action.bind(py).to_str().is_ok_and(|a| a == "ENTER")
+    pub fn is(&self, py: Python<'_>, action: Action) -> bool {
+        self.action
+            .bind(py)
+            .to_str()
+            .is_ok_and(|a| a == action.name())
     }
 
     fn values<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
@@ -84,8 +85,8 @@ impl WorkingOrder {
     /// Apply `f` to the index slot of a registered order, if it still is.
     fn reindex(link: Option<Link>, f: impl FnOnce(&mut Index<Py<WorkingOrder>>, u64)) {
         if let Some(link) = link {
-            if let Some(registry) = link.registry.upgrade() {
-                f(&mut lock(&registry), link.pos);
+            if let Some(slots) = link.slots.upgrade() {
+                f(&mut lock(&slots), link.pos);
             }
         }
     }
@@ -100,7 +101,7 @@ macro_rules! swap_field {
     }};
 }
 
-#[pymethods]
+dataclass_methods! {
 impl WorkingOrder {
     #[new]
     #[pyo3(
@@ -133,7 +134,7 @@ impl WorkingOrder {
             action: string(OWNER, "action", arg(3))?.unbind(),
             plan: plan()?.unbind(),
             submitted_at: number(OWNER, "submitted_at", arg(5))?,
-            deadline: number(OWNER, "deadline", arg(6))?,
+            deadline: deadline(arg(6))?,
             retries_left: int64(OWNER, "retries_left", arg(7))?,
             base_trade_id: arg(8).clone().unbind(),
             retry_n: retry_n()?,
@@ -219,7 +220,7 @@ impl WorkingOrder {
     }
     #[setter]
     fn set_deadline(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let deadline = number(OWNER, "deadline", value)?;
+        let deadline = deadline(value)?;
         let link = {
             let mut me = slf.try_borrow_mut()?;
             me.deadline = deadline;
@@ -258,68 +259,6 @@ impl WorkingOrder {
         Ok(())
     }
 
-    fn __richcmp__(
-        slf: &Bound<'_, Self>,
-        other: &Bound<'_, PyAny>,
-        op: CompareOp,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let Ok(other) = other.cast::<WorkingOrder>() else {
-            return Ok(py.NotImplemented());
-        };
-        match op {
-            CompareOp::Eq | CompareOp::Ne => {
-                let mine = slf.try_borrow()?.values(py);
-                let theirs = other.try_borrow()?.values(py);
-                let mine = PyTuple::new(py, mine)?;
-                let theirs = PyTuple::new(py, theirs)?;
-                let same = mine.eq(theirs)?;
-                Ok(PyBool::new(py, same == matches!(op, CompareOp::Eq))
-                    .to_owned()
-                    .into_any()
-                    .unbind())
-            }
-            _ => Ok(py.NotImplemented()),
-        }
-    }
-
-    fn __repr__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyString>> {
-        let py = slf.py();
-        let values = slf.try_borrow()?.values(py);
-        dataclass::repr(py, OWNER, &FIELDS, &values)
-    }
-
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        let values = slf.try_borrow()?.values(py);
-        Ok((slf.get_type(), PyTuple::new(py, values)?))
-    }
-
-    #[pyo3(signature = (**kwargs))]
-    fn __replace__<'py>(
-        slf: &Bound<'py, Self>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        replace(slf.as_any(), &FIELDS, kwargs)
-    }
-
-    #[classattr]
-    fn __match_args__(py: Python<'_>) -> PyResult<Py<PyTuple>> {
-        Ok(PyTuple::new(py, FIELDS)?.unbind())
-    }
-
-    #[classattr]
-    fn __dataclass_fields__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(cached_working_shape(py)?.0.clone_ref(py))
-    }
-
-    #[classattr]
-    fn __dataclass_params__(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(cached_working_shape(py)?.1.clone_ref(py))
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.trade_id)?;
         visit.call(&self.asset)?;
@@ -341,28 +280,41 @@ impl WorkingOrder {
         });
     }
 }
-
-static WORKING_SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-
-/// The dataclass shape, built once for both class attributes.
-fn cached_working_shape(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
-    WORKING_SHAPE.get_or_try_init(py, || {
-        let (fields, params) = working_shape(py)?;
-        Ok((fields.unbind(), params.unbind()))
-    })
 }
 
-fn working_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
-    let any_t = py.import("typing")?.getattr("Any")?;
-    let str_t = py.get_type::<PyString>().into_any();
-    let float_t = py.get_type::<PyFloat>().into_any();
-    let int_t = py.get_type::<pyo3::types::PyInt>().into_any();
-    let plan_t = py.get_type::<ExecutionPlan>().into_any();
-    let zero = 0_i64.into_pyobject(py)?.into_any().unbind();
-    dataclass::shape(
-        py,
-        OWNER,
-        vec![
+/// A deadline is a finite number: a NaN or infinite one would never expire.
+fn deadline(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let deadline = number(OWNER, "deadline", value)?;
+    if deadline.is_finite() {
+        return Ok(deadline);
+    }
+    let shown = PyFloat::new(value.py(), deadline)
+        .str()
+        .map_or_else(|_| deadline.to_string(), |s| s.to_string());
+    Err(pyo3::exceptions::PyValueError::new_err(format!(
+        "WorkingOrder.deadline must be finite, got {shown}"
+    )))
+}
+
+static SHAPE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+impl Dataclass for WorkingOrder {
+    const OWNER: &'static str = OWNER;
+    const FIELDS: &'static [&'static str] = &FIELDS;
+    const FROZEN: bool = false;
+
+    fn values<'py>(slf: &Bound<'py, Self>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        Ok(slf.try_borrow()?.values(slf.py()))
+    }
+
+    fn field_specs(py: Python<'_>) -> PyResult<Vec<(&'static str, Bound<'_, PyAny>, Default)>> {
+        let any_t = py.import("typing")?.getattr("Any")?;
+        let str_t = py.get_type::<PyString>().into_any();
+        let float_t = py.get_type::<PyFloat>().into_any();
+        let int_t = py.get_type::<pyo3::types::PyInt>().into_any();
+        let plan_t = py.get_type::<ExecutionPlan>().into_any();
+        let zero = 0_i64.into_pyobject(py)?.into_any().unbind();
+        Ok(vec![
             ("trade_id", any_t.clone(), Default::None),
             ("asset", any_t.clone(), Default::None),
             ("side", str_t.clone(), Default::None),
@@ -373,7 +325,10 @@ fn working_shape(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>
             ("retries_left", int_t.clone(), Default::None),
             ("base_trade_id", any_t, Default::None),
             ("retry_n", int_t, Default::Value(zero)),
-        ],
-        false,
-    )
+        ])
+    }
+
+    fn shape_cell() -> &'static PyOnceLock<(Py<PyAny>, Py<PyAny>)> {
+        &SHAPE
+    }
 }

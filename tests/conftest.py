@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -11,6 +10,8 @@ import pytest
 
 from exec_router import config as config_module
 from exec_router import constants, reference
+
+from .backends import BACKENDS, NATIVE_MISSING
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,14 @@ class Impl:
         return self.ExecutionRouter(config, **kwargs)
 
 
-def native_module() -> ModuleType:
-    return importlib.import_module("exec_router._core")
-
-
 PURE = Impl("pure", reference)
 
 
 def _impls() -> list[Any]:
-    try:
-        native = Impl("native", native_module())
-    except ImportError as exc:  # only while developing without a build
-        return [PURE, pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="native")]
-    return [native, PURE]
+    impls: list[Any] = [Impl(name, module) for name, module in BACKENDS]
+    if NATIVE_MISSING is not None:  # only while developing without a build
+        impls.append(pytest.param(None, marks=pytest.mark.skip(reason=NATIVE_MISSING), id="native"))
+    return impls
 
 
 IMPLS = _impls()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
+
+#: The latest time ``expired(now)`` accepts (a ``now`` must be finite): every order is due.
+FAR_FUTURE = sys.float_info.max
 
 if TYPE_CHECKING:
     from .conftest import Impl

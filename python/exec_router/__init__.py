@@ -18,11 +18,13 @@ from .constants import (
     HOOK_STAGES,
     LOGGER,
     MAKER_EXIT_REASONS,
+    MAX_DEPTH,
     VALID_EXHAUST,
     VALID_MISS,
     VALID_STYLES,
     MissAction,
 )
+from .errors import ExecRouterError
 
 __all__ = [
     "BACKEND",
@@ -30,11 +32,13 @@ __all__ = [
     "HOOK_STAGES",
     "LOGGER",
     "MAKER_EXIT_REASONS",
+    "MAX_DEPTH",
     "VALID_EXHAUST",
     "VALID_MISS",
     "VALID_STYLES",
     "ConfigError",
     "ExecConfig",
+    "ExecRouterError",
     "ExecutionPlan",
     "ExecutionRouter",
     "Journal",

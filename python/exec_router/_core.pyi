@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import Field
-from typing import Any, ClassVar, TypeVar, final, overload
+from typing import Any, ClassVar, Final, TypeVar, final, overload
 
 from .config import ExecConfig
 from .constants import Action, OrderSide, PositionSide
@@ -10,6 +10,10 @@ from .constants import Action, OrderSide, PositionSide
 _T = TypeVar("_T")
 
 __all__ = [
+    "COUNTER_KEYS",
+    "HOOK_STAGES",
+    "MAX_DEPTH",
+    "PLAN_FIELDS",
     "Counters",
     "ExecutionPlan",
     "ExecutionRouter",
@@ -20,6 +24,11 @@ __all__ = [
 ]
 
 __version__: str
+MAX_DEPTH: Final[int]
+COUNTER_KEYS: Final[tuple[str, ...]]
+HOOK_STAGES: Final[tuple[str, ...]]
+#: ``((name, default), ...)``; ``dict`` stands for the ``metadata`` default factory.
+PLAN_FIELDS: Final[tuple[tuple[str, Any], ...]]
 
 @final
 class ExecutionPlan:

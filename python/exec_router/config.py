@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .constants import LOGGER, VALID_EXHAUST, VALID_MISS, VALID_STYLES
+from .errors import ExecRouterError
 
 _INT64_MAX = 2**63 - 1
 
 
-class ConfigError(ValueError):
+class ConfigError(ExecRouterError, ValueError):
     """An ``ExecConfig`` field holds a value outside its domain."""
 
 

@@ -76,6 +76,12 @@ COUNTER_KEYS: Final = (
 )
 
 
+#: How deeply calls into the router may nest in one thread (a hook that plans again,
+#: a key whose ``__eq__`` registers...). Past it a planning call returns MARKET with
+#: reason ``invalid_input:depth``; any other call raises ``RecursionError``.
+MAX_DEPTH: Final = 64
+
+
 class MissAction:
     """What to do with an expired working entry (see ``entry_miss_action``)."""
 

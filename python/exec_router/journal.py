@@ -30,6 +30,7 @@ except ImportError:  # not POSIX: no cross-journal writer lock
 
 from . import state as _state
 from .config import ExecConfig
+from .errors import ExecRouterError
 
 if TYPE_CHECKING:
     from . import ExecutionRouter
@@ -50,7 +51,7 @@ _TABLES = {"orders", "meta"}
 _SYNC_MODES = ("NORMAL", "FULL")
 
 
-class JournalError(ValueError):
+class JournalError(ExecRouterError, ValueError):
     """The file is not a journal this version of exec_router can open."""
 
 

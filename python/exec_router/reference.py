@@ -12,11 +12,13 @@ docs/legacy-differences.md lists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from . import state as _state
 from .config import ExecConfig
@@ -27,6 +29,7 @@ from .constants import (
     HOOK_STAGES,
     LOGGER,
     MAKER_EXIT_REASONS,
+    MAX_DEPTH,
     MissAction,
 )
 
@@ -34,6 +37,83 @@ Hook = Callable[[Any, dict[str, Any]], Any]
 Observer = Callable[[str, Any, "WorkingOrder"], object]
 
 __all__ = ["ExecutionPlan", "ExecutionRouter", "WorkingOrder"]
+
+
+# ── nesting depth ────────────────────────────────────────────────────────────
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_NESTING = threading.local()
+
+
+def _depth() -> int:
+    return getattr(_NESTING, "depth", 0)
+
+
+def _bounded(
+    method: Callable[Concatenate[ExecutionRouter, _P], _R],
+) -> Callable[Concatenate[ExecutionRouter, _P], _R]:
+    """Count the call in this thread's nesting depth; past ``MAX_DEPTH`` raise
+    ``RecursionError``."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def bounded(self: ExecutionRouter, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        depth = _depth()
+        if depth >= MAX_DEPTH:
+            raise RecursionError(f"{name}() nested deeper than {MAX_DEPTH} router calls")
+        _NESTING.depth = depth + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _NESTING.depth = depth
+
+    return bounded
+
+
+def _bounded_function(fn: Callable[[], None]) -> Callable[[], None]:
+    """``_bounded`` for the callable ``register_hook`` returns."""
+
+    def unregister() -> None:
+        depth = _depth()
+        if depth >= MAX_DEPTH:
+            raise RecursionError(f"unregister() nested deeper than {MAX_DEPTH} router calls")
+        _NESTING.depth = depth + 1
+        try:
+            fn()
+        finally:
+            _NESTING.depth = depth
+
+    return unregister
+
+
+def _bounded_plan(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[ExecutionRouter, _P], ExecutionPlan]],
+    Callable[Concatenate[ExecutionRouter, _P], ExecutionPlan],
+]:
+    """As ``_bounded``, but past ``MAX_DEPTH`` a planning call returns MARKET."""
+
+    def wrap(
+        method: Callable[Concatenate[ExecutionRouter, _P], ExecutionPlan],
+    ) -> Callable[Concatenate[ExecutionRouter, _P], ExecutionPlan]:
+        name = method.__name__
+
+        @functools.wraps(method)
+        def bounded(self: ExecutionRouter, /, *args: _P.args, **kwargs: _P.kwargs) -> ExecutionPlan:
+            depth = _depth()
+            _NESTING.depth = depth + 1
+            try:
+                if depth >= MAX_DEPTH:
+                    return self._too_deep(name, action, log=depth == MAX_DEPTH)
+                return method(self, *args, **kwargs)
+            finally:
+                _NESTING.depth = depth
+
+        return bounded
+
+    return wrap
 
 
 # ── argument checks ──────────────────────────────────────────────────────────
@@ -58,6 +138,8 @@ def _is_positive(value: Any, name: str) -> bool:
     """``value > 0.0``, as the legacy router tests a reference price."""
     try:
         return bool(value > 0.0)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
 
@@ -66,6 +148,8 @@ def _to_float(value: Any, name: str) -> float:
     """``float(value)``: numbers and numeric strings, as legacy."""
     try:
         return float(value)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
 
@@ -74,6 +158,8 @@ def _upper(value: Any, name: str) -> str:
     """``str(value).upper()``."""
     try:
         return str(value).upper()
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
 
@@ -82,6 +168,8 @@ def _or_empty(value: Any, name: str) -> Any:
     """``value or ""``."""
     try:
         return value or ""
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
 
@@ -90,6 +178,8 @@ def _text(value: Any, name: str) -> str:
     """``f"{value}"``."""
     try:
         return format(value)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
 
@@ -105,6 +195,8 @@ def _label(value: Any) -> str:
 def _hashable(value: Any, name: str) -> Hashable:
     try:
         hash(value)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid(name, value, exc) from None
     return value  # type: ignore[no-any-return]
@@ -114,17 +206,23 @@ def _lookup(working: dict[Any, Any], trade_id: Any) -> Any:
     """``working.get(trade_id)``; an id that cannot be hashed or compared is invalid."""
     try:
         return working.get(trade_id)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _Invalid("trade_id", trade_id, exc) from None
 
 
 def _real(value: Any, name: str, method: str) -> float:
-    """A real number (int or float) as a float; anything else is a TypeError."""
+    """A finite real number (int or float) as a float; anything else is a
+    TypeError (not a number) or a ValueError (not finite)."""
     if isinstance(value, (int, float)):
         try:
-            return float(value)
+            value = float(value)
         except OverflowError:
             raise ValueError(f"{method}() got an invalid {name}: int out of range") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{method}() got an invalid {name}: {value} is not finite")
+        return value  # type: ignore[no-any-return]
     raise TypeError(f"{method}() got an invalid {name}: {type(value).__name__}")
 
 
@@ -232,9 +330,22 @@ class WorkingOrder:
         _check_type(owner, "action", self.action, str)
         _check_type(owner, "plan", self.plan, ExecutionPlan)
         self.submitted_at = _number_field(owner, "submitted_at", self.submitted_at)
-        self.deadline = _number_field(owner, "deadline", self.deadline)
+        self.deadline = _deadline(self.deadline)
         _int_field(owner, "retries_left", self.retries_left)
         _int_field(owner, "retry_n", self.retry_n)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "deadline" and "deadline" in self.__dict__:
+            value = _deadline(value)  # __post_init__ checks the first one, in field order
+        object.__setattr__(self, name, value)
+
+
+def _deadline(value: Any) -> float:
+    """A deadline is a finite number: a NaN or infinite one would never expire."""
+    deadline = _number_field("WorkingOrder", "deadline", value)
+    if not math.isfinite(deadline):
+        raise ValueError(f"WorkingOrder.deadline must be finite, got {deadline}")
+    return deadline
 
 
 # ── the router ───────────────────────────────────────────────────────────────
@@ -253,8 +364,8 @@ class ExecutionRouter:
         self,
         config: ExecConfig | None = None,
         *,
-        logger: Any = LOGGER,
-        clock: Callable[[], float] | None = time.monotonic,
+        logger: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         logger = LOGGER if logger is None else logger
         clock = time.monotonic if clock is None else clock
@@ -263,14 +374,35 @@ class ExecutionRouter:
         self.config = ExecConfig() if config is None else config
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_KEYS, 0)
         self._working: dict[Any, WorkingOrder] = {}
-        self._hooks: dict[str, list[Hook]] = {stage: [] for stage in HOOK_STAGES}
+        # Replaced whole, never mutated: a dispatch iterates a stable tuple.
+        self._hooks: dict[str, tuple[Hook, ...]] = dict.fromkeys(HOOK_STAGES, ())
         self._observer: Observer | None = None
+        # Held only around counter increments and hook-table swaps: never across user code.
+        self._lock = threading.Lock()
+
+    def _counters_copy(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
+    def _first_entry(self) -> WorkingOrder | None:
+        """The first-registered working entry: a scan that stops at the first one, looked
+        at again if another thread changed the registry meanwhile."""
+        while True:
+            try:
+                return next((wo for wo in self._working.values() if wo.action == "ENTER"), None)
+            except RuntimeError:  # dictionary changed size during iteration
+                continue
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counters[key] += 1
 
     @property
     def config(self) -> ExecConfig:
         return self._config
 
     @config.setter
+    @_bounded
     def config(self, config: ExecConfig) -> None:
         if not isinstance(config, ExecConfig):
             raise TypeError(f"ExecutionRouter got an invalid config: {type(config).__name__}")
@@ -283,6 +415,7 @@ class ExecutionRouter:
         return self._logger
 
     @logger.setter
+    @_bounded
     def logger(self, logger: Any) -> None:
         if not callable(getattr(logger, "warning", None)):
             raise TypeError("ExecutionRouter() got an invalid logger: it has no warning() method")
@@ -300,20 +433,33 @@ class ExecutionRouter:
 
     # ── hooks ────────────────────────────────────────────────────────────────
 
+    @_bounded
     def register_hook(self, stage: str, fn: Hook) -> Callable[[], None]:
         """Register ``fn`` at ``stage``; returns a callable that unregisters it."""
         if not (isinstance(stage, str) and stage in self._hooks):
             raise ValueError(f"unknown hook stage {_safe_repr(stage)}; valid: {HOOK_STAGES}")
         if not callable(fn):
             raise TypeError(f"register_hook() got an invalid fn: {type(fn).__name__}")
-        hooks = self._hooks[stage]
-        hooks.append(fn)
+        with self._lock:
+            self._hooks[stage] = (*self._hooks[stage], fn)
 
         def unregister() -> None:
-            with contextlib.suppress(ValueError):
-                hooks.remove(fn)
+            self._unregister(stage, fn)
 
-        return unregister
+        return _bounded_function(unregister)
+
+    def _unregister(self, stage: str, fn: Hook) -> None:
+        """Remove the first hook equal to ``fn`` (compared outside the lock)."""
+        found: Hook | None = None
+        with contextlib.suppress(ValueError):  # as list.remove: a ValueError ends the search
+            found = next((h for h in self._hooks[stage] if h is fn or h == fn), None)
+        if found is None:
+            return
+        with self._lock:
+            hooks = self._hooks[stage]
+            at = next((i for i, h in enumerate(hooks) if h is found), None)
+            if at is not None:
+                self._hooks[stage] = hooks[:at] + hooks[at + 1 :]
 
     def _run_hooks(self, stage: str, payload: Any, ctx: dict[str, Any]) -> Any:
         """Call each hook of ``stage`` with its own copy of ``ctx``.
@@ -323,7 +469,7 @@ class ExecutionRouter:
         ``BaseException`` propagates.
         """
         out = payload
-        for fn in list(self._hooks[stage]):
+        for fn in self._hooks[stage]:
             try:
                 ret = fn(out, dict(ctx))
                 if stage == "pre_submit" and isinstance(ret, ExecutionPlan):
@@ -332,7 +478,7 @@ class ExecutionRouter:
                     else:
                         self._warn("exec_router: hook %r returned insane plan — ignored", fn)
             except Exception as exc:
-                self.counters["hook_errors"] += 1
+                self._count("hook_errors")
                 self._warn("exec_router: hook %r failed at %s: %s", fn, stage, exc)
         return out
 
@@ -346,6 +492,7 @@ class ExecutionRouter:
 
     # ── pricing ──────────────────────────────────────────────────────────────
 
+    @_bounded
     def tick_size(self, asset: Any) -> float:
         try:
             return self._tick_size(asset)
@@ -355,6 +502,7 @@ class ExecutionRouter:
     def _tick_size(self, asset: Any) -> float:
         return self._ticks.get(_upper(_or_empty(asset, "asset"), "asset"), 0.0)
 
+    @_bounded
     def maker_price(self, *, asset: Any, order_side: Any, reference_price: Any) -> float:
         """Post-only quote price on our side of the touch: SELL rests at or
         above the reference, BUY at or below. 0.0 when no quote is possible."""
@@ -380,10 +528,16 @@ class ExecutionRouter:
     @staticmethod
     def order_side(action: Any, position_side: Any) -> str:
         """Map (action, position side) to the order side."""
+        depth = _depth()
+        if depth >= MAX_DEPTH:
+            raise RecursionError(f"order_side() nested deeper than {MAX_DEPTH} router calls")
+        _NESTING.depth = depth + 1
         try:
             return _order_side(action, position_side)
         except _Invalid as bad:
             raise bad.error("order_side") from bad.cause
+        finally:
+            _NESTING.depth = depth
 
     # ── planning ─────────────────────────────────────────────────────────────
 
@@ -395,7 +549,7 @@ class ExecutionRouter:
     def _invalid_plan(
         self, method: str, action: str, bad: _Invalid, metadata: dict[str, Any] | None = None
     ) -> ExecutionPlan:
-        self.counters["taker_entries" if action == "ENTER" else "taker_exits"] += 1
+        self._count("taker_entries" if action == "ENTER" else "taker_exits")
         self._warn(
             "exec_router: %s got an invalid %s (%s) — falling back to MARKET",
             method,
@@ -406,6 +560,19 @@ class ExecutionRouter:
             action=action, reason=f"invalid_input:{bad.name}", metadata=metadata or {}
         )
 
+    def _too_deep(self, method: str, action: str, *, log: bool) -> ExecutionPlan:
+        """The MARKET answer of a planning call nested past ``MAX_DEPTH``."""
+        self._count("plans_entry" if action == "ENTER" else "plans_exit")
+        self._count("taker_entries" if action == "ENTER" else "taker_exits")
+        if log:  # only the first refused level logs: a logger that plans again stops here
+            self._warn(
+                "exec_router: %s nested deeper than %d router calls — falling back to MARKET",
+                method,
+                MAX_DEPTH,
+            )
+        return ExecutionPlan(action=action, reason="invalid_input:depth")
+
+    @_bounded_plan("ENTER")
     def plan_entry(
         self,
         *,
@@ -416,7 +583,7 @@ class ExecutionRouter:
         spread_bps: Any = None,
     ) -> ExecutionPlan:
         """Plan an ENTER. Never raises on a bad value: falls back to MARKET."""
-        self.counters["plans_entry"] += 1
+        self._count("plans_entry")
         ctx = {
             "trade_id": trade_id,
             "asset": asset,
@@ -427,9 +594,9 @@ class ExecutionRouter:
         }
         self._run_hooks("pre_plan", None, ctx)
         # Double-entry guard: a working entry means the slot is spoken for.
-        blocker = next((wo for wo in self._working.values() if wo.action == "ENTER"), None)
+        blocker = self._first_entry()
         if blocker is not None:
-            self.counters["suppressed_dup_enter"] += 1
+            self._count("suppressed_dup_enter")
             return ExecutionPlan(
                 action="ENTER",
                 suppress=True,
@@ -441,9 +608,9 @@ class ExecutionRouter:
             return self._invalid_plan("plan_entry", "ENTER", bad)
         plan = self._pre_submit(plan, ctx)
         if plan.is_maker:
-            self.counters["maker_entries"] += 1
+            self._count("maker_entries")
         elif not plan.suppress:
-            self.counters["taker_entries"] += 1
+            self._count("taker_entries")
         return plan
 
     def _entry_plan(
@@ -454,7 +621,7 @@ class ExecutionRouter:
         if not (cfg.maker_entry and _is_positive(reference_price, "reference_price")):
             return taker
         if not self._spread_allows_maker(spread_bps):
-            self.counters["spread_gate_taker"] += 1
+            self._count("spread_gate_taker")
             return ExecutionPlan(
                 action="ENTER", reason=f"spread_gate:{_text(spread_bps, 'spread_bps')}bps"
             )
@@ -472,6 +639,7 @@ class ExecutionRouter:
             reason="maker_entry",
         )
 
+    @_bounded_plan("EXIT")
     def plan_exit(
         self,
         *,
@@ -485,7 +653,7 @@ class ExecutionRouter:
         """Plan an EXIT. Exits are never skipped: everything that is not a
         maker quote degrades to MARKET, except when a maker exit for the same
         trade is already resting and the new reason is not urgent."""
-        self.counters["plans_exit"] += 1
+        self._count("plans_exit")
         try:
             urgent = _upper(_or_empty(reason, "reason"), "reason") not in MAKER_EXIT_REASONS
         except _Invalid as bad:
@@ -508,10 +676,10 @@ class ExecutionRouter:
         if wo is not None and wo.action == "EXIT":
             if not urgent:
                 # The resting quote is the exit in flight.
-                self.counters["suppressed_dup_exit"] += 1
+                self._count("suppressed_dup_exit")
                 return ExecutionPlan(action="EXIT", suppress=True, reason="working_exit_exists")
             # Urgent: the runtime cancels the resting quote, then sends this.
-            self.counters["exit_escalations"] += 1
+            self._count("exit_escalations")
             try:
                 label = _text(reason, "reason")
             except _Invalid as bad:
@@ -539,9 +707,9 @@ class ExecutionRouter:
         if not plan.sane():
             plan = ExecutionPlan(action="EXIT", reason="sanity_fallback_market")
         if plan.is_maker:
-            self.counters["maker_exits"] += 1
+            self._count("maker_exits")
         elif not plan.suppress:
-            self.counters["taker_exits"] += 1
+            self._count("taker_exits")
         return plan
 
     def _exit_plan(
@@ -578,17 +746,34 @@ class ExecutionRouter:
 
     # ── working-order registry ───────────────────────────────────────────────
 
-    def _now(self) -> float:
-        reading = self.clock()
-        if type(reading) is float:
+    def _now(self, method: str) -> float:
+        """A clock reading: a finite number, or a ValueError naming the clock."""
+        try:
+            reading = self.clock()
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise ValueError(
+                f"{method}() got no time from the clock: it raised {type(exc).__name__}"
+            ) from exc
+        if type(reading) is float and reading - reading == 0.0:  # finite
             return reading
         if isinstance(reading, (int, float)):
             try:
-                return float(reading)
+                value = float(reading)
             except OverflowError:
-                raise ValueError("clock() returned an int out of float range") from None
-        raise TypeError(f"clock() returned {type(reading).__name__}, expected a number")
+                raise ValueError(
+                    f"{method}() got an invalid clock reading: an int out of float range"
+                ) from None
+            if math.isfinite(value):
+                return value
+            raise ValueError(f"{method}() got an invalid clock reading: {value}")
+        raise ValueError(
+            f"{method}() got an invalid clock reading: {type(reading).__name__}, "
+            "expected a finite number"
+        )
 
+    @_bounded
     def register_working(
         self,
         *,
@@ -597,7 +782,7 @@ class ExecutionRouter:
         position_side: Any,
         plan: ExecutionPlan,
         base_trade_id: Any = None,
-        retry_n: int | None = 0,
+        retry_n: int | None = None,
     ) -> WorkingOrder:
         """Record a maker quote the runtime has submitted."""
         method = "register_working"
@@ -613,7 +798,12 @@ class ExecutionRouter:
         if isinstance(retry_n, bool) or not isinstance(retry_n, int):
             raise TypeError(f"{method}() got an invalid retry_n: {type(retry_n).__name__}")
         _int_field("WorkingOrder", "retry_n", retry_n)
-        now = self._now()
+        now = self._now(method)
+        deadline = now + max(0.5, plan.ttl_s)
+        if not math.isfinite(deadline):
+            raise ValueError(
+                f"{method}() got an invalid plan: ttl_s {plan.ttl_s} gives no deadline"
+            )
         retries = self.config.entry_retries
         if retry_n > 0:
             retries_left = max(0, retries - retry_n)
@@ -626,7 +816,7 @@ class ExecutionRouter:
             action=plan.action,
             plan=plan,
             submitted_at=now,
-            deadline=now + max(0.5, plan.ttl_s),
+            deadline=deadline,
             retries_left=retries_left,
             base_trade_id=base,
             retry_n=retry_n,
@@ -652,6 +842,7 @@ class ExecutionRouter:
         except Exception as exc:
             raise _Invalid("trade_id", trade_id, exc).error(method) from exc
 
+    @_bounded
     def working(self, trade_id: Any) -> WorkingOrder | None:
         try:
             return cast(
@@ -660,38 +851,45 @@ class ExecutionRouter:
         except _Invalid as bad:
             raise bad.error("working") from bad.cause
 
+    @_bounded
     def working_orders(self) -> list[WorkingOrder]:
         """Working orders in first-registration order."""
         return list(self._working.values())
 
+    @_bounded
     def has_working_entry(self) -> bool:
-        return any(wo.action == "ENTER" for wo in self._working.values())
+        return self._first_entry() is not None
 
+    @_bounded
     def expired(self, now: float | None = None) -> list[WorkingOrder]:
         """Working orders whose deadline is at or before ``now`` (default:
         the clock), in first-registration order."""
-        t = self._now() if now is None else _real(now, "now", "expired")
-        return [wo for wo in self._working.values() if t >= wo.deadline]
+        t = self._now("expired") if now is None else _real(now, "now", "expired")
+        return [wo for wo in list(self._working.values()) if t >= wo.deadline]
 
+    @_bounded
     def note_fill(self, trade_id: Any) -> None:
         wo = self._pop(trade_id, "note_fill")
         if wo is not None:
-            self.counters["fills_working"] += 1
+            self._count("fills_working")
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_fill", wo, {"trade_id": trade_id})
 
+    @_bounded
     def note_cancel(self, trade_id: Any) -> None:
         wo = self._pop(trade_id, "note_cancel")
         if wo is not None:
-            self.counters["cancels"] += 1
+            self._count("cancels")
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
 
+    @_bounded
     def clear_working(self, trade_id: Any) -> None:
         wo = self._pop(trade_id, "clear_working")
         if wo is not None:
             self._notify("pop", trade_id, wo)
 
+    @_bounded
     def _observe_registry(self, fn: Observer | None) -> Observer | None:
         """Install ``fn(op, trade_id, wo)``, told of every registry change
         (``op`` is "put" or "pop"); None removes it. Returns the one it replaces."""
@@ -706,6 +904,7 @@ class ExecutionRouter:
 
     # ── state export and restore ─────────────────────────────────────────────
 
+    @_bounded
     def export_state(self) -> dict[str, Any]:
         """This router's state as a versioned, JSON-serialisable dict."""
         return _state.export_state(self)
@@ -724,6 +923,7 @@ class ExecutionRouter:
 
     # ── miss and escalation policy ───────────────────────────────────────────
 
+    @_bounded
     def entry_miss_action(self, wo: WorkingOrder) -> str:
         """What to do with an expired working entry, once the runtime has
         cancelled its quote: a ``MissAction``."""
@@ -740,18 +940,25 @@ class ExecutionRouter:
             action = MissAction.MARKET
         else:
             action = MissAction.SKIP
-        self.counters[f"entry_miss_{action}"] += 1
+        self._count(f"entry_miss_{action}")
         self._run_hooks("on_miss", wo, {"action": action})
         return action
 
+    @_bounded
     def retry_plan(self, wo: WorkingOrder, *, reference_price: Any) -> tuple[Any, ExecutionPlan]:
         """A fresh quote for a retried entry, under a new trade id."""
         if not isinstance(wo, WorkingOrder):
             raise TypeError(f"retry_plan() got an invalid wo: {type(wo).__name__}")
         n = wo.retry_n + 1
         new_tid = f"{_base_label(wo, 'retry_plan')}-r{n}"
-        side = self.order_side("ENTER", wo.side)
-        price = self.maker_price(asset=wo.asset, order_side=side, reference_price=reference_price)
+        try:  # the helpers, not the methods: one nesting level, as native
+            side = _order_side("ENTER", wo.side)
+        except _Invalid as bad:
+            raise bad.error("order_side") from bad.cause
+        try:
+            price = self._maker_price(wo.asset, side, reference_price)
+        except _Invalid as bad:
+            raise bad.error("maker_price") from bad.cause
         metadata = {"retry_n": n, "base_trade_id": wo.base_trade_id}
         if not price > 0.0:
             return new_tid, ExecutionPlan(
@@ -768,6 +975,7 @@ class ExecutionRouter:
             metadata=metadata,
         )
 
+    @_bounded
     def market_fallback_plan(self, wo: WorkingOrder) -> tuple[Any, ExecutionPlan]:
         """MARKET after a missed or escalated quote. An entry gets a fresh
         ``-m`` trade id; an exit keeps its trade id (same position)."""
@@ -782,7 +990,7 @@ class ExecutionRouter:
                 metadata={"base_trade_id": wo.base_trade_id},
             )
             return new_tid, plan
-        self.counters["exit_escalations"] += 1
+        self._count("exit_escalations")
         self._run_hooks("on_escalate", wo, {"to": "MARKET"})
         plan = ExecutionPlan(
             action="EXIT",
@@ -793,7 +1001,9 @@ class ExecutionRouter:
 
     # ── observability ────────────────────────────────────────────────────────
 
+    @_bounded
     def snapshot(self) -> dict[str, Any]:
+        working = list(self._working.values())
         return {
             "style": self.config.style,
             "working": [
@@ -801,12 +1011,12 @@ class ExecutionRouter:
                     "trade_id": wo.trade_id,
                     "action": wo.action,
                     "asset": wo.asset,
-                    "age_s": round(self._now() - wo.submitted_at, 3),
+                    "age_s": round(self._now("snapshot") - wo.submitted_at, 3),
                     "retry_n": wo.retry_n,
                 }
-                for wo in self._working.values()
+                for wo in working
             ],
-            "counters": dict(self.counters),
+            "counters": self._counters_copy(),
         }
 
 

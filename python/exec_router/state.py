@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from .config import ExecConfig
 from .constants import COUNTER_KEYS
+from .errors import ExecRouterError
 
 __all__ = ["FORMAT", "VERSION", "StateError", "export_state", "from_state"]
 
@@ -40,7 +41,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-class StateError(ValueError):
+class StateError(ExecRouterError, ValueError):
     """A state that this version of exec_router cannot restore."""
 
 
@@ -84,10 +85,17 @@ def _json(value: Any, where: str) -> Any:
 
 
 def _clock_reading(router: _Router) -> float:
+    """A reading of ``router.clock``: a finite number, as the router requires."""
     reading = router.clock()
     if isinstance(reading, bool) or not isinstance(reading, (int, float)):
         raise TypeError(f"clock() returned {type(reading).__name__}, expected a number")
-    return float(reading)
+    try:
+        value = float(reading)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"clock() returned {value}, expected a finite number")
+    return value
 
 
 def wall_offset(router: _Router) -> float:
@@ -139,11 +147,6 @@ def _seconds(value: Any) -> bool:
         return False
 
 
-def _infinite(value: Any) -> bool:
-    """A deadline of a plan with ``ttl_s=inf``: it never expires."""
-    return type(value) is float and math.isinf(value)
-
-
 def _check_order(n: int, record: Any) -> None:
     where = f"exec_router state: working order #{n}"
     if not isinstance(record, Mapping):
@@ -156,7 +159,7 @@ def _check_order(n: int, record: Any) -> None:
         "position_side": type(record["position_side"]) is str,
         "plan": isinstance(record["plan"], Mapping),
         "submitted_at": _seconds(record["submitted_at"]),
-        "deadline": _seconds(record["deadline"]) or _infinite(record["deadline"]),
+        "deadline": _seconds(record["deadline"]),
         "retries_left": _int64(record["retries_left"]),
         "retry_n": _int64(record["retry_n"]),
     }

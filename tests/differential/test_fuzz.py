@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -41,12 +42,22 @@ from exec_router import reference
 from exec_router.config import ConfigError, ExecConfig
 from exec_router.constants import COUNTER_KEYS, HOOK_STAGES, VALID_EXHAUST, VALID_MISS
 
-native: ModuleType | None
-try:
-    from exec_router import _core as native
-except ImportError:  # only while developing without a build
-    native = None
+from ..backends import BACKENDS as NAMED_BACKENDS
+from ..backends import NATIVE as native
+from .hostile import (
+    AliasStr,
+    BadBool,
+    BadCompare,
+    BadEq,
+    BadFloat,
+    BadFloatValue,
+    BadFormat,
+    BadHash,
+    BadStr,
+    HostileError,
+)
 
+FAR_FUTURE = sys.float_info.max  # the latest finite `now`: every order is due
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 STEPS = 20
 FUZZ = settings(
@@ -54,94 +65,11 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-BACKENDS: list[ModuleType] = [reference] if native is None else [native, reference]
+BACKENDS: list[ModuleType] = [module for _, module in NAMED_BACKENDS]
 needs_native = pytest.mark.skipif(native is None, reason="exec_router._core is not built")
 
 
 # ── hostile values: the same objects go to both backends ────────────────────
-
-
-class HostileError(RuntimeError):
-    """Raised by a hostile value's dunder; the message is the dunder's name."""
-
-
-class Hostile:
-    """Base of the objects whose dunders raise; hashable by identity unless told."""
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}>"
-
-
-class BadFloat(Hostile):
-    def __float__(self) -> float:
-        raise HostileError("__float__")
-
-
-class BadStr(Hostile):
-    def __str__(self) -> str:
-        raise HostileError("__str__")
-
-    def __format__(self, spec: str) -> str:
-        raise HostileError("__format__")
-
-
-class BadFormat(Hostile):
-    """``str()`` works, ``format()`` does not (the router formats with ``format``)."""
-
-    def __str__(self) -> str:
-        return "BadFormat"
-
-    def __format__(self, spec: str) -> str:
-        raise HostileError("__format__")
-
-
-class BadHash(Hostile):
-    def __hash__(self) -> int:
-        raise HostileError("__hash__")
-
-
-class BadEq(Hostile):
-    """Hashes like ``1`` (so it collides with the id ``1``); ``==`` raises."""
-
-    def __hash__(self) -> int:
-        return 1
-
-    def __eq__(self, other: object) -> bool:
-        raise HostileError("__eq__")
-
-    __ne__ = __eq__  # type: ignore[assignment]
-
-
-class BadBool(Hostile):
-    def __bool__(self) -> bool:
-        raise HostileError("__bool__")
-
-
-class BadCompare(Hostile):
-    """``float()`` works; ``>`` raises."""
-
-    def __float__(self) -> float:
-        return 1.0
-
-    def __gt__(self, other: object) -> bool:
-        raise HostileError("__gt__")
-
-
-class BadFloatValue(Hostile):
-    """``float()`` raises a ``ValueError`` (the router reports a ``ValueError``)."""
-
-    def __float__(self) -> float:
-        raise ValueError("__float__")
-
-
-class AliasStr(str):
-    """A ``str`` subclass whose ``str()`` differs from its value (legacy calls ``str()``)."""
-
-    def __str__(self) -> str:
-        return "alias"
-
-    def __repr__(self) -> str:
-        return f"AliasStr({str.__repr__(self)})"
 
 
 BIG = "A" * 100_000
@@ -727,8 +655,8 @@ def registry_consistent(side: Side) -> None:
     r = side.router
     orders = r.working_orders()
     assert r.has_working_entry() == any(wo.action == "ENTER" for wo in orders)
-    due = r.expired(INF)
-    assert [id(w) for w in due] == [id(w) for w in orders if w.deadline <= INF]
+    due = r.expired(FAR_FUTURE)
+    assert [id(w) for w in due] == [id(w) for w in orders if w.deadline <= FAR_FUTURE]
     assert len({id(wo) for wo in orders}) == len(orders)
     for wo in orders:
         try:
@@ -1064,7 +992,8 @@ def sweep() -> int:
 
 def test_one_bad_argument_sweep_in_a_subprocess() -> None:
     proc = subprocess.run(
-        [sys.executable, __file__, "--sweep"],
+        [sys.executable, "-m", "tests.differential.test_fuzz", "--sweep"],
+        cwd=Path(__file__).parents[2],
         capture_output=True,
         text=True,
         timeout=300,

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,30 +45,23 @@ from exec_router.constants import (
     VALID_STYLES,
 )
 
-native: ModuleType | None
-try:
-    from exec_router import _core as native
-except ImportError:  # only while developing without a build
-    native = None
+from ..backends import BACKENDS
+from ..backends import NATIVE as native
+from .hostile import AliasStr, BadBool, BadStr, FloatOnly, LyingFloat, NumpyLikeFloat
 
 EXAMPLES = int(os.environ.get("LOCKSTEP_EXAMPLES", "200"))
 
-PURE_API = SimpleNamespace(
-    name="pure",
-    ExecutionRouter=reference.ExecutionRouter,
-    ExecutionPlan=reference.ExecutionPlan,
-    WorkingOrder=reference.WorkingOrder,
-)
-NATIVE_API = (
-    None
-    if native is None
-    else SimpleNamespace(
-        name="native",
-        ExecutionRouter=native.ExecutionRouter,
-        ExecutionPlan=native.ExecutionPlan,
-        WorkingOrder=native.WorkingOrder,
+APIS = {
+    name: SimpleNamespace(
+        name=name,
+        ExecutionRouter=module.ExecutionRouter,
+        ExecutionPlan=module.ExecutionPlan,
+        WorkingOrder=module.WorkingOrder,
     )
-)
+    for name, module in BACKENDS
+}
+PURE_API = APIS["pure"]
+NATIVE_API = APIS.get("native")
 
 PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(reference.ExecutionPlan))
 WO_FIELDS = tuple(f.name for f in dataclasses.fields(reference.WorkingOrder))
@@ -139,82 +132,6 @@ def _call(fn: Callable[[], Any]) -> Any:
 # ── hostile inputs (the same objects go to both sides) ──────────────────────
 
 
-class BadStr:
-    """Hashable; ``str()`` raises."""
-
-    def __init__(self, exc: type[Exception] = RuntimeError) -> None:
-        self.exc = exc
-
-    def __str__(self) -> str:
-        raise self.exc("no str for you")
-
-    def __repr__(self) -> str:
-        return f"BadStr({self.exc.__name__})"
-
-
-class BadBool:
-    """Truthiness raises; ``str()`` works."""
-
-    def __bool__(self) -> bool:
-        raise RuntimeError("no bool for you")
-
-    def __str__(self) -> str:
-        return "BadBool"
-
-    def __repr__(self) -> str:
-        return "BadBool()"
-
-
-class FloatOnly:
-    """``float()`` works, comparisons and ``str()`` do not."""
-
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def __float__(self) -> float:
-        return self.value
-
-    def __str__(self) -> str:
-        raise RuntimeError("no str for you")
-
-    def __repr__(self) -> str:
-        return f"FloatOnly({self.value!r})"
-
-
-class AliasStr(str):
-    """A str subclass whose ``str()`` differs from its value (legacy calls ``str()``)."""
-
-    alias: str
-
-    def __new__(cls, value: str, alias: str) -> AliasStr:
-        obj = super().__new__(cls, value)
-        obj.alias = alias
-        return obj
-
-    def __str__(self) -> str:
-        return self.alias
-
-    def __repr__(self) -> str:
-        return f"AliasStr({str.__repr__(self)}, {self.alias!r})"
-
-
-class LyingFloat(float):
-    """A float subclass whose ``>`` always says no (legacy compares with ``>``)."""
-
-    def __gt__(self, other: object) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"LyingFloat({float(self)!r})"
-
-
-class NumpyLikeFloat(float):
-    """A float subclass with its own ``repr`` (so its ``str()`` and f-string too)."""
-
-    def __repr__(self) -> str:
-        return f"np.float64({float(self)!r})"
-
-
 class Missing:
     def __repr__(self) -> str:
         return "MISSING"
@@ -223,7 +140,7 @@ class Missing:
 MISSING = Missing()
 NAN = float("nan")
 INF = math.inf
-BAD_STR = BadStr()
+BAD_STR = BadStr(RuntimeError)
 BAD_STR_VALUE = BadStr(ValueError)
 BAD_BOOL = BadBool()
 FRESH_NAN = st.builds(float, st.just("nan"))

@@ -202,3 +202,22 @@ def test_observer_errors_reach_the_caller_after_the_change(impl: Impl, clock: Fa
 def test_observer_must_be_callable(impl: Impl) -> None:
     with pytest.raises(TypeError, match="fn"):
         impl.router()._observe_registry(5)
+
+
+@pytest.mark.parametrize("deadline", [float("inf"), float("-inf"), float("nan")])
+def test_a_deadline_that_is_not_finite_is_refused(
+    impl: Impl, clock: FakeClock, deadline: float
+) -> None:
+    state = busy_router(impl, clock).export_state()
+    state["working"][0]["deadline"] = deadline
+    with pytest.raises(StateError, match="invalid deadline"):
+        impl.ExecutionRouter.from_state(state)
+
+
+@pytest.mark.parametrize("reading", [10**400, float("nan"), float("inf")])
+def test_export_refuses_a_clock_reading_that_is_not_finite(impl: Impl, reading: Any) -> None:
+    readings: list[Any] = [1000.0]
+    router = impl.router(clock=lambda: readings[0])
+    readings[0] = reading
+    with pytest.raises(ValueError, match="clock"):
+        router.export_state()

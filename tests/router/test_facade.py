@@ -177,3 +177,17 @@ def test_journal_and_state_names_load_on_first_use() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         exec_router.Nope  # noqa: B018
+
+
+def test_one_base_for_the_package_errors() -> None:
+    from exec_router.journal import JournalError
+    from exec_router.state import StateError
+
+    assert exec_router.ExecRouterError is exec_router.errors.ExecRouterError
+    for error in (exec_router.ConfigError, StateError, JournalError):
+        assert issubclass(error, exec_router.ExecRouterError)
+        assert issubclass(error, ValueError)  # each keeps its own base too
+        with pytest.raises(exec_router.ExecRouterError):
+            raise error("x")
+    assert exec_router.StateError is StateError
+    assert exec_router.JournalError is JournalError

@@ -421,21 +421,6 @@ def test_int_clock_is_coerced(impl: Impl, clock: FakeClock) -> None:
     assert router.expired(now=104) == []
 
 
-@pytest.mark.parametrize("reading", ["5", None, [5], Decimal("5"), 1j])
-def test_non_numeric_clock_is_a_type_error(impl: Impl, reading: Any) -> None:
-    readings: list[Any] = [0.0]
-    router = impl.router(clock=lambda: readings[0])
-    wo = register(router, impl, "A")
-    readings[0] = reading
-    with pytest.raises(TypeError):
-        router.expired()
-    with pytest.raises(TypeError):
-        router.snapshot()
-    with pytest.raises(TypeError):
-        register(router, impl, "B")
-    assert router.working_orders() == [wo]
-
-
 @pytest.mark.parametrize("now", ["5", [5], Decimal("5"), 1j])
 def test_non_numeric_now_is_a_type_error(impl: Impl, now: Any) -> None:
     router = impl.router()

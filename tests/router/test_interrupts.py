@@ -26,7 +26,7 @@ import pytest
 from exec_router.constants import COUNTER_KEYS
 
 from ..conftest import FakeClock, Impl
-from ..support import RecordingLogger, entry_plan, exit_plan, maker_plan
+from ..support import FAR_FUTURE, RecordingLogger, entry_plan, exit_plan, maker_plan
 
 
 class Interrupter:
@@ -219,7 +219,7 @@ def check_consistent(w: World, expected_ids: tuple[str, ...]) -> None:
     assert tuple(wo.trade_id for wo in orders) == expected_ids
     assert all(router.working(wo.trade_id) is wo for wo in orders)
     assert router.has_working_entry() == any(wo.action == "ENTER" for wo in orders)
-    assert [id(wo) for wo in router.expired(float("inf"))] == [id(wo) for wo in orders]
+    assert [id(wo) for wo in router.expired(FAR_FUTURE)] == [id(wo) for wo in orders]
     assert [row["trade_id"] for row in router.snapshot()["working"]] == list(expected_ids)
 
 
@@ -306,3 +306,41 @@ def test_system_exit_from_a_hook_propagates_too(impl: Impl) -> None:
     check_consistent(w, ())
     assert w.router.counters["cancels"] == 1
     assert w.router.counters["hook_errors"] == 0
+
+
+# ── MemoryError: the interpreter's, never reported as a bad argument ─────────
+
+
+class OutOfMemory:
+    """A value whose every use runs out of memory."""
+
+    def _fail(self, *args: object) -> Any:
+        raise MemoryError
+
+    __hash__ = __eq__ = __gt__ = __float__ = __str__ = __format__ = __bool__ = _fail
+
+
+CALLS: dict[str, Callable[[Any, Impl], Any]] = {
+    "register_working/trade_id": lambda r, i: r.register_working(
+        trade_id=OutOfMemory(), asset="BTCUSDT", position_side="LONG", plan=maker_plan(i)
+    ),
+    "register_working/position_side": lambda r, i: r.register_working(
+        trade_id="A", asset="BTCUSDT", position_side=OutOfMemory(), plan=maker_plan(i)
+    ),
+    "note_fill/trade_id": lambda r, i: r.note_fill(OutOfMemory()),
+    "working/trade_id": lambda r, i: r.working(OutOfMemory()),
+    "maker_price/reference_price": lambda r, i: r.maker_price(
+        asset="BTCUSDT", order_side="BUY", reference_price=OutOfMemory()
+    ),
+    "plan_entry/reference_price": lambda r, i: entry_plan(r, reference_price=OutOfMemory()),
+    "plan_exit/reason": lambda r, i: exit_plan(r, reason=OutOfMemory()),
+    "plan_exit/trade_id": lambda r, i: exit_plan(r, trade_id=OutOfMemory(), reason="STOP_LOSS"),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+def test_memory_error_in_argument_conversion_propagates(impl: Impl, call: str) -> None:
+    router = impl.router(clock=FakeClock())
+    with pytest.raises(MemoryError):
+        CALLS[call](router, impl)
+    assert router.working_orders() == []

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from exec_router.constants import COUNTER_KEYS, LOGGER, VALID_EXHAUST, VALID_STYLES, MissAction
 
-from ..support import RecordingLogger, entry_plan, exit_plan, register
+from ..support import FAR_FUTURE, RecordingLogger, entry_plan, exit_plan, register
 
 if TYPE_CHECKING:
     from conftest import FakeClock, Impl
@@ -501,7 +501,7 @@ def test_rule5_default_router_is_pure_taker_with_empty_registry(impl: Impl) -> N
                     assert plan == impl.ExecutionPlan(action="EXIT", reason=f"taker_exit:{reason}")
     assert router.working_orders() == []
     assert router.has_working_entry() is False
-    assert router.expired(now=INF) == []
+    assert router.expired(now=FAR_FUTURE) == []
     expected = dict.fromkeys(COUNTER_KEYS, 0)
     expected.update(
         plans_entry=n,

@@ -1,10 +1,11 @@
-"""Threads: one native router shared by several threads, with hooks that re-enter it.
+"""Threads: one router shared by several threads, with hooks that re-enter it
+and hooks registered and unregistered while they run. Both backends give the
+same guarantees (legacy gave none).
 
 The GIL is handed over as often as possible (``sys.setswitchinterval(1e-6)``) so
 that router calls, hook dispatch and registry updates interleave. Every thread
 uses its own trade ids, so the final counters are exact whatever the
-interleaving. The pure reference is not thread-safe (neither is legacy), so only
-the native backend is tested here.
+interleaving.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 import pytest
 
-native = pytest.importorskip("exec_router._core", reason="exec_router._core is not built")
+from exec_router.config import ExecConfig
 
-from exec_router.config import ExecConfig  # noqa: E402
+from ..conftest import Impl
 
-THREADS = 6
+THREADS = 8
 ROUNDS = 600
 LEFT_WORKING = 5  # every fifth round leaves its quote working
 
@@ -79,16 +80,16 @@ def run_threads(work: Callable[[int], None], n: int = THREADS) -> list[BaseExcep
     return errors
 
 
-def make_router(logger: ListLogger) -> tuple[Any, list[float]]:
+def make_router(impl: Impl, logger: ListLogger) -> tuple[Any, list[float]]:
     now = [1000.0]
     config = ExecConfig(style="maker_both", entry_ttl_s=8.0, exit_ttl_s=5.0)
-    router = native.ExecutionRouter(config, logger=logger, clock=lambda: now[0])
+    router = impl.ExecutionRouter(config, logger=logger, clock=lambda: now[0])
     return router, now
 
 
-def test_threads_share_one_router_with_exact_counts() -> None:
+def test_threads_share_one_router_with_exact_counts(impl: Impl) -> None:
     logger = ListLogger()
-    router, now = make_router(logger)
+    router, now = make_router(impl, logger)
     tally = Tally()
     for stage in ("pre_plan", "pre_submit", "on_working", "on_fill", "on_cancel", "on_miss"):
         router.register_hook(stage, lambda _p, _c, stage=stage: tally.add(stage))
@@ -197,13 +198,13 @@ def test_threads_share_one_router_with_exact_counts() -> None:
     assert all(wo.action == "EXIT" for wo in working)
     assert [router.working(tid).trade_id for tid in ids] == ids
     assert not router.has_working_entry()
-    assert [wo.trade_id for wo in router.expired(float("inf"))] == ids
+    assert [wo.trade_id for wo in router.expired(sys.float_info.max)] == ids
     assert [w["trade_id"] for w in router.snapshot()["working"]] == ids
 
 
-def test_hooks_reenter_the_router_from_several_threads() -> None:
+def test_hooks_reenter_the_router_from_several_threads(impl: Impl) -> None:
     logger = ListLogger()
-    router, now = make_router(logger)
+    router, now = make_router(impl, logger)
     local = threading.local()
     seen: Counter[str] = Counter()
     lock = threading.Lock()
@@ -265,7 +266,7 @@ def test_hooks_reenter_the_router_from_several_threads() -> None:
                 trade_id=tid, asset="BTCUSDT", position_side="LONG", reference_price=100.0
             )
             assert entry.reason == "maker_entry", entry
-            plan = native.ExecutionPlan(
+            plan = impl.ExecutionPlan(
                 order_type="LIMIT",
                 limit_price=101.0,
                 ttl_s=5.0,
@@ -295,6 +296,81 @@ def test_hooks_reenter_the_router_from_several_threads() -> None:
         "pre_submit": 2 * total,
         "on_working": total,
         "on_cancel": total,
+    }
+    assert router.working_orders() == []
+    assert logger.messages == []
+
+
+def test_hook_churn_while_threads_plan(impl: Impl) -> None:
+    """Two threads register and unregister hooks at every stage while eight
+    others trade: no error, exact counters, and every permanent hook runs."""
+    logger = ListLogger()
+    router, now = make_router(impl, logger)
+    tally = Tally()
+    stages = ("pre_plan", "pre_submit", "on_working", "on_fill", "on_cancel", "on_miss")
+    for stage in stages:
+        router.register_hook(stage, lambda _p, _c, stage=stage: tally.add(stage))
+    stop = threading.Event()
+    churned = [0, 0]
+
+    def churn(c: int) -> None:
+        while True:  # at least once, however late this thread starts
+            handles = [router.register_hook(s, lambda _p, _c: tally.add("temp")) for s in stages]
+            for handle in reversed(handles) if c else handles:
+                handle()
+            churned[c] += 1
+            if stop.is_set():
+                return
+
+    def work(t: int) -> None:
+        if t >= THREADS:
+            churn(t - THREADS)
+            return
+        try:
+            for i in range(ROUNDS):
+                tid = f"C{t}-{i}"
+                plan = router.plan_exit(
+                    trade_id=tid,
+                    asset="BTCUSDT",
+                    position_side="LONG",
+                    reference_price=100.0,
+                    reason="TAKE_PROFIT",
+                )
+                wo = router.register_working(
+                    trade_id=tid, asset="BTCUSDT", position_side="LONG", plan=plan
+                )
+                router.expired(now[0])
+                router.has_working_entry()
+                router.snapshot()
+                if i % 2:
+                    router.note_fill(tid)
+                else:
+                    router.note_cancel(tid)
+                router.entry_miss_action(wo)
+        finally:
+            if t == 0:
+                stop.set()
+
+    errors = run_threads(work, THREADS + 2)
+    assert errors == []
+    assert min(churned) > 0
+    total = THREADS * ROUNDS
+    expected = dict.fromkeys(router.counters, 0)
+    expected.update(
+        plans_exit=total,
+        maker_exits=total,
+        fills_working=total // 2,
+        cancels=total // 2,
+        entry_miss_skip=total,
+    )
+    assert dict(router.counters) == expected
+    assert {k: v for k, v in tally.counts.items() if k != "temp"} == {
+        "pre_plan": total,
+        "pre_submit": total,
+        "on_working": total,
+        "on_fill": total // 2,
+        "on_cancel": total // 2,
+        "on_miss": total,
     }
     assert router.working_orders() == []
     assert logger.messages == []
