@@ -203,35 +203,34 @@ def _book(name: str, table: pa.Table, rows: Any, us: Any, kind: str) -> Any:
     return ts, bid, ask, bq, aq
 
 
-def _trades(name: str, table: pa.Table, rows: Any, us: Any) -> Any:
+def _price_amount_side(
+    name: str, table: pa.Table, rows: Any, plus: str, minus: str, what: str
+) -> tuple[Any, Any, Any]:
+    """Checked ``price`` and ``amount`` columns, and ``side`` as +1 (``plus``) / -1 (``minus``)."""
     px = _take(_np(table, "price"), rows)
     qty = _take(_np(table, "amount"), rows)
     _check_positive(name, "price", px, True, rows)
     _check_positive(name, "amount", qty, False, rows)
     side_col = table.column("side").combine_chunks()
     words = [str(w).lower() for w in side_col.dictionary.to_pylist()]
-    lookup = np.array([1 if w == "buy" else -1 if w == "sell" else 0 for w in words], np.int8)
+    lookup = np.array([1 if w == plus else -1 if w == minus else 0 for w in words], np.int8)
     side = _take(lookup[side_col.indices.to_numpy(zero_copy_only=False)], rows)
     if not side.all():
         row = int(np.argmin(side != 0))
-        line = _line(rows, row)
-        raise TapeError(name, line, "column side: the aggressor is not buy or sell")
+        raise TapeError(name, _line(rows, row), f"column side: {what}")
+    return px, qty, side
+
+
+def _trades(name: str, table: pa.Table, rows: Any, us: Any) -> Any:
+    px, qty, side = _price_amount_side(
+        name, table, rows, "buy", "sell", "the aggressor is not buy or sell"
+    )
     return _ms(name, us, rows), px, qty, side
 
 
 def _depth(name: str, table: pa.Table, rows: Any, us: Any) -> Depth:
     snap = _take(_np(table, "is_snapshot"), rows).astype(bool)
-    px = _take(_np(table, "price"), rows)
-    qty = _take(_np(table, "amount"), rows)
-    _check_positive(name, "price", px, True, rows)
-    _check_positive(name, "amount", qty, False, rows)
-    side_col = table.column("side").combine_chunks()
-    words = [str(w).lower() for w in side_col.dictionary.to_pylist()]
-    lookup = np.array([1 if w == "bid" else -1 if w == "ask" else 0 for w in words], np.int8)
-    side = _take(lookup[side_col.indices.to_numpy(zero_copy_only=False)], rows)
-    if not side.all():
-        row = int(np.argmin(side != 0))
-        raise TapeError(name, _line(rows, row), "column side: not bid or ask")
+    px, qty, side = _price_amount_side(name, table, rows, "bid", "ask", "not bid or ask")
     ts = _ms(name, us, rows)
     new = np.ones(len(ts), dtype=bool)
     new[1:] = (us[1:] != us[:-1]) | (snap[1:] != snap[:-1])
