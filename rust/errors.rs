@@ -2,6 +2,8 @@
 
 use pyo3::exceptions::{PyArithmeticError, PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 use crate::convert::type_name;
 
@@ -66,4 +68,14 @@ pub type Conv<T> = Result<T, Fail>;
 /// interpreter's, never turned into another error.
 pub fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
     !err.is_instance_of::<PyException>(py) || err.is_instance_of::<PyMemoryError>(py)
+}
+
+static JOURNAL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `exec_router.errors.JournalError(msg)` (a RuntimeError if that cannot be imported).
+pub fn journal_error(py: Python<'_>, msg: &str) -> PyErr {
+    match JOURNAL_ERROR.import(py, "exec_router.errors", "JournalError") {
+        Ok(cls) => PyErr::from_type(cls.clone(), msg.to_owned()),
+        Err(err) => err,
+    }
 }

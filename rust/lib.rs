@@ -16,6 +16,8 @@ mod errors;
 mod fastcall;
 mod hooks;
 pub mod index;
+mod journal;
+mod journal_format;
 mod plan;
 mod policy;
 pub mod pricing;

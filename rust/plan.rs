@@ -215,6 +215,14 @@ impl ExecutionPlan {
         self.action.bind(py).clone()
     }
 
+    pub fn order_type_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.order_type.bind(py).clone()
+    }
+
+    pub fn reason_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.reason.bind(py).clone()
+    }
+
     pub fn metadata_dict<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
         if let Some(d) = lock(&self.metadata).as_ref() {
             return d.bind(py).clone();

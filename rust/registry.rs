@@ -1,8 +1,10 @@
 //! The working-order registry: the `trade_id -> WorkingOrder` dict, the
 //! expiry index beside it (with the working-entry set), the generation
-//! counter that detects a change nested in a key's `__eq__`/`__hash__`, and
-//! the observer told of every change. `put` and `pop` are the only ways in
-//! and out, and each tells the observer: one choke point per direction.
+//! counter that detects a change nested in a key's `__eq__`/`__hash__`, the
+//! journal, and the observer told of every change. `put` and `pop` are the
+//! only ways in and out: each appends its record to the journal (if one is
+//! attached) before the change, with no Python between the two, then tells
+//! the observer.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +17,11 @@ use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::{intern, PyTraverseError};
 
 use crate::convert::{guard, hashable, type_name, Conv, Fail};
+use crate::counters::{Cells, Counter};
+use crate::errors::journal_error;
 use crate::index::Index;
+use crate::journal::{JournalFault, Mark, Writer};
+use crate::journal_format::{self as fmt, Kind};
 use crate::sync::lock;
 use crate::working::{Link, WorkingOrder};
 
@@ -31,17 +37,220 @@ pub struct Registry {
     observer: Mutex<Option<Py<PyAny>>>,
     /// Whether `observer` is set, readable without the lock.
     observed: AtomicBool,
+    /// The router's counters, recorded with each change.
+    cells: Arc<Cells>,
+    journal: Mutex<Option<Box<Writer>>>,
+    /// Whether `journal` is set, readable without the lock.
+    journaled: AtomicBool,
+}
+
+fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
+    journal_error(py, &f.0)
 }
 
 impl Registry {
-    pub fn new(py: Python<'_>) -> Self {
+    pub fn new(py: Python<'_>, cells: Arc<Cells>) -> Self {
         Self {
             working: PyDict::new(py).unbind(),
             slots: Arc::default(),
             generation: AtomicU64::new(0),
             observer: Mutex::new(None),
             observed: AtomicBool::new(false),
+            cells,
+            journal: Mutex::new(None),
+            journaled: AtomicBool::new(false),
         }
+    }
+
+    // ── journal ──────────────────────────────────────────────────────────
+
+    pub fn journaled(&self) -> bool {
+        self.journaled.load(Ordering::Acquire)
+    }
+
+    /// Encode and append the PUT of `wo` (registered at clock reading `now`).
+    /// All Python (type checks) runs here, before the append.
+    fn journal_put(
+        &self,
+        method: &str,
+        key: &Bound<'_, PyAny>,
+        wo: &Bound<'_, WorkingOrder>,
+        now: f64,
+    ) -> PyResult<Option<Mark>> {
+        let py = wo.py();
+        let times = match lock(&self.journal).as_ref() {
+            Some(w) => {
+                w.check_fork().map_err(|f| fault(py, f))?;
+                w.times()
+            }
+            None => return Ok(None),
+        };
+        // The key is checked too: a key the journal can write hashes and
+        // compares without Python code.
+        fmt::pop_body(key).map_err(|r| r.into_err(method))?;
+        let body = fmt::order_body(wo, now, times.0, times.1).map_err(|r| r.into_err(method))?;
+        let counts = fmt::counts(&self.cells);
+        let mark = match lock(&self.journal).as_mut() {
+            Some(w) => w
+                .append(Kind::Put, &counts, &body)
+                .map_err(|f| fault(py, f))?,
+            None => return Ok(None),
+        };
+        if let Ok(mut w) = wo.try_borrow_mut() {
+            w.journal = Some(body.into_boxed_slice());
+        }
+        Ok(Some(mark))
+    }
+
+    fn undo(&self, mark: Option<Mark>) {
+        if let (Some(mark), Some(w)) = (mark, lock(&self.journal).as_mut()) {
+            w.undo(mark);
+        }
+    }
+
+    /// After a journaled change: account the live size, compact if due.
+    fn after_change(&self, py: Python<'_>, added: usize, removed: usize) {
+        let due = match lock(&self.journal).as_mut() {
+            Some(w) => {
+                w.live = (w.live + added).saturating_sub(removed);
+                w.wants_compaction()
+            }
+            None => false,
+        };
+        if due {
+            let bodies = self.bodies(py);
+            let counts = fmt::counts(&self.cells);
+            if let Some(w) = lock(&self.journal).as_mut() {
+                if let Err(f) = w.rewrite(&counts, &bodies) {
+                    w.compaction_failed(f);
+                }
+            }
+        }
+    }
+
+    /// The journal bodies of the registered orders, in order.
+    fn bodies(&self, py: Python<'_>) -> Vec<Vec<u8>> {
+        self.working
+            .bind(py)
+            .values()
+            .iter()
+            .filter_map(|v| {
+                let wo = v.cast_into::<WorkingOrder>().ok()?;
+                let w = wo.try_borrow().ok()?;
+                w.journal.as_ref().map(|b| b.to_vec())
+            })
+            .collect()
+    }
+
+    /// Attach a journal: encode every registered order (at clock reading
+    /// `now`), write the snapshot file, then journal every change.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        path: std::path::PathBuf,
+        mode: crate::journal::SyncMode,
+        file_id: [u8; 16],
+        fixed_times: Option<(f64, f64)>,
+        config: Vec<u8>,
+        now: f64,
+    ) -> PyResult<()> {
+        if self.journaled() {
+            // SAFETY: the descriptor was handed over to us.
+            unsafe { libc::close(fd) };
+            return Err(journal_error(py, "the router already has a journal attached"));
+        }
+        let (wall, boot) = crate::journal::now(fixed_times);
+        let mut bodies = Vec::new();
+        let mut orders = Vec::new();
+        let encoded = (|| -> PyResult<()> {
+            for (key, v) in self.working.bind(py).iter() {
+                let wo = v.cast_into::<WorkingOrder>()?;
+                fmt::pop_body(&key).map_err(|r| r.into_err("attach"))?;
+                bodies.push(fmt::order_body(&wo, now, wall, boot).map_err(|r| r.into_err("attach"))?);
+                orders.push(wo);
+            }
+            Ok(())
+        })();
+        if let Err(e) = encoded {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        let counts = fmt::counts(&self.cells);
+        let writer = crate::journal::Writer::create(
+            fd, path, mode, file_id, fixed_times, config, &counts, &bodies,
+        )
+        .map_err(|f| fault(py, f))?;
+        for (wo, body) in orders.iter().zip(bodies) {
+            if let Ok(mut w) = wo.try_borrow_mut() {
+                w.journal = Some(body.into_boxed_slice());
+            }
+        }
+        let old = {
+            let mut slot = lock(&self.journal);
+            self.journaled.store(true, Ordering::Release);
+            slot.replace(Box::new(writer))
+        };
+        drop(old);
+        Ok(())
+    }
+
+    /// Rewrite the journal from the orders' current fields (in-place edits).
+    pub fn resnapshot(&self, py: Python<'_>, config: Option<Vec<u8>>, now: f64) -> PyResult<()> {
+        let times = match lock(&self.journal).as_ref() {
+            Some(w) => w.times(),
+            None => return Err(journal_error(py, "no journal attached")),
+        };
+        let mut bodies = Vec::new();
+        let mut orders = Vec::new();
+        for v in self.working.bind(py).values().iter() {
+            let wo = v.cast_into::<WorkingOrder>()?;
+            bodies.push(fmt::order_body(&wo, now, times.0, times.1).map_err(|r| r.into_err("sync"))?);
+            orders.push(wo);
+        }
+        let counts = fmt::counts(&self.cells);
+        if let Some(w) = lock(&self.journal).as_mut() {
+            if let Some(c) = config {
+                w.set_config(c);
+            }
+            w.rewrite(&counts, &bodies).map_err(|f| fault(py, f))?;
+        }
+        for (wo, body) in orders.iter().zip(bodies) {
+            if let Ok(mut w) = wo.try_borrow_mut() {
+                w.journal = Some(body.into_boxed_slice());
+            }
+        }
+        Ok(())
+    }
+
+    /// Append a CONFIG record ahead of a config change.
+    pub fn journal_config(&self, py: Python<'_>, config: Vec<u8>) -> PyResult<()> {
+        let counts = fmt::counts(&self.cells);
+        if let Some(w) = lock(&self.journal).as_mut() {
+            w.append(Kind::Config, &counts, &config)
+                .map_err(|f| fault(py, f))?;
+            w.set_config(config);
+        }
+        Ok(())
+    }
+
+    /// Detach the journal: sync it (power and group modes) and close the file.
+    pub fn detach(&self) -> bool {
+        let old = {
+            let mut slot = lock(&self.journal);
+            self.journaled.store(false, Ordering::Release);
+            slot.take()
+        };
+        let had = old.is_some();
+        drop(old);
+        had
+    }
+
+    /// Run `f` on the attached writer.
+    pub fn with_journal<T>(&self, f: impl FnOnce(&mut Writer) -> T) -> Option<T> {
+        lock(&self.journal).as_mut().map(|w| f(w))
     }
 
     /// Start a mutation; returns the generation it runs in.
@@ -84,7 +293,8 @@ impl Registry {
     }
 
     /// `working[trade_id] = wo`, keeping the place of a replaced order; then
-    /// tell the observer.
+    /// tell the observer. With a journal, the PUT record is appended first.
+    #[allow(clippy::too_many_arguments)]
     pub fn put(
         &self,
         method: &str,
@@ -92,17 +302,38 @@ impl Registry {
         wo: &Bound<'_, WorkingOrder>,
         deadline: f64,
         enter: bool,
+        now: f64,
     ) -> PyResult<()> {
         let py = key.py();
+        let mark = if self.journaled() {
+            self.journal_put(method, key, wo, now)?
+        } else {
+            None
+        };
+        let journaled = mark.is_some();
         let g = self.bump();
         let dict = self.working.bind(py);
-        let old = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
-        guard("trade_id", key, dict.set_item(key, wo)).map_err(|f| f.into_err(method))?;
+        let old = match guard("trade_id", key, dict.get_item(key)) {
+            Ok(old) => old,
+            Err(f) => {
+                self.undo(mark);
+                return Err(f.into_err(method));
+            }
+        };
+        if let Err(f) = guard("trade_id", key, dict.set_item(key, wo)) {
+            self.undo(mark);
+            return Err(f.into_err(method));
+        }
         // A key's __eq__/__hash__ may have changed the registry meanwhile.
         let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
+        let mut old_len = 0;
         let mut old_pos = match &old {
-            Some(o) => o.try_borrow_mut()?.link.take().map(|l| l.pos),
+            Some(o) => {
+                let mut o = o.try_borrow_mut()?;
+                old_len = o.journal.take().map_or(0, |b| fmt::frame_len(b.len()));
+                o.link.take().map(|l| l.pos)
+            }
             None => None,
         };
         if conflict {
@@ -119,19 +350,33 @@ impl Registry {
             pos,
         });
         drop(displaced);
+        if journaled {
+            let added = wo
+                .try_borrow()
+                .map_or(0, |w| w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len())));
+            self.after_change(py, added, old_len);
+        }
         self.notify(py, intern!(py, "put"), key, wo)
     }
 
-    /// Remove the order under `trade_id`; `removed` runs before the observer
-    /// is told (a counter it bumps is recorded with the change).
+    /// Remove the order under `trade_id` and bump `counter` (recorded with
+    /// the change), then tell the observer.
     pub fn pop<'py>(
         &self,
         method: &str,
         key: &Bound<'py, PyAny>,
-        removed: impl FnOnce(),
+        counter: Option<Counter>,
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
         hashable("trade_id", key).map_err(|f| f.into_err(method))?;
+        if self.journaled() {
+            return self.journaled_pop(method, key, counter);
+        }
+        let removed = || {
+            if let Some(c) = counter {
+                self.cells.inc(c);
+            }
+        };
         let dict = self.working.bind(py);
         let g = self.bump();
         // `dict.pop(key, None)` as a lookup and a delete: no method call.
@@ -158,6 +403,59 @@ impl Registry {
             drop(dropped);
         }
         removed();
+        self.notify(py, intern!(py, "pop"), key, &wo)?;
+        Ok(Some(wo))
+    }
+
+    /// `pop` with a journal: the POP record goes first. An id the journal
+    /// cannot write was never registered under it: nothing to remove.
+    fn journaled_pop<'py>(
+        &self,
+        method: &str,
+        key: &Bound<'py, PyAny>,
+        counter: Option<Counter>,
+    ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
+        let py = key.py();
+        let Ok(body) = fmt::pop_body(key) else {
+            return Ok(None);
+        };
+        let dict = self.working.bind(py);
+        let found = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let wo = found.cast_into::<WorkingOrder>()?;
+        let mut counts = fmt::counts(&self.cells);
+        if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
+            *slot = slot.saturating_add(1);
+        }
+        let mark = match lock(&self.journal).as_mut() {
+            Some(w) => Some(
+                w.append(Kind::Pop, &counts, &body)
+                    .map_err(|f| fault(py, f))?,
+            ),
+            None => None,
+        };
+        self.bump();
+        if let Err(err) = dict.del_item(key) {
+            self.undo(mark);
+            return Err(Fail::invalid("trade_id", key, &err).into_err(method));
+        }
+        let (link, body_len) = match wo.try_borrow_mut() {
+            Ok(mut w) => (
+                w.link.take(),
+                w.journal.take().map_or(0, |b| fmt::frame_len(b.len())),
+            ),
+            Err(_) => (None, 0),
+        };
+        if let Some(link) = link {
+            let dropped = lock(&self.slots).remove(link.pos);
+            drop(dropped);
+        }
+        if let Some(c) = counter {
+            self.cells.inc(c);
+        }
+        self.after_change(py, 0, body_len);
         self.notify(py, intern!(py, "pop"), key, &wo)?;
         Ok(Some(wo))
     }
@@ -232,8 +530,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Empty the registry and drop the observer (drops happen unlocked).
+    /// Empty the registry and drop the observer and the journal (drops happen unlocked).
     pub fn clear(&self, py: Python<'_>) {
+        self.detach();
         let slots = std::mem::take(&mut *lock(&self.slots));
         drop(slots);
         self.working.bind(py).clear();

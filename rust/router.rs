@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::clock;
@@ -21,6 +21,7 @@ use crate::counters::{Cells, Counter, Counters};
 use crate::depth::{Depth, MAX_DEPTH};
 use crate::errors::{is_fatal, Fail};
 use crate::hooks::{Ctx, CtxSpec, HookHandle, Hooks, Stage, STAGES};
+use crate::journal::SyncMode;
 use crate::plan::{Action, ExecutionPlan, Quote, Spec};
 use crate::policy::{self, Miss, Policy};
 use crate::pricing::{self, py_max};
@@ -187,7 +188,7 @@ impl ExecutionRouter {
     ) -> PyResult<()> {
         if let Some(wo) = self
             .registry
-            .pop(method, trade_id, || self.cells.inc(counter))?
+            .pop(method, trade_id, Some(counter))?
         {
             let ctx = Ctx::one("trade_id", trade_id.clone());
             self.dispatch(py, stage, wo.into_any(), &ctx)?;
@@ -316,9 +317,10 @@ impl ExecutionRouter {
                 base_trade_id: base.unbind(),
                 retry_n,
                 link: None,
+                journal: None,
             },
         )?;
-        self.registry.put(METHOD, trade_id, &wo, deadline, enter)?;
+        self.registry.put(METHOD, trade_id, &wo, deadline, enter, now)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
@@ -475,6 +477,32 @@ fn taker_counter(action: Action) -> Counter {
     }
 }
 
+fn sync_mode(sync: &str, group_ms: Option<f64>) -> PyResult<SyncMode> {
+    match (sync, group_ms) {
+        ("process", None) => Ok(SyncMode::Process),
+        ("power", None) => Ok(SyncMode::Power),
+        ("power", Some(ms)) if ms.is_finite() && ms > 0.0 && ms < 3.6e6 => Ok(SyncMode::Group(
+            std::time::Duration::from_secs_f64(ms / 1000.0),
+        )),
+        _ => Err(PyValueError::new_err(format!(
+            "Journal() got an invalid sync/group_ms: {sync:?}, {group_ms:?}"
+        ))),
+    }
+}
+
+static CONFIG_FIELDS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A config as the journal writes it: its `ExecConfig` fields, encoded.
+fn journal_config(config: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let py = config.py();
+    let fields = CONFIG_FIELDS
+        .import(py, "exec_router.journal_format", "config_fields")?
+        .call1((config,))?;
+    let mut out = Vec::new();
+    crate::journal_format::value(&mut out, &fields, "config", 0).map_err(|r| r.into_err("config"))?;
+    Ok(out)
+}
+
 fn state_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
     py.import(intern!(py, "exec_router.state"))
 }
@@ -531,9 +559,9 @@ impl ExecutionRouter {
             },
         )?;
         Ok(Self {
+            registry: Registry::new(py, cells.clone()),
             cells,
             counters,
-            registry: Registry::new(py),
             hooks: Hooks::default(),
             state: Mutex::new(State {
                 config: config.unbind(),
@@ -553,6 +581,10 @@ impl ExecutionRouter {
     fn set_config(&self, config: &Bound<'_, PyAny>) -> PyResult<()> {
         let _depth = Depth::enter("config")?;
         let policy = Arc::new(policy::from_config(config)?);
+        if self.registry.journaled() {
+            let body = journal_config(config)?;
+            self.registry.journal_config(config.py(), body)?;
+        }
         let old = {
             let mut state = lock(&self.state);
             state.policy = policy;
@@ -740,7 +772,7 @@ impl ExecutionRouter {
 
     fn clear_working(&self, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
         let _depth = Depth::enter("clear_working")?;
-        self.registry.pop("clear_working", trade_id, || {})?;
+        self.registry.pop("clear_working", trade_id, None)?;
         Ok(())
     }
 
@@ -750,6 +782,91 @@ impl ExecutionRouter {
     fn _observe_registry(&self, r#fn: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let _depth = Depth::enter("_observe_registry")?;
         self.registry.observe(r#fn)
+    }
+
+    // ── journal (exec_router.journal drives these) ─────────────────────
+
+    /// Take over the locked descriptor `fd` of the journal at `path`, write
+    /// the registry there as a snapshot, and journal every change.
+    #[pyo3(signature = (fd, path, sync, group_ms, file_id, times = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn _journal_attach(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        path: std::path::PathBuf,
+        sync: &str,
+        group_ms: Option<f64>,
+        file_id: [u8; 16],
+        times: Option<(f64, f64)>,
+    ) -> PyResult<()> {
+        let close = || {
+            // SAFETY: the descriptor was handed over to this call.
+            unsafe { libc::close(fd) };
+        };
+        let prepared = (|| -> PyResult<(SyncMode, Vec<u8>, f64)> {
+            let mode = sync_mode(sync, group_ms)?;
+            let config = journal_config(self.config(py).bind(py))?;
+            let now = self.now(py, "attach")?;
+            Ok((mode, config, now))
+        })();
+        let (mode, config, now) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                close();
+                return Err(e);
+            }
+        };
+        self.registry
+            .attach(py, fd, path, mode, file_id, times, config, now)
+    }
+
+    /// Stop journaling: sync (power, group) and close the file; whether one was attached.
+    fn _journal_detach(&self) -> bool {
+        self.registry.detach()
+    }
+
+    /// The attached journal's bytes so far, or None.
+    fn _journal_bytes<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.registry
+            .with_journal(|w| w.bytes().to_vec())
+            .map(|b| PyBytes::new(py, &b))
+    }
+
+    /// Rewrite the attached journal from the orders' current fields.
+    fn _journal_sync(&self, py: Python<'_>) -> PyResult<()> {
+        let config = journal_config(self.config(py).bind(py))?;
+        let now = self.now(py, "sync")?;
+        self.registry.resnapshot(py, Some(config), now)
+    }
+
+    /// The attached journal's statistics, or None.
+    fn _journal_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some((s, end, cap, mode)) = self
+            .registry
+            .with_journal(|w| (w.stats(), w.end(), w.capacity(), w.mode()))
+        else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("records", s.records)?;
+        d.set_item("bytes", end)?;
+        d.set_item("capacity", cap)?;
+        d.set_item("compactions", s.compactions)?;
+        d.set_item("compaction_errors", s.compaction_errors)?;
+        d.set_item("last_compaction_s", s.last_compaction_s)?;
+        d.set_item("syncs", s.syncs)?;
+        d.set_item("last_sync_s", s.last_sync_s)?;
+        d.set_item("max_sync_s", s.max_sync_s)?;
+        d.set_item("last_error", s.last_error)?;
+        d.set_item(
+            "sync",
+            match mode {
+                SyncMode::Process => "process",
+                _ => "power",
+            },
+        )?;
+        Ok(Some(d))
     }
 
     /// This router's state as a versioned, JSON-serialisable dict.

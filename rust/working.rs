@@ -51,6 +51,8 @@ pub struct WorkingOrder {
     pub base_trade_id: Py<PyAny>,
     pub retry_n: i64,
     pub link: Option<Link>,
+    /// The journal's PUT body of this order, while a journal is attached.
+    pub journal: Option<Box<[u8]>>,
 }
 
 impl WorkingOrder {
@@ -139,6 +141,7 @@ impl WorkingOrder {
             base_trade_id: arg(8).clone().unbind(),
             retry_n: retry_n()?,
             link: None,
+            journal: None,
         })
     }
 

@@ -1,0 +1,233 @@
+//! The journal's bytes (docs/state-and-journal.md has the byte table): the
+//! header, the frames, and the tagged encoding of values. The pure backend
+//! writes the same bytes in `exec_router/journal_format.py`.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::counters::{Cells, KEYS};
+use crate::plan::ExecutionPlan;
+use crate::working::WorkingOrder;
+
+pub const MAGIC: [u8; 8] = *b"\x89ERJRNL\n";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 64;
+/// `[u32 length][u32 CRC-32C]` before each payload.
+pub const FRAME_HEAD: usize = 8;
+/// Nesting depth of a value (metadata) the journal writes.
+pub const MAX_NESTING: u32 = 32;
+
+pub type Counts = [i64; KEYS.len()];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Snapshot = 1,
+    Put = 2,
+    Pop = 3,
+    Config = 4,
+}
+
+const NONE: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const INT: u8 = 3;
+const FLOAT: u8 = 4;
+const STR: u8 = 5;
+const TUPLE: u8 = 6;
+const LIST: u8 = 7;
+const DICT: u8 = 8;
+
+/// Why a value cannot be written: a TypeError or a ValueError.
+pub enum Refusal {
+    Type(String),
+    Value(String),
+}
+
+impl Refusal {
+    pub fn into_err(self, method: &str) -> PyErr {
+        match self {
+            Refusal::Type(m) => pyo3::exceptions::PyTypeError::new_err(format!(
+                "{method}(): the journal cannot write {m}"
+            )),
+            Refusal::Value(m) => pyo3::exceptions::PyValueError::new_err(format!(
+                "{method}(): the journal cannot write {m}"
+            )),
+        }
+    }
+}
+
+pub fn counts(cells: &Cells) -> Counts {
+    std::array::from_fn(|i| cells.get(i))
+}
+
+pub fn header(file_id: &[u8; 16], boot_id: &[u8; 16], wall: f64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(&MAGIC);
+    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    h.extend_from_slice(file_id);
+    h.extend_from_slice(boot_id);
+    h.extend_from_slice(&wall.to_le_bytes());
+    h.extend_from_slice(&0_u32.to_le_bytes());
+    let crc = crc32c::crc32c(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Append one frame: `[len][crc][kind seq counters body]`.
+pub fn frame(out: &mut Vec<u8>, kind: Kind, seq: u64, counts: &Counts, body: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEAD]);
+    out.push(kind as u8);
+    out.extend_from_slice(&seq.to_le_bytes());
+    for c in counts {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out.extend_from_slice(body);
+    let payload = out.get(start + FRAME_HEAD..).unwrap_or(&[]);
+    let len = payload.len() as u32;
+    let crc = crc32c::crc32c(payload);
+    let head: Vec<u8> = len.to_le_bytes().into_iter().chain(crc.to_le_bytes()).collect();
+    if let Some(slot) = out.get_mut(start..start + FRAME_HEAD) {
+        slot.copy_from_slice(&head);
+    }
+}
+
+/// The size of a frame holding `body`.
+pub fn frame_len(body: usize) -> usize {
+    FRAME_HEAD + 1 + 8 + 8 * KEYS.len() + body
+}
+
+fn str_bytes(out: &mut Vec<u8>, s: &Bound<'_, PyString>, what: &str) -> Result<(), Refusal> {
+    let text = s
+        .to_str()
+        .map_err(|_| Refusal::Value(format!("{what}: a str that is not valid Unicode")))?;
+    let len = u32::try_from(text.len())
+        .map_err(|_| Refusal::Value(format!("{what}: a str of 4 GiB or more")))?;
+    out.push(STR);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+fn count(n: usize, what: &str) -> Result<[u8; 4], Refusal> {
+    u32::try_from(n)
+        .map(u32::to_le_bytes)
+        .map_err(|_| Refusal::Value(format!("{what}: too many items")))
+}
+
+/// Encode `v`: None, bool, int (64-bit), finite float, str, and tuples,
+/// lists and dicts of them, of exactly these types. No Python code runs.
+pub fn value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, what: &str, depth: u32) -> Result<(), Refusal> {
+    if depth > MAX_NESTING {
+        return Err(Refusal::Value(format!(
+            "{what}: nested deeper than {MAX_NESTING}"
+        )));
+    }
+    if v.is_none() {
+        out.push(NONE);
+    } else if let Ok(b) = v.cast_exact::<PyBool>() {
+        out.push(if b.is_true() { TRUE } else { FALSE });
+    } else if let Ok(i) = v.cast_exact::<PyInt>() {
+        let n: i64 = i
+            .extract()
+            .map_err(|_| Refusal::Value(format!("{what}: an int beyond 64 bits")))?;
+        out.push(INT);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else if let Ok(f) = v.cast_exact::<PyFloat>() {
+        let x = f.value();
+        if !x.is_finite() {
+            return Err(Refusal::Value(format!("{what}: a non-finite float ({x})")));
+        }
+        out.push(FLOAT);
+        out.extend_from_slice(&x.to_le_bytes());
+    } else if let Ok(s) = v.cast_exact::<PyString>() {
+        str_bytes(out, s, what)?;
+    } else if let Ok(t) = v.cast_exact::<PyTuple>() {
+        out.push(TUPLE);
+        out.extend_from_slice(&count(t.len(), what)?);
+        for item in t.iter() {
+            value(out, &item, what, depth + 1)?;
+        }
+    } else if let Ok(l) = v.cast_exact::<PyList>() {
+        out.push(LIST);
+        let items: Vec<Bound<'_, PyAny>> = l.iter().collect();
+        out.extend_from_slice(&count(items.len(), what)?);
+        for item in &items {
+            value(out, item, what, depth + 1)?;
+        }
+    } else if let Ok(d) = v.cast_exact::<PyDict>() {
+        out.push(DICT);
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.iter().collect();
+        out.extend_from_slice(&count(items.len(), what)?);
+        for (k, item) in &items {
+            value(out, k, what, depth + 1)?;
+            value(out, item, what, depth + 1)?;
+        }
+    } else {
+        let name = v
+            .get_type()
+            .qualname()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        return Err(Refusal::Type(format!("{what}: a {name}")));
+    }
+    Ok(())
+}
+
+fn f64s(out: &mut Vec<u8>, xs: &[f64]) {
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// The body of a PUT: the whole order, with the clocks at the time of writing.
+pub fn order_body(
+    wo: &Bound<'_, WorkingOrder>,
+    clock_at: f64,
+    wall: f64,
+    boot: f64,
+) -> Result<Vec<u8>, Refusal> {
+    let py = wo.py();
+    let w = wo
+        .try_borrow()
+        .map_err(|_| Refusal::Value("the order: it is being changed".to_owned()))?;
+    let plan = w.plan.bind(py);
+    let p: &ExecutionPlan = plan.get();
+    let mut out = Vec::with_capacity(160);
+    value(&mut out, w.trade_id.bind(py), "trade_id", 0)?;
+    value(&mut out, w.asset.bind(py), "asset", 0)?;
+    str_bytes(&mut out, w.side.bind(py), "side")?;
+    str_bytes(&mut out, w.action.bind(py), "action")?;
+    str_bytes(&mut out, &p.order_type_str(py), "plan.order_type")?;
+    f64s(&mut out, &[p.limit_price]);
+    out.push(u8::from(p.post_only));
+    f64s(&mut out, &[p.ttl_s]);
+    out.push(u8::from(p.is_maker));
+    str_bytes(&mut out, &p.action_str(py), "plan.action")?;
+    str_bytes(&mut out, &p.reason_str(py), "plan.reason")?;
+    out.push(u8::from(p.suppress));
+    value(&mut out, p.metadata_dict(py).as_any(), "plan.metadata", 0)?;
+    let times = [w.submitted_at, w.deadline];
+    if times.iter().any(|t| !t.is_finite()) {
+        return Err(Refusal::Value("the order: a non-finite time".to_owned()));
+    }
+    f64s(&mut out, &times);
+    out.extend_from_slice(&w.retries_left.to_le_bytes());
+    value(&mut out, w.base_trade_id.bind(py), "base_trade_id", 0)?;
+    out.extend_from_slice(&w.retry_n.to_le_bytes());
+    f64s(&mut out, &[clock_at, wall, boot]);
+    Ok(out)
+}
+
+/// The body of a POP: the trade id.
+pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::with_capacity(24);
+    value(&mut out, trade_id, "trade_id", 0)?;
+    Ok(out)
+}
+
+/// The body of a SNAPSHOT: how many PUT frames follow.
+pub fn snapshot_body(n: u64) -> Vec<u8> {
+    n.to_le_bytes().to_vec()
+}
