@@ -138,7 +138,7 @@ pub fn value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, what: &str, depth: u32) ->
     } else if let Ok(f) = v.cast_exact::<PyFloat>() {
         let x = f.value();
         if !x.is_finite() {
-            return Err(Refusal::Value(format!("{what}: a non-finite float ({x})")));
+            return Err(Refusal::Value(format!("{what}: a non-finite float")));
         }
         out.push(FLOAT);
         out.extend_from_slice(&x.to_le_bytes());

@@ -30,6 +30,12 @@ mod working;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+/// CRC-32C (Castagnoli) of `data`: the journal's frame checksum.
+#[pyfunction]
+fn _crc32c(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -40,6 +46,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(_crc32c, m)?)?;
     // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
     m.py()
         .import("collections.abc")?

@@ -73,12 +73,13 @@ else:
 BACKEND = "pure" if _pure_requested() else "native"
 
 if TYPE_CHECKING:
-    from .journal import Journal, JournalError
+    from .errors import JournalError
+    from .journal import Journal
     from .state import StateError
 
     __version__: str
 
-_LAZY = {"Journal": "journal", "JournalError": "journal", "StateError": "state"}
+_LAZY = {"Journal": "journal", "JournalError": "errors", "StateError": "state"}
 
 
 def _version() -> str:
@@ -97,7 +98,7 @@ def _version() -> str:
 
 
 def __getattr__(name: str) -> object:
-    """Import the journal (sqlite3) and state helpers, and read the version, on first use."""
+    """Import the journal and state helpers, and read the version, on first use."""
     if name == "__version__":
         return _version()
     if name in _LAZY:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from . import journal_format as _jf
 from . import state as _state
 from .config import ExecConfig
 from .constants import (
@@ -369,6 +370,7 @@ class ExecutionRouter:
     ) -> None:
         logger = LOGGER if logger is None else logger
         clock = time.monotonic if clock is None else clock
+        self._journal: _jf.Writer | None = None
         self.logger = logger
         self.clock = clock
         self.config = ExecConfig() if config is None else config
@@ -406,6 +408,26 @@ class ExecutionRouter:
     def config(self, config: ExecConfig) -> None:
         if not isinstance(config, ExecConfig):
             raise TypeError(f"ExecutionRouter got an invalid config: {type(config).__name__}")
+        jr = self._journal
+        if jr is not None:  # a CONFIG record, ahead of the change
+            try:
+                body = _jf.config_body(config)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"config(): {exc}") from None
+            data, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
+            mm, seq = jr.mm, jr.seq + 1
+            assert mm is not None
+            mm[start:stop] = data
+            try:
+                jr.synced(start, stop)
+            except BaseException:
+                mm[start:stop] = blank
+                raise
+            self._config = config
+            jr.config = body
+            jr.end = stop
+            jr.seq = seq
+            jr.records += 1
         self._config = config
         ticks = {**DEFAULT_TICKS, **config.tick_overrides}
         self._ticks = {sym: float(tick) for sym, tick in ticks.items()}
@@ -821,13 +843,155 @@ class ExecutionRouter:
             base_trade_id=base,
             retry_n=retry_n,
         )
-        try:
-            self._working[trade_id] = wo
-        except Exception as exc:
-            raise _Invalid("trade_id", trade_id, exc).error(method) from exc
+        jr = self._journal
+        if jr is not None:
+            self._journaled_put(jr, trade_id, wo, now, method)
+        else:
+            try:
+                self._working[trade_id] = wo
+            except Exception as exc:
+                raise _Invalid("trade_id", trade_id, exc).error(method) from exc
         self._notify("put", trade_id, wo)
         self._run_hooks("on_working", wo, {"trade_id": trade_id})
         return wo
+
+    # ── the journal: a record ahead of each change, with no call between ────
+
+    def _journaled_put(
+        self, jr: _jf.Writer, trade_id: Any, wo: WorkingOrder, now: float, method: str
+    ) -> None:
+        wall, boot = jr.times()
+        try:
+            _jf.pop_body(trade_id)  # a key the journal writes hashes without Python code
+            body = _jf.order_body(wo, now, wall, boot)
+            old = jr.bodies.get(trade_id)
+        except (TypeError, ValueError) as exc:
+            if "journal" not in str(exc):
+                raise _Invalid("trade_id", trade_id, exc).error(method) from exc
+            raise type(exc)(f"{method}(): {exc}") from None
+        data, start, stop, blank = jr.prepare(_jf.PUT, _jf._counts(self), body)
+        change = _jf.frame_len(len(body)) - (0 if old is None else _jf.frame_len(len(old)))
+        working, bodies, mm, seq = self._working, jr.bodies, jr.mm, jr.seq + 1
+        assert mm is not None
+        # From here to the end of the block nothing is called: no signal
+        # handler or thread switch comes between the record and the change.
+        mm[start:stop] = data
+        try:
+            jr.synced(start, stop)
+            working[trade_id] = wo
+        except BaseException as exc:
+            mm[start:stop] = blank
+            if isinstance(exc, TypeError):
+                raise _Invalid("trade_id", trade_id, exc).error(method) from exc
+            raise
+        bodies[trade_id] = body
+        jr.end = stop
+        jr.seq = seq
+        jr.records += 1
+        jr.live += change
+        jr.after_change(self)
+
+    def _journaled_pop(
+        self, jr: _jf.Writer, key: Any, counter: str | None
+    ) -> WorkingOrder | None:
+        try:
+            body = _jf.pop_body(key)
+        except (TypeError, ValueError):
+            return None  # an id the journal cannot write was never registered
+        working = self._working
+        if key not in working:
+            return None
+        counts = _jf._counts(self)
+        if counter is not None:
+            counts[COUNTER_KEYS.index(counter)] += 1
+        data, start, stop, blank = jr.prepare(_jf.POP, counts, body)
+        bodies, counters, mm, seq = jr.bodies, self.counters, jr.mm, jr.seq + 1
+        old = bodies.get(key)
+        removed = 0 if old is None else _jf.frame_len(len(old))
+        assert mm is not None
+        mm[start:stop] = data
+        try:
+            jr.synced(start, stop)
+        except BaseException:
+            mm[start:stop] = blank
+            raise
+        # Nothing is called from the record to the end of the change.
+        wo = working[key]
+        del working[key]
+        if key in bodies:
+            del bodies[key]
+        if counter is not None:
+            counters[counter] = counters[counter] + 1
+        jr.end = stop
+        jr.seq = seq
+        jr.records += 1
+        jr.live -= removed
+        jr.after_change(self)
+        return wo
+
+    def _journal_attach(
+        self,
+        fd: int,
+        path: str,
+        sync: str,
+        group_ms: float | None,
+        file_id: bytes,
+        times: tuple[float, float] | None = None,
+    ) -> None:
+        """Take over the locked descriptor ``fd`` of the journal at ``path``, write
+        the registry there as a snapshot, and journal every change."""
+        try:
+            if self._journal is not None:
+                from .errors import JournalError
+
+                raise JournalError("the router already has a journal attached")
+            if sync not in ("process", "power") or (
+                group_ms is not None
+                and (sync != "power" or not (0.0 < group_ms < 3.6e6))
+            ):
+                raise ValueError(f"Journal() got an invalid sync/group_ms: {sync!r}, {group_ms!r}")
+            config = _jf.config_body(self._config)
+            now = self._now("attach")
+            wall, boot = times if times is not None else _jf.now()
+            bodies = {}
+            for key, wo in list(self._working.items()):
+                _jf.pop_body(key)
+                bodies[key] = _jf.order_body(wo, now, wall, boot)
+        except BaseException:
+            import os
+
+            os.close(fd)
+            raise
+        self._journal = _jf.Writer(
+            fd, path, sync, group_ms, file_id, times, config, _jf._counts(self), bodies
+        )
+
+    def _journal_detach(self) -> bool:
+        jr, self._journal = self._journal, None
+        if jr is None:
+            return False
+        jr.close()
+        return True
+
+    def _journal_bytes(self) -> bytes | None:
+        jr = self._journal
+        return None if jr is None else jr.data()
+
+    def _journal_sync(self) -> None:
+        jr = self._journal
+        if jr is None:
+            from .errors import JournalError
+
+            raise JournalError("no journal attached")
+        now = self._now("sync")
+        wall, boot = jr.times()
+        bodies = {k: _jf.order_body(wo, now, wall, boot) for k, wo in list(self._working.items())}
+        jr.config = _jf.config_body(self._config)
+        jr.rewrite(_jf._counts(self), bodies)
+
+    def _journal_stats(self) -> dict[str, Any] | None:
+        jr = self._journal
+        return None if jr is None else jr.stats()
 
     def _key(self, trade_id: Any, method: str) -> Hashable:
         try:
@@ -835,12 +999,19 @@ class ExecutionRouter:
         except _Invalid as bad:
             raise bad.error(method) from bad.cause
 
-    def _pop(self, trade_id: Any, method: str) -> WorkingOrder | None:
+    def _pop(self, trade_id: Any, method: str, counter: str | None = None) -> WorkingOrder | None:
+        """Remove the order under ``trade_id`` and bump ``counter`` (recorded with the change)."""
         key = self._key(trade_id, method)
+        jr = self._journal
+        if jr is not None:
+            return self._journaled_pop(jr, key, counter)
         try:
-            return self._working.pop(key, None)
+            wo = self._working.pop(key, None)
         except Exception as exc:
             raise _Invalid("trade_id", trade_id, exc).error(method) from exc
+        if wo is not None and counter is not None:
+            self._count(counter)
+        return wo
 
     @_bounded
     def working(self, trade_id: Any) -> WorkingOrder | None:
@@ -869,17 +1040,15 @@ class ExecutionRouter:
 
     @_bounded
     def note_fill(self, trade_id: Any) -> None:
-        wo = self._pop(trade_id, "note_fill")
+        wo = self._pop(trade_id, "note_fill", "fills_working")
         if wo is not None:
-            self._count("fills_working")
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_fill", wo, {"trade_id": trade_id})
 
     @_bounded
     def note_cancel(self, trade_id: Any) -> None:
-        wo = self._pop(trade_id, "note_cancel")
+        wo = self._pop(trade_id, "note_cancel", "cancels")
         if wo is not None:
-            self._count("cancels")
             self._notify("pop", trade_id, wo)
             self._run_hooks("on_cancel", wo, {"trade_id": trade_id})
 
