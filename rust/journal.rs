@@ -253,6 +253,11 @@ impl Writer {
         now(self.fixed_times)
     }
 
+    /// Tests: the clocks' next readings, taken by the registry.
+    pub fn fix_times(&mut self, t: (f64, f64)) {
+        self.fixed_times = Some(t);
+    }
+
     pub fn check_fork(&self) -> Result<(), JournalFault> {
         if FORKS.load(Ordering::Relaxed) != self.forks {
             return Err(JournalFault(format!(

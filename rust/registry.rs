@@ -42,6 +42,8 @@ pub struct Registry {
     journal: Mutex<Option<Box<Writer>>>,
     /// Whether `journal` is set, readable without the lock.
     journaled: AtomicBool,
+    /// Tests only: `fn() -> (wall, boot)` instead of the system clocks.
+    times_fn: Mutex<Option<Py<PyAny>>>,
 }
 
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
@@ -59,7 +61,25 @@ impl Registry {
             cells,
             journal: Mutex::new(None),
             journaled: AtomicBool::new(false),
+            times_fn: Mutex::new(None),
         }
+    }
+
+    /// (wall, boot) now: the system clocks, or the tests' `times_fn` (called
+    /// before any append; the writer keeps the reading for its snapshots).
+    fn read_times(&self, py: Python<'_>) -> PyResult<(f64, f64)> {
+        let f = lock(&self.times_fn).as_ref().map(|f| f.clone_ref(py));
+        let Some(f) = f else {
+            return Ok(match lock(&self.journal).as_ref() {
+                Some(w) => w.times(),
+                None => crate::journal::now(None),
+            });
+        };
+        let t: (f64, f64) = f.bind(py).call0()?.extract()?;
+        if let Some(w) = lock(&self.journal).as_mut() {
+            w.fix_times(t);
+        }
+        Ok(t)
     }
 
     // ── journal ──────────────────────────────────────────────────────────
@@ -78,13 +98,11 @@ impl Registry {
         now: f64,
     ) -> PyResult<Option<Mark>> {
         let py = wo.py();
-        let times = match lock(&self.journal).as_ref() {
-            Some(w) => {
-                w.check_fork().map_err(|f| fault(py, f))?;
-                w.times()
-            }
+        match lock(&self.journal).as_ref() {
+            Some(w) => w.check_fork().map_err(|f| fault(py, f))?,
             None => return Ok(None),
-        };
+        }
+        let times = self.read_times(py)?;
         // The key is checked too: a key the journal can write hashes and
         // compares without Python code.
         fmt::pop_body(key).map_err(|r| r.into_err(method))?;
@@ -152,16 +170,28 @@ impl Registry {
         path: std::path::PathBuf,
         mode: crate::journal::SyncMode,
         file_id: [u8; 16],
-        fixed_times: Option<(f64, f64)>,
+        times_fn: Option<Bound<'_, PyAny>>,
         config: Vec<u8>,
         now: f64,
     ) -> PyResult<()> {
-        if self.journaled() {
+        let close = || {
             // SAFETY: the descriptor was handed over to us.
             unsafe { libc::close(fd) };
+        };
+        if self.journaled() {
+            close();
             return Err(journal_error(py, "the router already has a journal attached"));
         }
-        let (wall, boot) = crate::journal::now(fixed_times);
+        let old = std::mem::replace(&mut *lock(&self.times_fn), times_fn.map(Bound::unbind));
+        drop(old);
+        let (wall, boot) = match self.read_times(py) {
+            Ok(t) => t,
+            Err(e) => {
+                close();
+                return Err(e);
+            }
+        };
+        let fixed_times = lock(&self.times_fn).as_ref().map(|_| (wall, boot));
         let mut bodies = Vec::new();
         let mut orders = Vec::new();
         let encoded = (|| -> PyResult<()> {
@@ -174,8 +204,7 @@ impl Registry {
             Ok(())
         })();
         if let Err(e) = encoded {
-            // SAFETY: as above.
-            unsafe { libc::close(fd) };
+            close();
             return Err(e);
         }
         let counts = fmt::counts(&self.cells);
@@ -199,10 +228,10 @@ impl Registry {
 
     /// Rewrite the journal from the orders' current fields (in-place edits).
     pub fn resnapshot(&self, py: Python<'_>, config: Option<Vec<u8>>, now: f64) -> PyResult<()> {
-        let times = match lock(&self.journal).as_ref() {
-            Some(w) => w.times(),
-            None => return Err(journal_error(py, "no journal attached")),
-        };
+        if !self.journaled() {
+            return Err(journal_error(py, "no journal attached"));
+        }
+        let times = self.read_times(py)?;
         let mut bodies = Vec::new();
         let mut orders = Vec::new();
         for v in self.working.bind(py).values().iter() {
@@ -238,6 +267,8 @@ impl Registry {
 
     /// Detach the journal: sync it (power and group modes) and close the file.
     pub fn detach(&self) -> bool {
+        let times_fn = lock(&self.times_fn).take();
+        drop(times_fn);
         let old = {
             let mut slot = lock(&self.journal);
             self.journaled.store(false, Ordering::Release);
@@ -517,6 +548,11 @@ impl Registry {
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.working)?;
+        if let Ok(f) = self.times_fn.try_lock() {
+            if let Some(f) = f.as_ref() {
+                visit.call(f)?;
+            }
+        }
         if let Ok(observer) = self.observer.try_lock() {
             if let Some(o) = observer.as_ref() {
                 visit.call(o)?;

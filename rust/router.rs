@@ -798,7 +798,7 @@ impl ExecutionRouter {
         sync: &str,
         group_ms: Option<f64>,
         file_id: [u8; 16],
-        times: Option<(f64, f64)>,
+        times: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let close = || {
             // SAFETY: the descriptor was handed over to this call.

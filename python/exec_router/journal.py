@@ -17,6 +17,7 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -40,6 +41,8 @@ FORMAT_VERSION = _jf.VERSION
 _OPEN: dict[str, Journal] = {}
 _OPEN_LOCK = threading.Lock()
 _ATTACH_TRIES = 5
+# Tests only: ``fn() -> (wall, boot)`` in place of CLOCK_REALTIME and CLOCK_BOOTTIME.
+_clocks: Callable[[], tuple[float, float]] | None = None
 
 
 class Journal:
@@ -82,7 +85,7 @@ class Journal:
         self._closed = False
         self._legacy = False
         self._file_id: bytes | None = None  # tests fix it to compare bytes
-        self._times: tuple[float, float] | None = None  # likewise the clocks
+        self._times: Callable[[], tuple[float, float]] | None = None  # likewise the clocks
         self._check_or_create()
 
     # ── opening: create atomically, refuse what is not ours ───────────────
@@ -137,7 +140,7 @@ class Journal:
             fd = self._open_locked()
             file_id = self._file_id if self._file_id is not None else os.urandom(16)
             router._journal_attach(
-                fd, self._real, self.sync_mode, self.group_ms, file_id, self._times
+                fd, self._real, self.sync_mode, self.group_ms, file_id, self._times or _clocks
             )
         except BaseException:
             with _OPEN_LOCK:
@@ -345,7 +348,7 @@ def restore_orders(router: Any, r: _jf.Replay) -> None:
 
     plan_type = _plan_type(router)
     now = _state._clock_reading(router)
-    wall_now, boot_now = _jf.now()
+    wall_now, boot_now = (_clocks or _jf.now)()
     same_boot = r.boot_id != bytes(16) and r.boot_id == _jf.boot_id()
     for o in r.orders.values():
         elapsed = boot_now - o.boot_at if same_boot else wall_now - o.wall_at

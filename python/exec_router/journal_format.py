@@ -550,6 +550,7 @@ class Writer:
         "stop",
         "syncs",
         "threshold",
+        "times_fn",
         "written",
     )
 
@@ -560,6 +561,7 @@ class Writer:
         mode: str,
         group_ms: float | None,
         file_id: bytes,
+        times_fn: Callable[[], tuple[float, float]] | None,
         fixed_times: tuple[float, float] | None,
         config: bytes,
         counts: list[int],
@@ -567,6 +569,7 @@ class Writer:
     ) -> None:
         self.fd, self.path, self.file_id = fd, path, file_id
         self.boot_id = boot_id()
+        self.times_fn = times_fn
         self.fixed_times = fixed_times
         self.mode = mode if group_ms is None else "group"
         self.forks = _forks
@@ -595,6 +598,14 @@ class Writer:
             self._group.start()
 
     def times(self) -> tuple[float, float]:
+        """(wall, boot) now: the system clocks, or the tests' ``times_fn``."""
+        if self.times_fn is None:
+            return now()
+        wall, boot = self.times_fn()
+        self.fixed_times = (float(wall), float(boot))
+        return self.fixed_times
+
+    def last_times(self) -> tuple[float, float]:
         return now() if self.fixed_times is None else self.fixed_times
 
     def check_fork(self) -> None:
@@ -666,7 +677,7 @@ class Writer:
         """Replace the file by a snapshot: a new file, synced, locked, renamed over."""
         self.check_fork()
         t = time.perf_counter()
-        wall, _ = self.times()
+        wall, _ = self.last_times()
         content = snapshot(
             self.file_id, self.boot_id, wall, self.config, counts, list(bodies.values()), self.seq
         )

@@ -936,7 +936,7 @@ class ExecutionRouter:
         sync: str,
         group_ms: float | None,
         file_id: bytes,
-        times: tuple[float, float] | None = None,
+        times: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
         """Take over the locked descriptor ``fd`` of the journal at ``path``, write
         the registry there as a snapshot, and journal every change."""
@@ -952,7 +952,7 @@ class ExecutionRouter:
                 raise ValueError(f"Journal() got an invalid sync/group_ms: {sync!r}, {group_ms!r}")
             config = _jf.config_body(self._config)
             now = self._now("attach")
-            wall, boot = times if times is not None else _jf.now()
+            wall, boot = (float(t) for t in times()) if times is not None else _jf.now()
             bodies = {}
             for key, wo in list(self._working.items()):
                 _jf.pop_body(key)
@@ -962,8 +962,9 @@ class ExecutionRouter:
 
             os.close(fd)
             raise
+        fixed = None if times is None else (wall, boot)
         self._journal = _jf.Writer(
-            fd, path, sync, group_ms, file_id, times, config, _jf._counts(self), bodies
+            fd, path, sync, group_ms, file_id, times, fixed, config, _jf._counts(self), bodies
         )
 
     def _journal_detach(self) -> bool:
