@@ -180,7 +180,9 @@ impl Registry {
         };
         if self.journaled() {
             close();
-            return Err(journal_error(py, "the router already has a journal attached"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "Journal.attach(): the router already has a journal attached",
+            ));
         }
         let old = std::mem::replace(&mut *lock(&self.times_fn), times_fn.map(Bound::unbind));
         drop(old);

@@ -541,6 +541,7 @@ class Writer:
         "last_error",
         "last_sync_s",
         "live",
+        "lock",
         "max_sync_s",
         "mm",
         "mode",
@@ -582,6 +583,7 @@ class Writer:
         self.mm: mmap.mmap | None = None
         self.bodies: dict[Any, bytes] = {}
         self._sync_lock = threading.Lock()
+        self.lock = threading.Lock()  # one registry change at a time, record to change
         self.written = 0
         self.stop = False
         self._group: threading.Thread | None = None

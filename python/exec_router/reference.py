@@ -410,25 +410,10 @@ class ExecutionRouter:
             raise TypeError(f"ExecutionRouter got an invalid config: {type(config).__name__}")
         jr = self._journal
         if jr is not None:  # a CONFIG record, ahead of the change
-            try:
-                body = _jf.config_body(config)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"config(): {exc}") from None
-            data, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
-            mm, seq = jr.mm, jr.seq + 1
-            assert mm is not None
-            mm[start:stop] = data
-            try:
-                jr.synced(start, stop)
-            except BaseException:
-                mm[start:stop] = blank
-                raise
-            self._config = config
-            jr.config = body
-            jr.end = stop
-            jr.seq = seq
-            jr.records += 1
+            with jr.lock:
+                self._journaled_config(jr, config)
         self._config = config
+
         ticks = {**DEFAULT_TICKS, **config.tick_overrides}
         self._ticks = {sym: float(tick) for sym, tick in ticks.items()}
 
@@ -857,7 +842,33 @@ class ExecutionRouter:
 
     # ── the journal: a record ahead of each change, with no call between ────
 
+    def _journaled_config(self, jr: _jf.Writer, config: ExecConfig) -> None:
+        try:
+            body = _jf.config_body(config)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"config(): {exc}") from None
+        data, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
+        mm, seq = jr.mm, jr.seq + 1
+        assert mm is not None
+        mm[start:stop] = data
+        try:
+            jr.synced(start, stop)
+        except BaseException:
+            mm[start:stop] = blank
+            raise
+        self._config = config
+        jr.config = body
+        jr.end = stop
+        jr.seq = seq
+        jr.records += 1
+
     def _journaled_put(
+        self, jr: _jf.Writer, trade_id: Any, wo: WorkingOrder, now: float, method: str
+    ) -> None:
+        with jr.lock:
+            self._journaled_put_locked(jr, trade_id, wo, now, method)
+
+    def _journaled_put_locked(
         self, jr: _jf.Writer, trade_id: Any, wo: WorkingOrder, now: float, method: str
     ) -> None:
         wall, boot = jr.times()
@@ -892,6 +903,12 @@ class ExecutionRouter:
         jr.after_change(self)
 
     def _journaled_pop(
+        self, jr: _jf.Writer, key: Any, counter: str | None
+    ) -> WorkingOrder | None:
+        with jr.lock:
+            return self._journaled_pop_locked(jr, key, counter)
+
+    def _journaled_pop_locked(
         self, jr: _jf.Writer, key: Any, counter: str | None
     ) -> WorkingOrder | None:
         try:
@@ -942,9 +959,7 @@ class ExecutionRouter:
         the registry there as a snapshot, and journal every change."""
         try:
             if self._journal is not None:
-                from .errors import JournalError
-
-                raise JournalError("the router already has a journal attached")
+                raise RuntimeError("Journal.attach(): the router already has a journal attached")
             if sync not in ("process", "power") or (
                 group_ms is not None
                 and (sync != "power" or not (0.0 < group_ms < 3.6e6))
@@ -987,8 +1002,9 @@ class ExecutionRouter:
         now = self._now("sync")
         wall, boot = jr.times()
         bodies = {k: _jf.order_body(wo, now, wall, boot) for k, wo in list(self._working.items())}
-        jr.config = _jf.config_body(self._config)
-        jr.rewrite(_jf._counts(self), bodies)
+        with jr.lock:
+            jr.config = _jf.config_body(self._config)
+            jr.rewrite(_jf._counts(self), bodies)
 
     def _journal_stats(self) -> dict[str, Any] | None:
         jr = self._journal

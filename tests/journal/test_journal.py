@@ -1,10 +1,9 @@
-"""Journal: every registry change is committed, restore is exact, foreign files are refused."""
+"""Journal: every registry change is recorded ahead, restore is exact, foreign files are refused."""
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,16 @@ from typing import Any
 import pytest
 
 from exec_router import ExecutionPlan, ExecutionRouter, StateError
-from exec_router.journal import APPLICATION_ID, FORMAT_VERSION, Journal, JournalError
+from exec_router import journal as journal_module
+from exec_router import journal_format as jf
+from exec_router.journal import FORMAT_VERSION, Journal, JournalError
 
 from ..conftest import FakeClock, Impl
 from ..support import maker_plan
 from .journal_child import order_fields as fields
 
 WALL = 1_700_000_000.0  # time.time() during the tests that fix it
+BOOT = 5_000.0  # CLOCK_BOOTTIME likewise
 
 
 def register(router: Any, impl: Impl, trade_id: Any, **kw: Any) -> Any:
@@ -54,8 +56,10 @@ def tids(router: Any) -> list[Any]:
 
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
-    """``time.time()`` moves with the test's fake monotonic clock."""
+    """``time.time()`` and the journal's wall and boot clocks move with the
+    test's fake monotonic clock."""
     monkeypatch.setattr("time.time", lambda: WALL + clock.now)
+    monkeypatch.setattr(journal_module, "_clocks", lambda: (WALL + clock.now, BOOT + clock.now))
 
 
 @pytest.fixture
@@ -63,25 +67,34 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "router.journal"
 
 
-def test_new_file_is_a_wal_journal_and_leaves_no_litter(path: Path) -> None:
-    with Journal(path):
-        pass
+def test_new_file_is_one_journal_file_and_leaves_no_litter(impl: Impl, path: Path) -> None:
+    with Journal(path) as journal:
+        journal.attach(impl.router())
+        register(impl.router(), impl, "x")
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
-        assert conn.execute("PRAGMA user_version").fetchone() == (FORMAT_VERSION,)
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    finally:
-        conn.close()
+    data = path.read_bytes()
+    assert data[:8] == jf.MAGIC and int.from_bytes(data[8:12], "little") == FORMAT_VERSION
+    assert jf.read(data, "x").orders == {}
 
 
-@pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2)])
-def test_synchronous_option(path: Path, mode: Any, level: int) -> None:
-    with Journal(path, synchronous=mode) as journal:
-        assert journal._conn.execute("PRAGMA synchronous").fetchone() == (level,)
-    with pytest.raises(ValueError, match="synchronous"):
-        Journal(path, synchronous="OFF")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("sync", "group_ms"), [("process", None), ("power", None), ("power", 2.0)]
+)
+def test_sync_modes(impl: Impl, path: Path, clock: FakeClock, sync: Any, group_ms: Any) -> None:
+    router = impl.router(clock=clock)
+    with Journal(path, sync=sync, group_ms=group_ms) as journal:
+        journal.attach(router)
+        for tid in ("a", "b", "c"):
+            register(router, impl, tid)
+        router.note_fill("b")
+        stats = journal.stats()
+        assert stats["records"] == 2 + 4 and stats["sync"] == sync
+        if sync == "power" and group_ms is None:
+            assert stats["syncs"] == 4 and stats["last_sync_s"] > 0
+    assert tids(journaled(path, impl, clock=clock)) == ["a", "c"]
+    for bad in ({"sync": "OFF"}, {"group_ms": 5.0}, {"sync": "power", "group_ms": -1}):
+        with pytest.raises(ValueError):
+            Journal(path, **bad)
 
 
 def test_each_op_is_committed_before_the_call_returns(
@@ -180,17 +193,25 @@ def test_restore_is_exact_and_counters_come_back(
     assert_same_registry(restored, router)
 
 
+@pytest.mark.parametrize("wall_step", [0.0, 3600.0, -3600.0])
 def test_expiry_survives_downtime_and_a_new_clock_origin(
-    impl: Impl, path: Path, clock: FakeClock, wall: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    impl: Impl, path: Path, clock: FakeClock, wall: None, monkeypatch: pytest.MonkeyPatch,
+    wall_step: float,
+) -> None:  # fmt: skip
     router = impl.router(clock=clock)
     with Journal(path) as journal:
         journal.attach(router)
         register(router, impl, "short", action="EXIT", ttl_s=5.0)
         register(router, impl, "long", action="EXIT", ttl_s=60.0)
-    # Down for 30 s; the new process's monotonic clock starts at 50.
+    # Down for 30 s (the boot clock says so; the wall clock also stepped by
+    # wall_step, which must move nothing); the new process's clock starts at 50.
     new_clock = FakeClock(50.0)
-    monkeypatch.setattr("time.time", lambda: WALL + clock.now + 30.0 + (new_clock.now - 50.0))
+    down = clock.now + 30.0
+    monkeypatch.setattr(
+        journal_module,
+        "_clocks",
+        lambda: (WALL + down + wall_step + new_clock.now - 50.0, BOOT + down + new_clock.now - 50.0),
+    )
     restored = journaled(path, impl, clock=new_clock)
     assert [wo.trade_id for wo in restored.expired()] == ["short"]
     assert restored.working("long").deadline == pytest.approx(50.0 + 30.0)
@@ -285,24 +306,34 @@ def test_sync_writes_in_place_edits(impl: Impl, path: Path, clock: FakeClock, wa
         )
 
 
-def test_unjournalable_order_raises_and_leaves_no_stale_row(
-    impl: Impl, path: Path, clock: FakeClock
+def test_unjournalable_order_is_refused_before_any_change(
+    impl: Impl, path: Path, clock: FakeClock, wall: None
 ) -> None:
     router = impl.router(clock=clock)
     with Journal(path) as journal:
         journal.attach(router)
         register(router, impl, "a", action="EXIT")
         register(router, impl, "b", action="EXIT")
-        with pytest.raises(TypeError, match="trade_id"):
-            register(router, impl, ("tuple", 1), action="EXIT")
-        assert router.working(("tuple", 1)) is not None  # the in-memory change stays done
-        with pytest.raises(TypeError, match="metadata"):
+        before = [fields(wo) for wo in router.working_orders()], dict(router.counters)
+        with pytest.raises(TypeError, match="journal cannot write trade_id: a frozenset"):
+            register(router, impl, frozenset({1}), action="EXIT")
+        with pytest.raises(TypeError, match="journal cannot write plan.metadata: a object"):
             register(router, impl, "a", action="EXIT", metadata={"x": object()})
-        # "a" now holds an order the journal cannot store: its old record is gone.
-        assert tids(journaled(path, impl, clock=clock)) == ["b"]
+        with pytest.raises(ValueError, match="plan.metadata: a non-finite float"):
+            register(router, impl, "c", metadata={"x": float("nan")})
+        with pytest.raises(ValueError, match="an int beyond 64 bits"):
+            register(router, impl, "c", asset=2**70)
+        assert ([fields(wo) for wo in router.working_orders()], dict(router.counters)) == before
+        assert_same_registry(journaled(path, impl, clock=clock), router)
+        # Registered again later: where a fresh registration goes (last), not elsewhere.
         router.note_fill("a")
         register(router, impl, "c", action="EXIT")
-        assert tids(journaled(path, impl, clock=clock)) == ["b", "c"]
+        register(router, impl, "a", action="EXIT")
+        assert tids(router) == ["b", "c", "a"]
+        assert_same_registry(journaled(path, impl, clock=clock), router)
+        assert router.plan_entry(
+            trade_id="p", asset="BTCUSDT", position_side="LONG", reference_price=1.0
+        ).order_type in ("MARKET", "LIMIT")
 
 
 def test_attach_refuses_an_unjournalable_registry(impl: Impl, path: Path) -> None:
@@ -311,8 +342,9 @@ def test_attach_refuses_an_unjournalable_registry(impl: Impl, path: Path) -> Non
     with Journal(path) as journal:
         with pytest.raises(TypeError, match="trade_id"):
             journal.attach(router)
-        router.note_fill(frozenset({1}))  # no observer left behind
+        router.note_fill(frozenset({1}))  # no journal left behind
         assert journal.state()["working"] == []
+        assert journal.stats() == {}
 
 
 def test_hook_that_changes_the_registry(
@@ -379,43 +411,8 @@ def test_state_is_an_exec_router_state(impl: Impl, path: Path, clock: FakeClock)
 # ── refusing files that are not journals ─────────────────────────────────────
 
 
-def _foreign_sqlite(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE orders (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)")
-    conn.execute("INSERT INTO orders (record) VALUES ('{}')")
-    conn.commit()
-    conn.close()
-
-
-def _foreign_wal_sqlite(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA application_id=42")
-    conn.execute("CREATE TABLE meta (key TEXT)")
-    conn.commit()
-    conn.close()
-
-
-def _newer_journal(path: Path) -> None:
-    with Journal(path):
-        pass
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
-    conn.commit()
-    conn.close()
-
-
-def _damaged_schema(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
-    conn.execute("CREATE TABLE other (x)")
-    conn.commit()
-    conn.close()
-
-
 def _busy_journal(path: Path) -> None:
-    """A journal with a few hundred orders (several pages)."""
+    """A journal with a few hundred orders."""
     router = ExecutionRouter(clock=lambda: 1.0)
     with Journal(path) as journal:
         journal.attach(router)
@@ -426,46 +423,48 @@ def _busy_journal(path: Path) -> None:
             router.register_working(
                 trade_id=f"t{i}", asset="BTCUSDT", position_side="LONG", plan=plan
             )
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
 
 
-def _truncated_journal(path: Path) -> None:
-    _busy_journal(path)
-    path.write_bytes(path.read_bytes()[:-100])
-
-
-def _garbage_page_journal(path: Path) -> None:
+def _newer_journal(path: Path) -> None:
     _busy_journal(path)
     data = bytearray(path.read_bytes())
-    data[4096 * 3 : 4096 * 4] = random.Random(5).randbytes(4096)
+    data[8:12] = (FORMAT_VERSION + 1).to_bytes(4, "little")
     path.write_bytes(bytes(data))
+
+
+def _bad_header(path: Path) -> None:
+    _busy_journal(path)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # the file id: the header's CRC fails
+    path.write_bytes(bytes(data))
+
+
+def _foreign_sqlite(path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE orders (seq INTEGER PRIMARY KEY, record TEXT NOT NULL)")
+    conn.commit()
+    conn.close()
 
 
 FOREIGN = {
     "random_bytes": lambda p: p.write_bytes(random.Random(3).randbytes(8192)),
     "text": lambda p: p.write_text("trade_id,asset\nt1,BTCUSDT\n" * 50),
     "empty": lambda p: p.write_bytes(b""),
-    "short_sqlite_magic": lambda p: p.write_bytes(b"SQLite format 3\x00"),
+    "short_magic": lambda p: p.write_bytes(jf.MAGIC + b"\x01"),
     "foreign_sqlite": _foreign_sqlite,
-    "foreign_wal_sqlite": _foreign_wal_sqlite,
     "newer_journal": _newer_journal,
-    "damaged_schema": _damaged_schema,
-    "truncated_journal": _truncated_journal,
-    "garbage_page_journal": _garbage_page_journal,
+    "bad_header": _bad_header,
 }
 REASONS = {
-    "random_bytes": "not an SQLite database",
-    "text": "not an SQLite database",
+    "random_bytes": "not an exec-router journal",
+    "text": "not an exec-router journal",
     "empty": "empty file",
-    "short_sqlite_magic": "not an SQLite database",
+    "short_magic": "header cut at offset 9",
     "foreign_sqlite": "application_id 0x0",
-    "foreign_wal_sqlite": "application_id 0x2a",
     "newer_journal": "newer than",
-    "damaged_schema": "damaged schema",
-    "truncated_journal": "truncated",
-    "garbage_page_journal": "damaged",
+    "bad_header": "bad header at offset 0",
 }
 
 
@@ -483,45 +482,25 @@ def test_foreign_files_are_refused_and_left_untouched(tmp_path: Path, kind: str)
     assert sorted(p.name for p in tmp_path.iterdir()) == others
 
 
-def test_newer_format_only_in_the_wal_is_refused_untouched(tmp_path: Path) -> None:
-    """A version bump not yet checkpointed: the raw header says 1, SQLite says 2."""
-    src = tmp_path / "live"
-    with Journal(src):
-        pass
-    writer = sqlite3.connect(src)
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
-    writer.commit()
-    copy = tmp_path / "copy"
-    for suffix in ("", "-wal"):
-        (tmp_path / f"copy{suffix}").write_bytes((tmp_path / f"live{suffix}").read_bytes())
-    writer.close()
-    before = copy.read_bytes(), (tmp_path / "copy-wal").read_bytes()
-    with pytest.raises(JournalError, match="newer than"):
-        Journal(copy)
-    assert (copy.read_bytes(), (tmp_path / "copy-wal").read_bytes()) == before
-
-
 def test_a_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(JournalError, match="cannot read"):
+    with pytest.raises(JournalError, match="is a directory"):
         Journal(tmp_path)
 
 
-def test_one_transaction_per_change_and_none_for_a_no_op(
+def test_one_record_per_change_and_none_for_a_no_op(
     impl: Impl, path: Path, clock: FakeClock
 ) -> None:
     router = impl.router(clock=clock)
     with Journal(path) as journal:
         journal.attach(router)
-        statements: list[str] = []
-        journal._conn.set_trace_callback(statements.append)
+        records = journal.stats()["records"]
         register(router, impl, "a", action="EXIT")
         register(router, impl, "a", action="EXIT")
         router.note_fill("a")
-        router.note_cancel("a")  # absent: no change, no transaction
+        router.note_cancel("a")  # absent: no change, no record
         router.clear_working("a")
-        assert statements.count("COMMIT") == 3
-        assert statements.count("BEGIN IMMEDIATE") == 3
+        router.note_fill(object())  # an id the journal cannot write was never registered
+        assert journal.stats()["records"] == records + 3
 
 
 # ── regressions from review ──────────────────────────────────────────────────
@@ -544,8 +523,12 @@ def test_one_router_one_journal_one_file(impl: Impl, path: Path, clock: FakeCloc
         first.attach(router)
         with pytest.raises(RuntimeError, match="already has a journal"):
             second.attach(router)
-        with Journal(path) as same_file, pytest.raises(JournalError, match="another Journal"):
+        with Journal(path) as same_file, pytest.raises(JournalError, match="in this process"):
             same_file.attach(other)
+        link = path.with_name("link")
+        link.symlink_to(path)
+        with Journal(link) as via_link, pytest.raises(JournalError, match="in this process"):
+            via_link.attach(other)
         second.close()  # must not switch the first journal off
         register(router, impl, "a")
         assert tids(journaled(path, impl, clock=clock)) == ["a"]
@@ -553,27 +536,6 @@ def test_one_router_one_journal_one_file(impl: Impl, path: Path, clock: FakeCloc
         second_try = Journal(path)
         second_try.attach(other)  # the file's lock went with the detach
         second_try.close()
-
-
-def test_a_failed_write_is_repaired_by_the_next_change(
-    impl: Impl, path: Path, clock: FakeClock
-) -> None:
-    router = impl.router(clock=clock)
-    with Journal(path, timeout=0.01) as journal:
-        journal.attach(router)
-        for tid in ("t1", "t2", "t3"):
-            register(router, impl, tid)
-        blocker = sqlite3.connect(path, timeout=0)
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            router.note_fill("t1")
-        blocker.rollback()
-        blocker.close()
-        router.note_fill("t1")  # already gone from memory: a no-op for the router
-        assert tids(journaled(path, impl, clock=clock)) == ["t1", "t2", "t3"]  # not yet
-        register(router, impl, "t1")  # the next change rewrites the registry
-        assert tids(journaled(path, impl, clock=clock)) == ["t2", "t3", "t1"]
-        assert tids(journaled(path, impl, clock=clock)) == tids(router)
 
 
 def test_a_replacement_keeps_its_place_after_a_rejected_one(
@@ -585,7 +547,7 @@ def test_a_replacement_keeps_its_place_after_a_rejected_one(
         register(router, impl, "t1")
         register(router, impl, "t2")
         with pytest.raises(TypeError, match="asset"):
-            register(router, impl, "t1", asset=("x",))
+            register(router, impl, "t1", asset=("x", object()))
         register(router, impl, "t1")
         assert tids(journaled(path, impl, clock=clock)) == tids(router) == ["t1", "t2"]
 
