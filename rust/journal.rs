@@ -128,6 +128,8 @@ pub struct Writer {
     config: Vec<u8>,
     /// Framed bytes of the live orders, for the compaction threshold.
     pub live: usize,
+    /// Compaction is due past max(floor, 4x the live size): 1 MiB, tests lower it.
+    floor: usize,
     threshold: usize,
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
@@ -182,6 +184,7 @@ impl Writer {
         config: Vec<u8>,
         counts: &Counts,
         bodies: &[Vec<u8>],
+        floor: usize,
     ) -> Result<Self, JournalFault> {
         watch_forks();
         // SAFETY: the caller hands over an open descriptor it no longer uses.
@@ -200,7 +203,8 @@ impl Writer {
             fixed_times,
             config,
             live: 0,
-            threshold: CHUNK,
+            floor,
+            threshold: floor,
             stats: Stats::default(),
             group: None,
             scratch: Vec::new(),
@@ -407,7 +411,7 @@ impl Writer {
         self.seq += frames;
         self.stats.records = frames;
         self.live = bodies.iter().map(|b| fmt::frame_len(b.len())).sum();
-        self.threshold = CHUNK.max(4 * self.live);
+        self.threshold = self.floor.max(4 * self.live);
         self.stats.compactions += 1;
         self.stats.last_compaction_s = t.elapsed().as_secs_f64();
         dir.map_err(|e| JournalFault::io("sync the directory", &self.path, &e))

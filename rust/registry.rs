@@ -173,6 +173,7 @@ impl Registry {
         times_fn: Option<Bound<'_, PyAny>>,
         config: Vec<u8>,
         now: f64,
+        floor: usize,
     ) -> PyResult<()> {
         let close = || {
             // SAFETY: the descriptor was handed over to us.
@@ -211,7 +212,7 @@ impl Registry {
         }
         let counts = fmt::counts(&self.cells);
         let writer = crate::journal::Writer::create(
-            fd, path, mode, file_id, fixed_times, config, &counts, &bodies,
+            fd, path, mode, file_id, fixed_times, config, &counts, &bodies, floor,
         )
         .map_err(|f| fault(py, f))?;
         for (wo, body) in orders.iter().zip(bodies) {

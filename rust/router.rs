@@ -788,7 +788,7 @@ impl ExecutionRouter {
 
     /// Take over the locked descriptor `fd` of the journal at `path`, write
     /// the registry there as a snapshot, and journal every change.
-    #[pyo3(signature = (fd, path, sync, group_ms, file_id, times = None))]
+    #[pyo3(signature = (fd, path, sync, group_ms, file_id, times = None, compact_bytes = None))]
     #[allow(clippy::too_many_arguments)]
     fn _journal_attach(
         &self,
@@ -799,6 +799,7 @@ impl ExecutionRouter {
         group_ms: Option<f64>,
         file_id: [u8; 16],
         times: Option<Bound<'_, PyAny>>,
+        compact_bytes: Option<usize>,
     ) -> PyResult<()> {
         let close = || {
             // SAFETY: the descriptor was handed over to this call.
@@ -818,7 +819,17 @@ impl ExecutionRouter {
             }
         };
         self.registry
-            .attach(py, fd, path, mode, file_id, times, config, now)
+            .attach(
+                py,
+                fd,
+                path,
+                mode,
+                file_id,
+                times,
+                config,
+                now,
+                compact_bytes.unwrap_or(crate::journal::CHUNK),
+            )
     }
 
     /// Stop journaling: sync (power, group) and close the file; whether one was attached.

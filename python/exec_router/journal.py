@@ -86,6 +86,7 @@ class Journal:
         self._legacy = False
         self._file_id: bytes | None = None  # tests fix it to compare bytes
         self._times: Callable[[], tuple[float, float]] | None = None  # likewise the clocks
+        self._compact_bytes: int | None = None  # tests: compact past this, not 1 MiB
         self._check_or_create()
 
     # ── opening: create atomically, refuse what is not ours ───────────────
@@ -140,7 +141,13 @@ class Journal:
             fd = self._open_locked()
             file_id = self._file_id if self._file_id is not None else os.urandom(16)
             router._journal_attach(
-                fd, self._real, self.sync_mode, self.group_ms, file_id, self._times or _clocks
+                fd,
+                self._real,
+                self.sync_mode,
+                self.group_ms,
+                file_id,
+                self._times or _clocks,
+                self._compact_bytes,
             )
         except BaseException:
             with _OPEN_LOCK:

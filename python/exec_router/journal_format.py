@@ -536,6 +536,7 @@ class Writer:
         "fd",
         "file_id",
         "fixed_times",
+        "floor",
         "forks",
         "last_compaction_s",
         "last_error",
@@ -567,8 +568,10 @@ class Writer:
         config: bytes,
         counts: list[int],
         bodies: dict[Any, bytes],
+        floor: int = CHUNK,
     ) -> None:
         self.fd, self.path, self.file_id = fd, path, file_id
+        self.floor = floor
         self.boot_id = boot_id()
         self.times_fn = times_fn
         self.fixed_times = fixed_times
@@ -576,7 +579,7 @@ class Writer:
         self.forks = _forks
         self.config = config
         self.end = self.seq = self.records = self.live = 0
-        self.threshold = CHUNK
+        self.threshold = floor
         self.compactions = self.compaction_errors = self.syncs = 0
         self.last_compaction_s = self.last_sync_s = self.max_sync_s = 0.0
         self.last_error: str | None = None
@@ -714,7 +717,7 @@ class Writer:
             _unlink(tmp)
             raise JournalError(f"journal {self.path}: cannot write a snapshot: {exc}") from exc
         self.live = sum(frame_len(len(b)) for b in bodies.values())
-        self.threshold = max(CHUNK, 4 * self.live)
+        self.threshold = max(self.floor, 4 * self.live)
         self.compactions += 1
         self.last_compaction_s = time.perf_counter() - t
         with self._sync_lock:

@@ -954,6 +954,7 @@ class ExecutionRouter:
         group_ms: float | None,
         file_id: bytes,
         times: Callable[[], tuple[float, float]] | None = None,
+        compact_bytes: int | None = None,
     ) -> None:
         """Take over the locked descriptor ``fd`` of the journal at ``path``, write
         the registry there as a snapshot, and journal every change."""
@@ -979,8 +980,9 @@ class ExecutionRouter:
             raise
         fixed = None if times is None else (wall, boot)
         self._journal = _jf.Writer(
-            fd, path, sync, group_ms, file_id, times, fixed, config, _jf._counts(self), bodies
-        )
+            fd, path, sync, group_ms, file_id, times, fixed, config, _jf._counts(self), bodies,
+            _jf.CHUNK if compact_bytes is None else compact_bytes,
+        )  # fmt: skip
 
     def _journal_detach(self) -> bool:
         jr, self._journal = self._journal, None

@@ -4,7 +4,9 @@
 to a router (MODE "new": an empty one; "resume": the one the journal holds),
 then run MAX_OPS seeded random registry ops. Prints ``attaching`` and
 ``ready`` around ``attach``, then one JSON line per acknowledged op (the call
-returned), flushed, so the parent knows what the process acknowledged.
+returned), flushed, so the parent knows what the process acknowledged. The
+journal compacts past 16 KiB (not 1 MiB), every few dozen ops, so kills also
+land in compactions; the last line before ``done`` gives their count.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 ENTRY_RETRIES = 3
+COMPACT_BYTES = 16 << 10
 PUTS = ("register", "replace")
 
 
@@ -114,6 +117,7 @@ def main(path: str, seed: int, backend_name: str, mode: str, max_ops: int) -> No
     module = backend(backend_name)
     out = sys.stdout
     journal = Journal(path)
+    journal._compact_bytes = COMPACT_BYTES
     if mode == "resume":
         router = journal.restore(router_type=module.ExecutionRouter)
     else:
@@ -152,6 +156,7 @@ def main(path: str, seed: int, backend_name: str, mode: str, max_ops: int) -> No
         }
         out.write(json.dumps(ack) + "\n")
         out.flush()
+    out.write(f"compactions {journal.stats()['compactions']}\n")
     journal.close()
     out.write("done\n")
     out.flush()
