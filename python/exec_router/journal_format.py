@@ -698,16 +698,20 @@ class Writer:
             os.fdatasync(new_fd)
             lock_fd(new_fd)
             new_mm = mmap.mmap(new_fd, cap)
-        except OSError as exc:
+        except BaseException as exc:
             if new_fd >= 0:
                 os.close(new_fd)
             _unlink(tmp)
-            raise JournalError(f"journal {self.path}: cannot write a snapshot: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise JournalError(f"journal {self.path}: cannot write a snapshot: {exc}") from exc
+            raise
+        new_bodies = dict(bodies)
         old = (self.fd, self.mm, self.end, self.seq, self.records, self.bodies)
-        # Swapped before the rename (no call between): an interrupt after the
-        # rename finds the writer on the new file.
-        self.fd, self.mm, self.end, self.seq, self.records = new_fd, new_mm, len(content), self.seq + frames, frames
-        self.bodies = dict(bodies)
+        # Swapped before the rename, with no call between: an interrupt after
+        # the rename finds the writer on the new file.
+        self.fd, self.mm, self.end, self.seq, self.records, self.bodies = (
+            new_fd, new_mm, len(content), self.seq + frames, frames, new_bodies
+        )  # fmt: skip
         try:
             os.rename(tmp, self.path)
         except OSError as exc:
