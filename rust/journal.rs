@@ -141,7 +141,8 @@ fn round_up(n: usize) -> usize {
 }
 
 fn allocate(file: &File, len: usize) -> std::io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: a plain syscall on an open descriptor.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
     if rc == 0 {
@@ -167,7 +168,10 @@ pub fn lock_fd(fd: RawFd) -> std::io::Result<()> {
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
 }
 
@@ -278,7 +282,12 @@ impl Writer {
     }
 
     /// Append one frame ahead of a change; `undo` takes it back.
-    pub fn append(&mut self, kind: Kind, counts: &Counts, body: &[u8]) -> Result<Mark, JournalFault> {
+    pub fn append(
+        &mut self,
+        kind: Kind,
+        counts: &Counts,
+        body: &[u8],
+    ) -> Result<Mark, JournalFault> {
         self.check_fork()?;
         let mut frame = std::mem::take(&mut self.scratch);
         frame.clear();
@@ -355,7 +364,13 @@ impl Writer {
         out.extend_from_slice(&fmt::header(&self.file_id, &self.boot_id, wall));
         fmt::frame(&mut out, Kind::Config, seq + 1, counts, &self.config);
         let n = bodies.len() as u64;
-        fmt::frame(&mut out, Kind::Snapshot, seq + 2, counts, &fmt::snapshot_body(n));
+        fmt::frame(
+            &mut out,
+            Kind::Snapshot,
+            seq + 2,
+            counts,
+            &fmt::snapshot_body(n),
+        );
         for (i, body) in bodies.iter().enumerate() {
             fmt::frame(&mut out, Kind::Put, seq + 3 + i as u64, counts, body);
         }
@@ -373,10 +388,9 @@ impl Writer {
             .path
             .file_name()
             .map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = self.path.with_file_name(format!(
-            ".{name}.{:016x}.new",
-            rand_u64()
-        ));
+        let tmp = self
+            .path
+            .with_file_name(format!(".{name}.{:016x}.new", rand_u64()));
         let result = (|| -> std::io::Result<(File, MmapMut)> {
             let mut f = std::fs::OpenOptions::new()
                 .read(true)

@@ -88,7 +88,11 @@ pub fn frame(out: &mut Vec<u8>, kind: Kind, seq: u64, counts: &Counts, body: &[u
     let payload = out.get(start + FRAME_HEAD..).unwrap_or(&[]);
     let len = payload.len() as u32;
     let crc = crc32c::crc32c(payload);
-    let head: Vec<u8> = len.to_le_bytes().into_iter().chain(crc.to_le_bytes()).collect();
+    let head: Vec<u8> = len
+        .to_le_bytes()
+        .into_iter()
+        .chain(crc.to_le_bytes())
+        .collect();
     if let Some(slot) = out.get_mut(start..start + FRAME_HEAD) {
         slot.copy_from_slice(&head);
     }
@@ -119,7 +123,12 @@ fn count(n: usize, what: &str) -> Result<[u8; 4], Refusal> {
 
 /// Encode `v`: None, bool, int (64-bit), finite float, str, and tuples,
 /// lists and dicts of them, of exactly these types. No Python code runs.
-pub fn value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, what: &str, depth: u32) -> Result<(), Refusal> {
+pub fn value(
+    out: &mut Vec<u8>,
+    v: &Bound<'_, PyAny>,
+    what: &str,
+    depth: u32,
+) -> Result<(), Refusal> {
     if depth > MAX_NESTING {
         return Err(Refusal::Value(format!(
             "{what}: nested deeper than {MAX_NESTING}"

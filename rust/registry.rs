@@ -201,7 +201,8 @@ impl Registry {
             for (key, v) in self.working.bind(py).iter() {
                 let wo = v.cast_into::<WorkingOrder>()?;
                 fmt::pop_body(&key).map_err(|r| r.into_err("attach"))?;
-                bodies.push(fmt::order_body(&wo, now, wall, boot).map_err(|r| r.into_err("attach"))?);
+                bodies
+                    .push(fmt::order_body(&wo, now, wall, boot).map_err(|r| r.into_err("attach"))?);
                 orders.push(wo);
             }
             Ok(())
@@ -212,7 +213,15 @@ impl Registry {
         }
         let counts = fmt::counts(&self.cells);
         let writer = crate::journal::Writer::create(
-            fd, path, mode, file_id, fixed_times, config, &counts, &bodies, floor,
+            fd,
+            path,
+            mode,
+            file_id,
+            fixed_times,
+            config,
+            &counts,
+            &bodies,
+            floor,
         )
         .map_err(|f| fault(py, f))?;
         for (wo, body) in orders.iter().zip(bodies) {
@@ -239,7 +248,8 @@ impl Registry {
         let mut orders = Vec::new();
         for v in self.working.bind(py).values().iter() {
             let wo = v.cast_into::<WorkingOrder>()?;
-            bodies.push(fmt::order_body(&wo, now, times.0, times.1).map_err(|r| r.into_err("sync"))?);
+            bodies
+                .push(fmt::order_body(&wo, now, times.0, times.1).map_err(|r| r.into_err("sync"))?);
             orders.push(wo);
         }
         let counts = fmt::counts(&self.cells);
@@ -385,9 +395,9 @@ impl Registry {
         });
         drop(displaced);
         if journaled {
-            let added = wo
-                .try_borrow()
-                .map_or(0, |w| w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len())));
+            let added = wo.try_borrow().map_or(0, |w| {
+                w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
+            });
             self.after_change(py, added, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)

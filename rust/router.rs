@@ -186,10 +186,7 @@ impl ExecutionRouter {
         counter: Counter,
         stage: Stage,
     ) -> PyResult<()> {
-        if let Some(wo) = self
-            .registry
-            .pop(method, trade_id, Some(counter))?
-        {
+        if let Some(wo) = self.registry.pop(method, trade_id, Some(counter))? {
             let ctx = Ctx::one("trade_id", trade_id.clone());
             self.dispatch(py, stage, wo.into_any(), &ctx)?;
         }
@@ -320,7 +317,8 @@ impl ExecutionRouter {
                 journal: None,
             },
         )?;
-        self.registry.put(METHOD, trade_id, &wo, deadline, enter, now)?;
+        self.registry
+            .put(METHOD, trade_id, &wo, deadline, enter, now)?;
         let ctx = Ctx::one("trade_id", trade_id.clone());
         self.dispatch(py, Stage::OnWorking, wo.clone().into_any(), &ctx)?;
         Ok(wo)
@@ -499,7 +497,8 @@ fn journal_config(config: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .import(py, "exec_router.journal_format", "config_fields")?
         .call1((config,))?;
     let mut out = Vec::new();
-    crate::journal_format::value(&mut out, &fields, "config", 0).map_err(|r| r.into_err("config"))?;
+    crate::journal_format::value(&mut out, &fields, "config", 0)
+        .map_err(|r| r.into_err("config"))?;
     Ok(out)
 }
 
@@ -818,18 +817,17 @@ impl ExecutionRouter {
                 return Err(e);
             }
         };
-        self.registry
-            .attach(
-                py,
-                fd,
-                path,
-                mode,
-                file_id,
-                times,
-                config,
-                now,
-                compact_bytes.unwrap_or(crate::journal::CHUNK),
-            )
+        self.registry.attach(
+            py,
+            fd,
+            path,
+            mode,
+            file_id,
+            times,
+            config,
+            now,
+            compact_bytes.unwrap_or(crate::journal::CHUNK),
+        )
     }
 
     /// Stop journaling: sync (power, group) and close the file; whether one was attached.

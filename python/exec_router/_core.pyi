@@ -20,6 +20,7 @@ __all__ = [
     "HookHandle",
     "WorkingOrder",
     "__version__",
+    "_crc32c",
     "parse_capture",
 ]
 

@@ -13,6 +13,7 @@ The format is in ``journal_format.py`` (the spec) and docs/state-and-journal.md.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -76,7 +77,9 @@ class Journal:
             or not isinstance(group_ms, (int, float))
             or not 0 < group_ms < 3.6e6
         ):
-            raise ValueError(f"Journal() got an invalid group_ms: {group_ms!r} (needs sync='power')")
+            raise ValueError(
+                f"Journal() got an invalid group_ms: {group_ms!r} (needs sync='power')"
+            )
         self.path = Path(path)
         self.sync_mode = sync
         self.group_ms = None if group_ms is None else float(group_ms)
@@ -402,7 +405,5 @@ def _create(path: str) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

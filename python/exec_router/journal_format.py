@@ -13,6 +13,7 @@ float, str, tuple, list and dict.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import mmap
@@ -77,7 +78,7 @@ def _table() -> list[int]:
 _TABLE = _table()
 
 
-def _crc32c_py(data: bytes | memoryview, crc: int = 0) -> int:
+def _crc32c_py(data: bytes, crc: int = 0) -> int:
     c = crc ^ 0xFFFFFFFF
     t = _TABLE
     for b in bytes(data):
@@ -85,13 +86,13 @@ def _crc32c_py(data: bytes | memoryview, crc: int = 0) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def _fast_crc() -> Callable[[bytes | memoryview], int]:
+def _fast_crc() -> Callable[[bytes], int]:
     """The native core's CRC-32C if it is importable (the same function, faster)."""
     try:
-        from ._core import _crc32c  # type: ignore[attr-defined]
+        from ._core import _crc32c
     except ImportError:
         return _crc32c_py
-    return _crc32c  # type: ignore[no-any-return]
+    return _crc32c
 
 
 crc32c = _fast_crc()
@@ -154,7 +155,9 @@ def _encode_str(out: bytearray, text: Any, what: str) -> None:
     try:
         raw = str.encode(text, "utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"the journal cannot write {what}: a str that is not valid Unicode") from None
+        raise ValueError(
+            f"the journal cannot write {what}: a str that is not valid Unicode"
+        ) from None
     out.append(_STR)
     out += _count(len(raw), what)
     out += raw
@@ -402,7 +405,9 @@ def check_header(data: bytes, name: str) -> tuple[bytes, bytes, float]:
         kind = "an empty file" if not data else "no journal header at offset 0"
         raise JournalError(f"{name!r} is not an exec-router journal: {kind}")
     if len(data) < HEADER_LEN:
-        raise JournalError(f"{name!r} is a damaged exec-router journal: header cut at offset {len(data)}")
+        raise JournalError(
+            f"{name!r} is a damaged exec-router journal: header cut at offset {len(data)}"
+        )
     version, length = struct.unpack_from("<II", data, 8)
     if version > VERSION:
         raise JournalError(
@@ -445,7 +450,9 @@ def read(data: bytes, name: str) -> Replay:
             if _zero(data, min(stop, size)) and length < (1 << 31):
                 torn = True
                 break
-            raise JournalError(f"{name!r} is a damaged exec-router journal: bad record at offset {pos}")
+            raise JournalError(
+                f"{name!r} is a damaged exec-router journal: bad record at offset {pos}"
+            )
         payload = data[pos + FRAME_HEAD : stop]
         kind, rseq, *counts = _PREFIX.unpack_from(payload)
         body = payload[_PREFIX_LEN:]
@@ -481,10 +488,8 @@ def read(data: bytes, name: str) -> Replay:
         counters, seq, records, pos = counts, rseq, records + 1, stop
     if snapshot_left:
         raise JournalError(f"{name!r}: a snapshot ends early at offset {pos}")
-    return Replay(
-        file_id, boot, created, config, dict(zip(COUNTER_KEYS, counters)), orders, pos, torn,
-        seq, records,
-    )  # fmt: skip
+    counted = dict(zip(COUNTER_KEYS, counters, strict=True))
+    return Replay(file_id, boot, created, config, counted, orders, pos, torn, seq, records)
 
 
 # ── the pure backend's writer ───────────────────────────────────────────────
@@ -802,7 +807,5 @@ def _counts(router: Any) -> list[int]:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

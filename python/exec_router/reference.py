@@ -902,9 +902,7 @@ class ExecutionRouter:
         jr.live += change
         jr.after_change(self)
 
-    def _journaled_pop(
-        self, jr: _jf.Writer, key: Any, counter: str | None
-    ) -> WorkingOrder | None:
+    def _journaled_pop(self, jr: _jf.Writer, key: Any, counter: str | None) -> WorkingOrder | None:
         with jr.lock:
             return self._journaled_pop_locked(jr, key, counter)
 
@@ -962,8 +960,7 @@ class ExecutionRouter:
             if self._journal is not None:
                 raise RuntimeError("Journal.attach(): the router already has a journal attached")
             if sync not in ("process", "power") or (
-                group_ms is not None
-                and (sync != "power" or not (0.0 < group_ms < 3.6e6))
+                group_ms is not None and (sync != "power" or not (0.0 < group_ms < 3.6e6))
             ):
                 raise ValueError(f"Journal() got an invalid sync/group_ms: {sync!r}, {group_ms!r}")
             config = _jf.config_body(self._config)

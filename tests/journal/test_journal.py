@@ -73,13 +73,12 @@ def test_new_file_is_one_journal_file_and_leaves_no_litter(impl: Impl, path: Pat
         register(impl.router(), impl, "x")
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     data = path.read_bytes()
-    assert data[:8] == jf.MAGIC and int.from_bytes(data[8:12], "little") == FORMAT_VERSION
+    assert data[:8] == jf.MAGIC
+    assert int.from_bytes(data[8:12], "little") == FORMAT_VERSION
     assert jf.read(data, "x").orders == {}
 
 
-@pytest.mark.parametrize(
-    ("sync", "group_ms"), [("process", None), ("power", None), ("power", 2.0)]
-)
+@pytest.mark.parametrize(("sync", "group_ms"), [("process", None), ("power", None), ("power", 2.0)])
 def test_sync_modes(impl: Impl, path: Path, clock: FakeClock, sync: Any, group_ms: Any) -> None:
     router = impl.router(clock=clock)
     with Journal(path, sync=sync, group_ms=group_ms) as journal:
@@ -88,12 +87,14 @@ def test_sync_modes(impl: Impl, path: Path, clock: FakeClock, sync: Any, group_m
             register(router, impl, tid)
         router.note_fill("b")
         stats = journal.stats()
-        assert stats["records"] == 2 + 4 and stats["sync"] == sync
+        assert stats["records"] == 2 + 4
+        assert stats["sync"] == sync
         if sync == "power" and group_ms is None:
-            assert stats["syncs"] == 4 and stats["last_sync_s"] > 0
+            assert stats["syncs"] == 4
+            assert stats["last_sync_s"] > 0
     assert tids(journaled(path, impl, clock=clock)) == ["a", "c"]
     for bad in ({"sync": "OFF"}, {"group_ms": 5.0}, {"sync": "power", "group_ms": -1}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="Journal\\(\\) got an invalid"):
             Journal(path, **bad)
 
 
@@ -210,7 +211,10 @@ def test_expiry_survives_downtime_and_a_new_clock_origin(
     monkeypatch.setattr(
         journal_module,
         "_clocks",
-        lambda: (WALL + down + wall_step + new_clock.now - 50.0, BOOT + down + new_clock.now - 50.0),
+        lambda: (
+            WALL + down + wall_step + new_clock.now - 50.0,
+            BOOT + down + new_clock.now - 50.0,
+        ),
     )
     restored = journaled(path, impl, clock=new_clock)
     assert [wo.trade_id for wo in restored.expired()] == ["short"]
@@ -315,11 +319,11 @@ def test_unjournalable_order_is_refused_before_any_change(
         register(router, impl, "a", action="EXIT")
         register(router, impl, "b", action="EXIT")
         before = [fields(wo) for wo in router.working_orders()], dict(router.counters)
-        with pytest.raises(TypeError, match="journal cannot write trade_id: a frozenset"):
+        with pytest.raises(TypeError, match=r"journal cannot write trade_id: a frozenset"):
             register(router, impl, frozenset({1}), action="EXIT")
-        with pytest.raises(TypeError, match="journal cannot write plan.metadata: a object"):
+        with pytest.raises(TypeError, match=r"journal cannot write plan\.metadata: a object"):
             register(router, impl, "a", action="EXIT", metadata={"x": object()})
-        with pytest.raises(ValueError, match="plan.metadata: a non-finite float"):
+        with pytest.raises(ValueError, match=r"plan\.metadata: a non-finite float"):
             register(router, impl, "c", metadata={"x": float("nan")})
         with pytest.raises(ValueError, match="an int beyond 64 bits"):
             register(router, impl, "c", asset=2**70)

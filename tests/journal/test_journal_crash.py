@@ -150,5 +150,6 @@ def test_kill9_restores_exactly_what_was_acknowledged(tmp_path: Path, backend_na
         counters = got_counters
     assert stats["kills"] >= 20
     assert stats["acked"] > 2 * MAX_OPS
-    assert COMPACTIONS and COMPACTIONS[-1] >= 1  # the finishing child compacted
+    assert COMPACTIONS
+    assert COMPACTIONS[-1] >= 1
     print(f"kill9[{backend_name}]: {stats}, compactions in the last child: {COMPACTIONS[-1]}")

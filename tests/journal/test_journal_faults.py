@@ -113,7 +113,7 @@ def test_both_backends_write_the_same_bytes_and_read_each_other(tmp_path: Path) 
         path = tmp_path / f"{name}.journal"
         journal = Journal(path)
         journal._file_id = bytes(range(16))
-        journal._times = lambda: (FIXED[0] + clock.now, FIXED[1] + clock.now)
+        journal._times = lambda c=clock: (FIXED[0] + c.now, FIXED[1] + c.now)
         journal._compact_bytes = 8192  # several compactions on the way
         journal.attach(router)
         _script(router, impl, clock)
@@ -124,7 +124,7 @@ def test_both_backends_write_the_same_bytes_and_read_each_other(tmp_path: Path) 
         files[name] = path.read_bytes(), router
     if len(files) < 2:
         pytest.skip("one backend")
-    (a, ra), (b, rb) = files["native"], files["pure"]
+    (a, ra), (b, _rb) = files["native"], files["pure"]
     assert a == b
     for name, impl in _impls():  # each backend restores the other's file
         other = tmp_path / ("pure.journal" if name == "native" else "native.journal")
@@ -170,9 +170,7 @@ def _frames(data: bytes) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("cut", ["half_payload", "head_only", "length_only"])
-def test_a_torn_tail_was_never_acknowledged_and_is_cut(
-    impl: Impl, path: Path, cut: str
-) -> None:
+def test_a_torn_tail_was_never_acknowledged_and_is_cut(impl: Impl, path: Path, cut: str) -> None:
     router = _written(impl, path)
     data = bytearray(path.read_bytes())
     last, size = _frames(bytes(data))[-1]  # the fill of t3
@@ -181,14 +179,16 @@ def test_a_torn_tail_was_never_acknowledged_and_is_cut(
     path.write_bytes(bytes(data))
     with Journal(path) as journal:
         r = journal.replay()
-        assert r.torn and r.end == last
+        assert r.torn
+        assert r.end == last
         restored = journal.restore(router_type=impl.ExecutionRouter)
         assert [wo.trade_id for wo in restored.working_orders()] == [f"t{i}" for i in range(30)]
         assert restored.counters["fills_working"] == 0
         journal.attach(restored)  # writes on from there
         restored.note_fill("t5")
     with Journal(path) as journal:
-        assert "t5" not in journal.replay().orders and "t3" in journal.replay().orders
+        assert "t5" not in journal.replay().orders
+        assert "t3" in journal.replay().orders
     del router
 
 
@@ -284,7 +284,8 @@ def test_an_interrupt_at_any_call_leaves_journal_equal_to_registry(
     assert [wo.trade_id for wo in restored.working_orders()] == [
         wo.trade_id for wo in router.working_orders()
     ]
-    assert fired >= 6 and stats["compactions"] >= 1
+    assert fired >= 6
+    assert stats["compactions"] >= 1
     print(f"interrupts[{impl.name}, {exc.__name__}]: {fired} injected")
 
 
@@ -491,9 +492,7 @@ def _fill_until_refused(router: Any, impl: Impl) -> tuple[int, JournalError]:
     raise AssertionError("the disk never filled")
 
 
-def test_a_full_disk_raises_journal_error_and_changes_nothing(
-    impl: Impl, tmp_path: Path
-) -> None:
+def test_a_full_disk_raises_journal_error_and_changes_nothing(impl: Impl, tmp_path: Path) -> None:
     with _tmpfs(tmp_path, "3m") as mnt:
         if mnt is None:  # not root: the same fault from a file-size limit
             _full_disk_by_rlimit(impl, tmp_path)
@@ -506,10 +505,14 @@ def test_a_full_disk_raises_journal_error_and_changes_nothing(
         journal.attach(router)
         n, err = _fill_until_refused(router, impl)
         assert "No space left" in str(err)
-        assert len(router.working_orders()) == n and router.working(f"t{n}") is None
-        assert router.plan_entry(
-            trade_id="p", asset="BTCUSDT", position_side="LONG", reference_price=1.0
-        ) is not None  # planning still works
+        assert len(router.working_orders()) == n
+        assert router.working(f"t{n}") is None
+        assert (
+            router.plan_entry(
+                trade_id="p", asset="BTCUSDT", position_side="LONG", reference_price=1.0
+            )
+            is not None
+        )  # planning still works
         with pytest.raises(JournalError):  # again: still full
             register(router, impl, "big", metadata={"pad": "x" * 200_000})
         assert router.working("big") is None
@@ -570,9 +573,12 @@ def test_a_read_only_file_system(impl: Impl, tmp_path: Path) -> None:
             journal.attach(router)
         assert [wo.trade_id for wo in router.working_orders()] == ["x"]
         register(router, impl, "y")  # not journaled, and works
-        assert router.plan_entry(
-            trade_id="p", asset="BTCUSDT", position_side="LONG", reference_price=1.0
-        ) is not None
+        assert (
+            router.plan_entry(
+                trade_id="p", asset="BTCUSDT", position_side="LONG", reference_price=1.0
+            )
+            is not None
+        )
         with pytest.raises(JournalError, match="Read-only file system"):
             Journal(mnt / "new.journal")
         journal.close()
