@@ -1,14 +1,18 @@
-"""The journal's cost: register_working and note_fill with and without a journal attached.
+"""The journal's cost, per backend and sync mode.
 
-Each round times ``INNER`` calls on fresh trade ids (a setup outside the
-timing empties or fills the registry first). ``journal`` is "off" (no journal),
-"NORMAL" (the default: durable against a process crash) or "FULL" (an fsync
-per change: durable against power loss).
+- ``test_register_fill``: ``INNER`` register_working + note_fill pairs on fresh
+  trade ids, with no journal ("off") or one attached with ``sync="process"``,
+  ``"power"`` (a sync per change) or ``"group"`` (``sync="power", group_ms=2``).
+  Compare "process" with "off" in the same run (the issue's target: <= 2x).
+- ``test_restore``: ``Journal.restore()`` of a journal of N orders.
+- ``test_compacting_call``: the one register_working that crosses the
+  compaction threshold, at N live orders (the target: <= 5 ms at 10,000).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,75 +21,139 @@ import pytest
 
 from exec_router.journal import Journal
 
-from .conftest import INNER, Impl
+from .conftest import INNER, MAX_N, PURE_MAX_N, Impl
 
 IDS = [f"t{i}" for i in range(INNER)]
-ROUNDS = {"off": 200, "NORMAL": 40, "FULL": 5}
+MODES = {"off": 100, "process": 60, "power": 3, "group": 30}
 
 
-@pytest.fixture(params=list(ROUNDS))
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal | None]:
-    if request.param == "off":
-        yield None
-        return
-    with Journal(tmp_path / "bench.journal", synchronous=request.param) as j:
-        yield j
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def setup_router(impl: Impl, journal: Journal | None) -> tuple[Any, Any]:
-    r = impl.router()
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "bench.journal"
+
+
+def open_journal(path: Path, mode: str) -> Journal:
+    if mode == "process":
+        return Journal(path)
+    return Journal(path, sync="power", group_ms=2.0 if mode == "group" else None)
+
+
+def maker_exit(impl: Impl, r: Any) -> Any:
     plan = r.plan_entry(trade_id="x", asset="BTCUSDT", position_side="LONG", reference_price=6e4)
     fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
-    plan = impl.module.ExecutionPlan(**{**fields, "action": "EXIT"})  # a maker exit
+    return impl.module.ExecutionPlan(**{**fields, "action": "EXIT"})
+
+
+def test_register_fill(benchmark: Any, impl: Impl, mode: str, journal_path: Path) -> None:
+    r = impl.router()
+    plan = maker_exit(impl, r)
+    journal = None if mode == "off" else open_journal(journal_path, mode)
     if journal is not None:
         journal.attach(r)
-    return r, plan
-
-
-def mode(journal: Journal | None) -> str:
-    return "off" if journal is None else journal.synchronous
-
-
-def test_register_working(benchmark: Any, impl: Impl, journal: Journal | None) -> None:
-    r, plan = setup_router(impl, journal)
-    register, clear = r.register_working, r.clear_working
-
-    def empty() -> None:
-        for tid in IDS:
-            clear(tid)
-
-    def run() -> None:
-        for tid in IDS:
-            register(trade_id=tid, asset="BTCUSDT", position_side="LONG", plan=plan)
-
-    run()
-    assert [wo.trade_id for wo in r.working_orders()] == IDS
-    if journal is not None:
-        assert [o["trade_id"] for o in journal.state()["working"]] == IDS
-    benchmark.group = f"journal: register_working ({impl.name})"
-    benchmark.extra_info.update(inner=INNER, impl=impl.name, journal=mode(journal))
-    benchmark.pedantic(run, setup=empty, rounds=ROUNDS[mode(journal)], iterations=1)
-
-
-def test_note_fill(benchmark: Any, impl: Impl, journal: Journal | None) -> None:
-    r, plan = setup_router(impl, journal)
     register, fill = r.register_working, r.note_fill
 
-    def full() -> None:
+    def run() -> None:
         for tid in IDS:
             register(trade_id=tid, asset="BTCUSDT", position_side="LONG", plan=plan)
-
-    def run() -> None:
         for tid in IDS:
             fill(tid)
 
-    full()
     run()
     assert r.working_orders() == []
     assert r.counters["fills_working"] == INNER
     if journal is not None:
-        assert journal.state()["working"] == []
-        assert journal.state()["counters"]["fills_working"] == INNER
-    benchmark.group = f"journal: note_fill ({impl.name})"
-    benchmark.extra_info.update(inner=INNER, impl=impl.name, journal=mode(journal))
-    benchmark.pedantic(run, setup=full, rounds=ROUNDS[mode(journal)], iterations=1)
+        replay = journal.replay()
+        assert replay.orders == {}
+        assert replay.counters["fills_working"] == INNER
+    benchmark.group = f"journal: register_working + note_fill ({impl.name})"
+    benchmark.extra_info.update(inner=INNER, impl=impl.name, journal=mode)
+    benchmark.pedantic(run, rounds=MODES[mode], iterations=1)
+    if journal is not None:
+        benchmark.extra_info.update(stats=journal.stats())
+        journal.close()
+
+
+def _sizes(impl: Impl, wanted: list[int]) -> list[int]:
+    top = MAX_N if impl.name == "native" else min(MAX_N, PURE_MAX_N)
+    return [n for n in wanted if n <= top] or [top]
+
+
+def _journal_of(impl: Impl, path: Path, n: int) -> Any:
+    r = impl.router()
+    plan = maker_exit(impl, r)
+    with Journal(path) as journal:
+        for i in range(n):
+            r.register_working(trade_id=i, asset="BTCUSDT", position_side="LONG", plan=plan)
+        journal.attach(r)  # one snapshot of n orders
+    return r
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000, 1_000_000])
+def test_restore(benchmark: Any, impl: Impl, n: int, journal_path: Path) -> None:
+    if n not in _sizes(impl, [10_000, 100_000, 1_000_000]):
+        pytest.skip(f"{impl.name}: up to {_sizes(impl, [n])[-1]} orders here")
+    _journal_of(impl, journal_path, n)
+    journal = Journal(journal_path)
+
+    def run() -> Any:
+        return journal.restore(router_type=impl.module.ExecutionRouter)
+
+    restored = run()
+    assert len(restored.working_orders()) == n
+    assert restored.working(n - 1) is not None
+    benchmark.group = f"journal: restore ({impl.name})"
+    benchmark.extra_info.update(inner=1, impl=impl.name, n=n, bytes=os.path.getsize(journal_path))
+    benchmark.pedantic(run, rounds=3 if n < 1_000_000 else 1, iterations=1)
+    journal.close()
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000])
+def test_compacting_call(benchmark: Any, impl: Impl, n: int, journal_path: Path) -> None:
+    if n not in _sizes(impl, [10_000, 100_000]) or (impl.name == "pure" and n > 10_000):
+        pytest.skip(f"{impl.name}: not at {n} orders here")
+    r = impl.router()
+    plan = maker_exit(impl, r)
+    for i in range(n):
+        r.register_working(trade_id=i, asset="BTCUSDT", position_side="LONG", plan=plan)
+    journal = Journal(journal_path)
+    journal.attach(r)
+    register, clear = r.register_working, r.clear_working
+    size = journal.stats()["bytes"]
+    register(trade_id="x", asset="BTCUSDT", position_side="LONG", plan=plan)
+    put = journal.stats()["bytes"] - size
+    clear("x")
+    pair = journal.stats()["bytes"] - size
+
+    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+
+    def near_threshold() -> tuple[tuple[Any], dict[str, Any]]:
+        """Register and clear "x" until a register padded to the room left crosses."""
+        clear("x")
+        while True:
+            stats = journal.stats()
+            room = stats["compact_at"] - stats["bytes"]
+            if room < put + 2 * pair:
+                padded = impl.module.ExecutionPlan(**{**fields, "metadata": {"pad": "z" * room}})
+                return (padded,), {}
+            for _ in range(max(1, (room - put) // pair // 2)):
+                register(trade_id="x", asset="BTCUSDT", position_side="LONG", plan=plan)
+                clear("x")
+
+    def run(padded: Any) -> None:
+        register(trade_id="x", asset="BTCUSDT", position_side="LONG", plan=padded)
+
+    args, _ = near_threshold()
+    before = journal.stats()["compactions"]
+    run(*args)
+    assert journal.stats()["compactions"] == before + 1
+    assert len(r.working_orders()) == n + 1
+    benchmark.group = f"journal: the call that compacts ({impl.name})"
+    benchmark.extra_info.update(inner=1, impl=impl.name, n=n)
+    benchmark.pedantic(run, setup=near_threshold, rounds=3, iterations=1)
+    benchmark.extra_info.update(stats=journal.stats())
+    journal.close()

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 
 use crate::journal_format::{self as fmt, Counts, Kind};
 use crate::sync::lock;
@@ -351,7 +351,7 @@ impl Writer {
         let cap = round_up(needed);
         allocate(&self.file, cap).map_err(|e| JournalFault::io("grow", &self.path, &e))?;
         // SAFETY: the file is ours (locked), and only this writer maps it for writing.
-        let map = unsafe { MmapMut::map_mut(&*self.file) }
+        let map = unsafe { MmapOptions::new().populate().map_mut(&*self.file) }
             .map_err(|e| JournalFault::io("map", &self.path, &e))?;
         self.map = map;
         Ok(())
@@ -404,7 +404,7 @@ impl Writer {
             f.sync_data()?;
             lock_fd(f.as_raw_fd())?;
             // SAFETY: the new file is ours and locked.
-            let map = unsafe { MmapMut::map_mut(&f)? };
+            let map = unsafe { MmapOptions::new().populate().map_mut(&f)? };
             std::fs::rename(&tmp, &self.path)?;
             Ok((f, map))
         })();
@@ -453,6 +453,10 @@ impl Writer {
 
     pub fn end(&self) -> usize {
         self.end
+    }
+
+    pub fn compact_at(&self) -> usize {
+        self.threshold
     }
 
     pub fn capacity(&self) -> usize {

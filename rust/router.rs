@@ -851,9 +851,9 @@ impl ExecutionRouter {
 
     /// The attached journal's statistics, or None.
     fn _journal_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some((s, end, cap, mode)) = self
+        let Some((s, end, cap, mode, compact_at)) = self
             .registry
-            .with_journal(|w| (w.stats(), w.end(), w.capacity(), w.mode()))
+            .with_journal(|w| (w.stats(), w.end(), w.capacity(), w.mode(), w.compact_at()))
         else {
             return Ok(None);
         };
@@ -861,6 +861,7 @@ impl ExecutionRouter {
         d.set_item("records", s.records)?;
         d.set_item("bytes", end)?;
         d.set_item("capacity", cap)?;
+        d.set_item("compact_at", compact_at)?;
         d.set_item("compactions", s.compactions)?;
         d.set_item("compaction_errors", s.compaction_errors)?;
         d.set_item("last_compaction_s", s.last_compaction_s)?;

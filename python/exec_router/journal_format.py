@@ -790,6 +790,7 @@ class Writer:
             "records": self.records,
             "bytes": self.end,
             "capacity": len(self.mm) if self.mm is not None else 0,
+            "compact_at": self.threshold,
             "compactions": self.compactions,
             "compaction_errors": self.compaction_errors,
             "last_compaction_s": self.last_compaction_s,
