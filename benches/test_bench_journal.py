@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,8 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def journal_path(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "bench.journal"
+def journal_path(tmp_path: Path) -> Path:
+    return tmp_path / "bench.journal"
 
 
 def open_journal(path: Path, mode: str) -> Journal:
