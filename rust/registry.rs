@@ -118,7 +118,8 @@ impl Registry {
             slots: Arc::downgrade(&self.slots),
             pos,
         });
-        drop(displaced);
+        // Released here, not queued: a fastcall method runs unknown to PyO3.
+        drop(displaced.map(|d| d.into_bound(py)));
         self.notify(py, intern!(py, "put"), key, wo)
     }
 
@@ -155,7 +156,7 @@ impl Registry {
         let link = wo.try_borrow_mut()?.link.take();
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
-            drop(dropped);
+            drop(dropped.map(|d| d.into_bound(py)));
         }
         removed();
         self.notify(py, intern!(py, "pop"), key, &wo)?;
@@ -173,12 +174,13 @@ impl Registry {
             .collect();
         let removed = lock(&self.slots).remove_where(|w| !live.contains(&(w.as_ptr() as usize)));
         let positions = removed.iter().map(|(p, _)| *p).collect();
-        for (_, w) in &removed {
-            if let Ok(mut m) = w.bind(py).try_borrow_mut() {
+        for (_, w) in removed {
+            let w = w.into_bound(py);
+            if let Ok(mut m) = w.try_borrow_mut() {
                 m.link = None;
             }
+            drop(w);
         }
-        drop(removed);
         positions
     }
 
