@@ -141,14 +141,14 @@ impl Params {
                 }
             }
         }
-        if out.iter().take(self.required).any(|p| p.is_null()) {
-            return Err(self.missing(&out));
-        }
+        // A missing required argument is reported by the caller (`missing`),
+        // which checks each one anyway.
         Ok(out)
     }
 
+    /// The TypeError for the required arguments `out` lacks.
     #[cold]
-    fn missing(&self, out: &[*mut ffi::PyObject]) -> PyErr {
+    pub fn missing(&self, out: &[*mut ffi::PyObject]) -> PyErr {
         let missing: Vec<String> = self
             .names
             .iter()
@@ -176,7 +176,10 @@ impl Params {
 ///
 /// # Safety
 /// `p` is null or an argument CPython passed the running call.
-pub unsafe fn arg<'a, 'py>(py: Python<'py>, p: *mut ffi::PyObject) -> Option<Borrowed<'a, 'py, PyAny>> {
+pub unsafe fn arg<'a, 'py>(
+    py: Python<'py>,
+    p: *mut ffi::PyObject,
+) -> Option<Borrowed<'a, 'py, PyAny>> {
     // SAFETY: as the caller promises.
     unsafe { Borrowed::from_ptr_or_opt(py, p) }
 }
@@ -331,7 +334,7 @@ unsafe extern "C" fn maker_price(
         let (Some(asset), Some(side), Some(reference)) =
             (unsafe { (arg(py, asset), arg(py, side), arg(py, reference)) })
         else {
-            return Err(PyTypeError::new_err("maker_price() missing an argument"));
+            return Err(MAKER_PRICE.missing(&[asset, side, reference]));
         };
         let price = router.get().maker_price_of(&asset, &side, &reference)?;
         Ok(PyFloat::new(py, price).into_ptr())
@@ -358,9 +361,7 @@ unsafe extern "C" fn register_working(
                 arg(py, plan),
             )
         }) else {
-            return Err(PyTypeError::new_err(
-                "register_working() missing an argument",
-            ));
+            return Err(REGISTER_WORKING.missing(&[trade_id, asset, side, plan]));
         };
         // SAFETY: each is null or an argument of this call.
         let (base, retry_n) = unsafe { (arg(py, base), arg(py, retry_n)) };
@@ -398,18 +399,14 @@ unsafe extern "C" fn plan_entry(
                 arg(py, reference),
             )
         }) else {
-            return Err(PyTypeError::new_err("plan_entry() missing an argument"));
+            return Err(PLAN_ENTRY.missing(&[trade_id, asset, side, reference]));
         };
         // SAFETY: null or an argument of this call.
         let spread = none_to_absent(unsafe { arg(py, spread) });
-        let plan = router.get().plan_entry(
-            py,
-            &trade_id,
-            &asset,
-            &side,
-            &reference,
-            spread.as_deref(),
-        )?;
+        let plan =
+            router
+                .get()
+                .plan_entry(py, &trade_id, &asset, &side, &reference, spread.as_deref())?;
         Ok(plan.into_ptr())
     })
 }
@@ -435,7 +432,7 @@ unsafe extern "C" fn plan_exit(
                 arg(py, reason),
             )
         }) else {
-            return Err(PyTypeError::new_err("plan_exit() missing an argument"));
+            return Err(PLAN_EXIT.missing(&[trade_id, asset, side, reference, reason]));
         };
         // SAFETY: null or an argument of this call.
         let spread = none_to_absent(unsafe { arg(py, spread) });
@@ -467,10 +464,7 @@ fn note(
         let [trade_id] = unsafe { params.parse::<1>(py, args, nargs, kwnames)? };
         // SAFETY: null or an argument of this call.
         let Some(trade_id) = (unsafe { arg(py, trade_id) }) else {
-            return Err(PyTypeError::new_err(format!(
-                "{}() missing an argument",
-                params.method
-            )));
+            return Err(params.missing(&[trade_id]));
         };
         router.get().note(py, fill, &trade_id)?;
         Ok(py.None().into_ptr())

@@ -71,7 +71,9 @@ impl<K: Ord + Copy> Keys<K> {
                         Err(at) => at,
                     },
                 };
-                if v.len() < SMALL {
+                if at == v.len() && at < SMALL {
+                    v.push(key);
+                } else if v.len() < SMALL {
                     v.insert(at, key);
                 } else {
                     let mut set: BTreeSet<K> = v.drain(..).collect();
@@ -88,7 +90,9 @@ impl<K: Ord + Copy> Keys<K> {
     fn remove(&mut self, key: &K) {
         match self {
             Keys::Small(v) => {
-                if let Ok(at) = v.binary_search(key) {
+                if v.last() == Some(key) {
+                    v.pop();
+                } else if let Ok(at) = v.binary_search(key) {
                     v.remove(at);
                 }
             }
@@ -160,33 +164,38 @@ impl<T> Index<T> {
 
     /// Put `item` at `pos`; returns the item it displaces.
     pub fn insert(&mut self, pos: u64, item: T, deadline: f64, enter: bool) -> Option<T> {
-        let old = self.remove(pos);
         let deadline = key(deadline);
+        let slot = Slot {
+            item,
+            deadline,
+            enter,
+        };
+        // One hash lookup: the displaced slot's keys go before the new ones.
+        let old = self.slots.insert(pos, slot).map(|old| {
+            self.unindex(pos, &old);
+            old.item
+        });
         if let Some(k) = deadline {
             self.by_deadline.insert((k, pos));
         }
         if enter {
             self.entries.insert(pos);
         }
-        self.slots.insert(
-            pos,
-            Slot {
-                item,
-                deadline,
-                enter,
-            },
-        );
         old
     }
 
-    pub fn remove(&mut self, pos: u64) -> Option<T> {
-        let slot = self.slots.remove(&pos)?;
+    fn unindex(&mut self, pos: u64, slot: &Slot<T>) {
         if let Some(k) = slot.deadline {
             self.by_deadline.remove(&(k, pos));
         }
         if slot.enter {
             self.entries.remove(&pos);
         }
+    }
+
+    pub fn remove(&mut self, pos: u64) -> Option<T> {
+        let slot = self.slots.remove(&pos)?;
+        self.unindex(pos, &slot);
         Some(slot.item)
     }
 

@@ -196,7 +196,12 @@ impl ExecutionRouter {
     }
 
     /// `note_fill` (`fill`) or `note_cancel`.
-    pub(crate) fn note(&self, py: Python<'_>, fill: bool, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn note(
+        &self,
+        py: Python<'_>,
+        fill: bool,
+        trade_id: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let (method, counter, stage) = if fill {
             ("note_fill", Counter::FillsWorking, Stage::OnFill)
         } else {
