@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -18,6 +19,29 @@ use crate::convert::{guard, hashable, type_name, Conv, Fail};
 use crate::index::Index;
 use crate::sync::lock;
 use crate::working::{Link, WorkingOrder};
+
+/// `dict[key] = value`, returning the value it replaces: one lookup when
+/// the key is new (`setdefault`), a second only to replace.
+fn insert_or_replace<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, WorkingOrder>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = dict.py();
+    // SAFETY: live objects; the result is borrowed from the dict (or NULL
+    // with an exception set).
+    let found = unsafe { ffi::PyDict_SetDefault(dict.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if found.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    if found == value.as_ptr() {
+        return Ok(None);
+    }
+    // SAFETY: `found` is alive (the dict holds it); own it before replacing.
+    let old = unsafe { Borrowed::from_ptr(py, found) }.to_owned();
+    dict.set_item(key, value)?;
+    Ok(Some(old))
+}
 
 /// The expiry index; a registered order links back to it weakly.
 pub type Slots = Mutex<Index<Py<WorkingOrder>>>;
@@ -96,8 +120,8 @@ impl Registry {
         let py = key.py();
         let g = self.bump();
         let dict = self.working.bind(py);
-        let old = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
-        guard("trade_id", key, dict.set_item(key, wo)).map_err(|f| f.into_err(method))?;
+        let old = guard("trade_id", key, insert_or_replace(dict, key, wo))
+            .map_err(|f| f.into_err(method))?;
         // A key's __eq__/__hash__ may have changed the registry meanwhile.
         let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
