@@ -67,6 +67,8 @@ def test_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "latency_ms": 50,
         "maker_fee_bps": 2.0,
         "taker_fee_bps": 5.0,
+        "qty": [],
+        "notional": None,
     }
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

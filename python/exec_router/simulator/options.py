@@ -11,8 +11,10 @@ from typing import Any, Final
 
 from exec_router import VALID_STYLES, ExecConfig, __version__
 
-FILL_MODELS: Final = ("through", "touch", "queue")
+FILL_MODELS: Final = ("through", "touch", "queue", "print")
 DEFAULT_FILL_MODEL: Final = "through"
+#: The fill models from the most optimistic to the most pessimistic (``--fill-model all``).
+BY_OPTIMISM: Final = ("print", "queue", "touch", "through")
 #: BingX USDT-M perpetuals: maker 2 bps, taker 5 bps.
 MAKER_FEE_BPS: Final = 2.0
 TAKER_FEE_BPS: Final = 5.0
@@ -175,9 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     venue = p.add_argument_group("venue")
     venue.add_argument(
         "--fill-model",
-        choices=FILL_MODELS,
+        choices=(*FILL_MODELS, "all"),
         default=DEFAULT_FILL_MODEL,
-        help="when a resting quote fills",
+        help="when a resting quote fills: at the first event that proves it under the model; "
+        "print (any trade at the price) is the optimistic bound; all: every model, and the "
+        "range per style",
+    )
+    venue.add_argument(
+        "--qty",
+        metavar="[SYMBOL=]QTY",
+        action="append",
+        default=[],
+        help="quote size: SYMBOL=QTY in the base asset, or a bare number, the notional in "
+        "the quote asset for every other symbol; the queue model fills it in parts "
+        "(default: a minimal quote, one lot)",
     )
     venue.add_argument("--latency-ms", type=int, default=50, help="order and cancel latency")
     venue.add_argument("--maker-fee-bps", type=float, default=MAKER_FEE_BPS, help="maker fee")
