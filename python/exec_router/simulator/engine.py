@@ -278,7 +278,9 @@ class Simulation:
         side = trade.side if plan.action == "ENTER" else -trade.side
         order = Order(tid, trade, plan, side, t, t + self.venue.latency_ms, qty=qty)
         if plan.action == "ENTER" and not qty:
-            order.qty = self.venue.size(trade.intent.asset, plan.limit_price or self._book(trade.intent.asset, t)[2])
+            order.qty = self.venue.size(
+                trade.intent.asset, plan.limit_price or self._book(trade.intent.asset, t)[2]
+            )
         if plan.is_maker:
             trade.quoted_qty += order.qty or 1.0
             wo = self.router.register_working(
@@ -457,9 +459,7 @@ class Simulation:
         price = self.venue.market_price(self._tape(order.trade), order.side, self._now)
         self._filled(order, price, False)
 
-    def _filled(
-        self, order: Order, price: float, maker: bool, qty: float | None = None
-    ) -> None:
+    def _filled(self, order: Order, price: float, maker: bool, qty: float | None = None) -> None:
         if not order.partial:
             order.state = "done"
         trade, t = order.trade, self._now

@@ -85,7 +85,10 @@ def fill_path(
         raise ValueError(f"unknown fill model {model!r}; choose from {FILL_MODELS}")
     if model == "queue" and not tape.has_trades:
         raise ValueError("the queue fill model needs trades")
-    proof = _min(_book_proof(tape, side, price, start, end, eps), _through(tape, side, price, start, end, eps))
+    proof = _min(
+        _book_proof(tape, side, price, start, end, eps),
+        _through(tape, side, price, start, end, eps),
+    )
     if model == "print":
         proof = _min(proof, _print(tape, side, price, start, end, eps, proof))
     elif model == "queue":
@@ -197,7 +200,10 @@ def _queue(
         keep = np.isfinite(caps)
         b_ts = tape.ts[b_lo:b_hi][keep]
         ts = np.concatenate([t_ts, b_ts])
-        order = np.argsort(ts * 2 + np.concatenate([np.zeros(len(t_ts), np.int64), np.ones(len(b_ts), np.int64)]), kind="stable")
+        order = np.argsort(
+            ts * 2 + np.concatenate([np.zeros(len(t_ts), np.int64), np.ones(len(b_ts), np.int64)]),
+            kind="stable",
+        )
         vol = np.concatenate([t_qty, np.zeros(len(b_ts))])[order]
         cap = np.concatenate([np.full(len(t_ts), np.inf), caps[keep]])[order]
         ts = ts[order]

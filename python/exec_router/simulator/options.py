@@ -28,6 +28,27 @@ BOOTSTRAP_METHODS: Final = ("auto", "tapes", "intents")
 INSTALL_HINT: Final = "from the checkout: pip install '.[{extra}]' (or make simulate)"
 
 
+def parse_qty(items: list[str]) -> tuple[tuple[tuple[str, float], ...], float | None]:
+    """``--qty`` values: per-symbol sizes (``SYMBOL=QTY``) and one default notional."""
+    sizes: dict[str, float] = {}
+    notional: float | None = None
+    for item in items:
+        sym, sep, text = item.rpartition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf") or (sep and not sym.strip()):
+            raise ValueError(f"--qty {item}: expected SYMBOL=QTY or a notional, a number > 0")
+        if sep:
+            sizes[sym.strip().upper()] = value
+        elif notional is not None:
+            raise ValueError(f"--qty {item}: the default notional is given twice")
+        else:
+            notional = value
+    return tuple(sizes.items()), notional
+
+
 class _DefaultsFormatter(argparse.HelpFormatter):
     """Appends ``(default: ...)`` to every option whose help does not state its default."""
 
