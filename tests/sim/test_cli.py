@@ -69,6 +69,7 @@ def test_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "taker_fee_bps": 5.0,
         "qty": [],
         "notional": None,
+        "cancel_from": "back",
     }
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

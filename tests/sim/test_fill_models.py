@@ -6,6 +6,7 @@ unless a test says otherwise. Every expected time is worked out by hand in the c
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -87,7 +88,7 @@ def test_the_queue_ahead_is_capped_at_the_displayed_size() -> None:
 
 
 def test_a_larger_quote_fills_in_part_and_the_rest_waits() -> None:
-    tape = make_tape(CAP_ROWS, CAP_TRADES + [(5000, 999.8, 1.0, -1)])
+    tape = make_tape(CAP_ROWS, [*CAP_TRADES, (5000, 999.8, 1.0, -1)])
     path = fill_path("queue", tape, 1, Q, 0, 10_000, EPS, qty=0.5)
     assert path is not None
     # 0.2 at 3500; 1.0 more at 5000 covers the 0.3 left: in full at 5000.
@@ -103,7 +104,7 @@ def test_a_larger_quote_fills_in_part_and_the_rest_waits() -> None:
 
 
 def test_a_proof_fills_the_rest_in_full() -> None:
-    tape = make_tape(CAP_ROWS + [(6000, 999.7, 999.8, 1.0, 1.0)], CAP_TRADES)
+    tape = make_tape([*CAP_ROWS, (6000, 999.7, 999.8, 1.0, 1.0)], CAP_TRADES)
     path = fill_path("queue", tape, 1, Q, 0, 10_000, EPS, qty=0.5)
     assert path is not None
     # 0.2 at 3500, then the ask at 999.8 at 6000 proves the rest.
@@ -245,7 +246,7 @@ def test_print_then_queue_then_touch_and_through(
         for m in ("print", "queue", "touch", "through")
     ]
     assert got[2] == got[3]
-    for fast, slow in zip(got, got[1:]):
+    for fast, slow in itertools.pairwise(got):
         assert slow is None or (fast is not None and fast <= slow)
 
 
@@ -272,7 +273,8 @@ def test_a_larger_quote_never_fills_earlier(
     assert a is not None
     assert a.first_ms <= b.first_ms
     if b.full_ms is not None:
-        assert a.full_ms is not None and a.full_ms <= b.full_ms
+        assert a.full_ms is not None
+        assert a.full_ms <= b.full_ms
 
 
 @settings(max_examples=60, deadline=None)

@@ -109,6 +109,7 @@ def run_sweep(
         args.taker_fee_bps,
         qty=sizes,
         notional=notional,
+        cancel_from=args.cancel_from,
     )
     strategy: BracketPlan | IntentPlan = (
         IntentPlan(load_intents(args.intents))

@@ -380,6 +380,7 @@ def _simulate(args: argparse.Namespace) -> int:
             args.taker_fee_bps,
             qty=sizes,
             notional=notional,
+            cancel_from=args.cancel_from,
         )
         for m in models
     }

@@ -22,6 +22,7 @@ from typing import Any
 
 from exec_router import ExecConfig, ExecutionPlan, ExecutionRouter, MissAction, WorkingOrder
 
+from .book import Levels, levels_of
 from .clock import SimClock
 from .fills import FillPath
 from .market import Market
@@ -199,6 +200,13 @@ class Simulation:
             )
         return tape
 
+    def _levels(self, trade: Trade) -> Levels | None:
+        """The L2 book of the trade's symbol, for the queue model (None without depth)."""
+        if self.venue.fill_model != "queue":
+            return None
+        depth = self.market.depth.get(trade.intent.asset)
+        return None if depth is None or not depth.messages else levels_of(depth)
+
     def _book(self, asset: str, t_ms: int) -> tuple[float, float, float]:
         tape = self._tape_of(asset)
         i = tape.asof(t_ms)
@@ -324,7 +332,9 @@ class Simulation:
             return
         if order.state == "sent":
             order.state = "live"
-        path = self.venue.maker_fill(tape, order.side, price, t, order.cancel_at, eps, order.qty)
+        path = self.venue.maker_fill(
+            tape, order.side, price, t, order.cancel_at, eps, order.qty, self._levels(trade)
+        )
         if path is not None:
             order.path = path
             tf = path.first_ms

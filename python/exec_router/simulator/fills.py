@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .options import DEFAULT_FILL_MODEL, FILL_MODELS
+from .book import Levels
+from .options import CANCEL_FROM, DEFAULT_FILL_MODEL, FILL_MODELS
 from .search import first_true
 from .tape import Tape
 
@@ -79,8 +80,14 @@ def fill_path(
     end: int,
     eps: float,
     qty: float = 0.0,
+    levels: Levels | None = None,
+    cancel_from: str = "back",
 ) -> FillPath | None:
-    """How a quote resting from ``start`` until ``end`` fills, or None if it never fills."""
+    """How a quote resting from ``start`` until ``end`` fills, or None if it never fills.
+
+    ``levels``: the L2 book, for the queue model's place in the queue (else the top of
+    book); ``cancel_from``: where size removed from the quote's level is taken (see
+    :func:`_queue_l2`)."""
     if model not in FILL_MODELS:
         raise ValueError(f"unknown fill model {model!r}; choose from {FILL_MODELS}")
     if model == "queue" and not tape.has_trades:
@@ -92,7 +99,12 @@ def fill_path(
     if model == "print":
         proof = _min(proof, _print(tape, side, price, start, end, eps, proof))
     elif model == "queue":
-        return _queue(tape, side, price, start, end if proof is None else proof, eps, qty, proof)
+        stop = end if proof is None else proof
+        if levels is not None and levels.start_ms <= start:
+            if cancel_from not in CANCEL_FROM:
+                raise ValueError(f"unknown cancel_from {cancel_from!r}; choose from {CANCEL_FROM}")
+            return _queue_l2(tape, levels, side, price, start, stop, eps, qty, proof, cancel_from)
+        return _queue(tape, side, price, start, stop, eps, qty, proof)
     if proof is None:
         return None
     return _full(proof, qty)
@@ -232,3 +244,86 @@ def _queue(
     if not len(times):
         return None
     return FillPath(int(times[0]), None, times, filled, qty)
+
+
+def _hits(
+    tape: Tape, side: int, price: float, start: int, stop: int, eps: float
+) -> tuple[I64, F64]:
+    """Trades at the price by the side that hits the quote, in (start, stop)."""
+    t_lo, t_hi = tape.trades_after(start), tape.trades_before(stop)
+    px = tape.trade_px[t_lo:t_hi]
+    hit = (np.abs(px - price) <= eps) & (tape.trade_side[t_lo:t_hi] == -side)
+    return tape.trade_ts[t_lo:t_hi][hit], tape.trade_qty[t_lo:t_hi][hit]
+
+
+def _queue_l2(
+    tape: Tape,
+    levels: Levels,
+    side: int,
+    price: float,
+    start: int,
+    stop: int,
+    eps: float,
+    qty: float,
+    proof: int | None,
+    cancel_from: str,
+) -> FillPath | None:
+    """The queue model on the L2 book, one event at a time (a readable loop: a quote's
+    level changes a few times a second).
+
+    - The quote joins behind the size displayed at its price on arrival (0: an empty level).
+    - Trades at the price take the front of the queue: ahead -= traded.
+    - A level update that shrinks the level by more than what traded since the last update
+      removes the difference: taken from the ``front`` (ahead of the quote first), the
+      ``back`` (behind it first; hftbacktest's risk-averse model), or in ``proportional``
+      shares of the size ahead and behind. Growth joins behind the quote.
+    - Whatever the choice, ahead never exceeds the displayed size (the cap).
+    """
+    ts_l, q_l = levels.history(side, price, eps)
+    k0 = int(ts_l.searchsorted(start, side="right"))
+    k1 = int(ts_l.searchsorted(stop, side="left"))
+    shown = float(q_l[k0 - 1]) if k0 else 0.0
+    ahead = shown
+    t_ts, t_qty = _hits(tape, side, price, start, stop, eps)
+    events = sorted(
+        [(int(t), 0, float(v)) for t, v in zip(t_ts.tolist(), t_qty.tolist(), strict=True)]
+        + [
+            (int(t), 1, float(v))
+            for t, v in zip(ts_l[k0:k1].tolist(), q_l[k0:k1].tolist(), strict=True)
+        ]
+    )
+    traded_since = 0.0
+    tol = 1e-9 * max(1.0, shown)
+    times: list[int] = []
+    filled: list[float] = []
+    for t, kind, v in events:
+        if kind == 0:
+            ahead -= v
+            traded_since += v
+            excess = -ahead
+            if excess > tol and (not filled or excess > filled[-1] + tol):
+                times.append(t)
+                filled.append(min(excess, qty) if qty > 0 else 0.0)
+                if qty <= 0 or excess >= qty - tol:
+                    filled[-1] = qty
+                    return FillPath(times[0], t, np.asarray(times), np.asarray(filled), qty)
+            continue
+        base = shown - traded_since
+        removed = base - v
+        if removed > 0 and ahead > 0:
+            if cancel_from == "front":
+                take = min(ahead, removed)
+            elif cancel_from == "back":
+                take = max(0.0, removed - max(base - ahead, 0.0))
+            else:
+                take = removed * ahead / base if base > 0 else ahead
+            ahead -= take
+        ahead = min(ahead, v)
+        shown, traded_since = v, 0.0
+    if proof is not None:
+        times.append(proof)
+        filled.append(qty)
+        return FillPath(times[0], proof, np.asarray(times), np.asarray(filled), qty)
+    if not times:
+        return None
+    return FillPath(times[0], None, np.asarray(times, dtype=np.int64), np.asarray(filled), qty)

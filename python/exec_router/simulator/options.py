@@ -15,6 +15,8 @@ FILL_MODELS: Final = ("through", "touch", "queue", "print")
 DEFAULT_FILL_MODEL: Final = "through"
 #: The fill models from the most optimistic to the most pessimistic (``--fill-model all``).
 BY_OPTIMISM: Final = ("print", "queue", "touch", "through")
+#: With depth, where size removed from a quote's level comes from (``--cancel-from``).
+CANCEL_FROM: Final = ("back", "proportional", "front")
 #: BingX USDT-M perpetuals: maker 2 bps, taker 5 bps.
 MAKER_FEE_BPS: Final = 2.0
 TAKER_FEE_BPS: Final = 5.0
@@ -203,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="when a resting quote fills: at the first event that proves it under the model; "
         "print (any trade at the price) is the optimistic bound; all: every model, and the "
         "range per style",
+    )
+    venue.add_argument(
+        "--cancel-from",
+        choices=CANCEL_FROM,
+        default="back",
+        help="queue model with depth messages: size removed from a quote's level (not "
+        "traded) is taken behind the quote first (back: hftbacktest's risk-averse model), in "
+        "proportion, or ahead of it first (front)",
     )
     venue.add_argument(
         "--qty",

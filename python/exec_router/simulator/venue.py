@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .book import Levels
 from .fills import FillPath, fill_path
-from .options import DEFAULT_FILL_MODEL, FILL_MODELS, MAKER_FEE_BPS, TAKER_FEE_BPS
+from .options import CANCEL_FROM, DEFAULT_FILL_MODEL, FILL_MODELS, MAKER_FEE_BPS, TAKER_FEE_BPS
 from .tape import Tape
 
 
@@ -28,6 +29,7 @@ class Venue:
     taker_fee_bps: float = TAKER_FEE_BPS
     qty: tuple[tuple[str, float], ...] = ()
     notional: float | None = None
+    cancel_from: str = "back"
 
     def __post_init__(self) -> None:
         if self.fill_model not in FILL_MODELS:
@@ -38,6 +40,8 @@ class Venue:
             self.notional is not None and not self.notional > 0
         ):
             raise ValueError("a quote size must be > 0")
+        if self.cancel_from not in CANCEL_FROM:
+            raise ValueError(f"unknown cancel_from {self.cancel_from!r}; choose from {CANCEL_FROM}")
 
     def size(self, symbol: str, price: float) -> float:
         """The size of a quote of ``symbol`` at ``price`` (0: minimal)."""
@@ -67,9 +71,13 @@ class Venue:
         end: int,
         eps: float,
         qty: float = 0.0,
+        levels: Levels | None = None,
     ) -> FillPath | None:
-        """How a quote resting from ``start`` until its cancel lands at ``end`` fills."""
-        return fill_path(self.fill_model, tape, side, price, start, end, eps, qty)
+        """How a quote resting from ``start`` until its cancel lands at ``end`` fills;
+        ``levels``: the L2 book, when there are depth messages."""
+        return fill_path(
+            self.fill_model, tape, side, price, start, end, eps, qty, levels, self.cancel_from
+        )
 
     def fee_bps(self, maker: bool) -> float:
         return self.maker_fee_bps if maker else self.taker_fee_bps
