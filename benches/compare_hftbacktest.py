@@ -24,6 +24,7 @@ rejections), and the share of common fills whose times match to the millisecond.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -148,16 +149,25 @@ def merge(parts: list[tuple[Any, int, np.ndarray]]) -> np.ndarray:
 
 
 def peer(
-    data: np.ndarray, qs: list[tuple[int, int, float]], lat: int, ttl: int, tick: float, end_ms: int
+    feed: np.ndarray, qs: list[tuple[int, int, float]], lat: int, ttl: int, tick: float, end_ms: int
 ) -> list[int | None | str]:
+    """Runs in the peer's venv."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
-    from hftbacktest.order import CANCELED, FILLED, GTX, LIMIT, REJECTED
+    from hftbacktest.order import CANCELED, EXPIRED, FILLED, GTX, LIMIT, REJECTED
+    from hftbacktest.types import event_dtype
+
+    data = np.zeros(len(feed), dtype=event_dtype)
+    data["ev"] = feed["ev"]
+    data["exch_ts"] = feed["ts"] * MS
+    data["local_ts"] = data["exch_ts"]
+    data["px"] = feed["px"]
+    data["qty"] = feed["qty"]
 
     asset = (
         BacktestAsset()
         .data([data])
         .linear_asset(1.0)
-        .constant_latency(lat * MS, 0)
+        .constant_order_latency(lat * MS, 0)
         .risk_adverse_queue_model()
         .no_partial_fill_exchange()
         .trading_value_fee_model(0.0, 0.0)
@@ -165,6 +175,7 @@ def peer(
         .lot_size(0.001)
     )
     hbt = HashMapMarketDepthBacktest([asset])
+    hbt.elapse(1)  # the clock starts at the first event
     steps = sorted(
         [(t * MS, 0, k) for k, (t, _, _) in enumerate(qs)]
         + [((t + ttl) * MS, 1, k) for k, (t, _, _) in enumerate(qs)]
@@ -179,20 +190,31 @@ def peer(
             submit(0, k + 1, px, 0.001, GTX, LIMIT, False)
         else:
             hbt.cancel(0, k + 1, False)
-        _collect(hbt, status, FILLED, REJECTED, CANCELED)
+        _collect(hbt, status, FILLED, (REJECTED, EXPIRED), CANCELED)
     hbt.elapse(max(0, (end_ms + 1000) * MS - hbt.current_timestamp))
-    _collect(hbt, status, FILLED, REJECTED, CANCELED)
+    _collect(hbt, status, FILLED, (REJECTED, EXPIRED), CANCELED)
     hbt.close()
     return [status.get(k + 1) for k in range(len(qs))]
 
 
-def _collect(hbt: Any, status: dict[int, Any], filled: int, rejected: int, canceled: int) -> None:
+def _collect(
+    hbt: Any, status: dict[int, Any], filled: int, rejected: tuple[int, int], canceled: int
+) -> None:
     values = hbt.orders(0).values()
     while values.has_next():
         o = values.get()
+        if os.environ.get("PEER_DEBUG"):
+            print(
+                "peer",
+                o.order_id,
+                o.status,
+                o.exch_timestamp,
+                o.local_timestamp,
+                hbt.current_timestamp,
+            )
         if o.status == filled:
             status[o.order_id] = int(o.exch_timestamp // MS)
-        elif o.status == rejected:
+        elif o.status in rejected:
             status[o.order_id] = "rejected"
         elif o.status == canceled:
             status.setdefault(o.order_id, None)
@@ -200,6 +222,9 @@ def _collect(hbt: Any, status: dict[int, Any], filled: int, rejected: int, cance
 
 
 def compare(label: str, a: list[int | None | str], b: list[int | None | str]) -> None:
+    if os.environ.get("PEER_DEBUG"):
+        for k, (x, y) in enumerate(zip(a, b, strict=True)):
+            print(k, x, y)
     c: Counter[str] = Counter()
     same_ms = 0
     for x, y in zip(a, b, strict=True):
