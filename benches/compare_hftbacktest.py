@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -67,12 +66,12 @@ def ours(
     lat: int,
     ttl: int,
     eps: float,
-) -> list[int | None | str]:
+) -> list[int | str | None]:
     from exec_router.simulator.fills import fill_path
     from exec_router.simulator.venue import Venue
 
     venue = Venue("queue", lat)
-    got: list[int | None | str] = []
+    got: list[int | str | None] = []
     for t, side, px in qs:
         arrive, cancel = t + lat, t + ttl + lat
         if venue.crosses(tape, side, px, arrive, eps):
@@ -150,7 +149,7 @@ def merge(parts: list[tuple[Any, int, np.ndarray]]) -> np.ndarray:
 
 def peer(
     feed: np.ndarray, qs: list[tuple[int, int, float]], lat: int, ttl: int, tick: float, end_ms: int
-) -> list[int | None | str]:
+) -> list[int | str | None]:
     """Runs in the peer's venv."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
     from hftbacktest.order import CANCELED, EXPIRED, FILLED, GTX, LIMIT, REJECTED
@@ -221,7 +220,7 @@ def _collect(
     hbt.clear_inactive_orders(0)
 
 
-def compare(label: str, a: list[int | None | str], b: list[int | None | str]) -> None:
+def compare(label: str, a: list[int | str | None], b: list[int | str | None]) -> None:
     if os.environ.get("PEER_DEBUG"):
         for k, (x, y) in enumerate(zip(a, b, strict=True)):
             print(k, x, y)
@@ -254,7 +253,8 @@ def compare(label: str, a: list[int | None | str], b: list[int | None | str]) ->
     ):
         print(f"  {key:<24} {c[key]:5d}")
     print(
-        f"  agreement {agree / n:.2%}; fill times equal to the ms on {same_ms}/{both} common fills ({same_ms / max(both, 1):.1%})"
+        f"  agreement {agree / n:.2%}; fill times equal to the ms on {same_ms}/{both} "
+        f"common fills ({same_ms / max(both, 1):.1%})"
     )
 
 
@@ -264,7 +264,7 @@ def run_peer(
     qs: list[tuple[int, int, float]],
     args: argparse.Namespace,
     end_ms: int,
-) -> list[int | None | str]:
+) -> list[int | str | None]:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "in.npz", Path(tmp) / "out.npy"
         np.savez(src, feed=feed, quotes=np.array(qs, dtype=np.float64))
