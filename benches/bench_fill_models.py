@@ -68,10 +68,10 @@ def write_files(root: Path, rows: int) -> tuple[Path, Path, int]:
     return book, trades, n + m
 
 
-def simulate(args: list[str], out: Path) -> dict:
+def simulate(args: list[str], out: Path, env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, "-m", "exec_router", "simulate", *args]
     cmd += ["--styles", "maker_both", "--json", str(out), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
     return json.loads(out.read_text())
@@ -95,22 +95,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=5_000_000, help="book rows to write")
     parser.add_argument("--capture", type=Path, default=SLICE, help="a capture with depth")
+    parser.add_argument("--models", default=",".join(BY_OPTIMISM), help="fill models to time")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time this checkout's python/ (e.g. the previous commit, with the same "
+        "native module), alternated with this one, for the models it knows",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         book, trades, events = write_files(root, args.rows)
         print(f"Top of book: {events:,} events (bookTicker + aggTrades), synthetic BTCUSDT")
-        for model in BY_OPTIMISM:
-            cmd = [
-                "--book",
-                str(book),
-                "--trades",
-                str(trades),
-                "--no-cache",
-                "--fill-model",
-                model,
-            ]
-            report(model, simulate(cmd, root / "out.json"))
+        for _ in range(args.rounds):
+            for model in args.models.split(","):
+                cmd = ["--book", str(book), "--trades", str(trades), "--no-cache"]
+                cmd += ["--fill-model", model]
+                report(model, simulate(cmd, root / "out.json"))
+                if args.baseline is not None and model != "print":
+                    env = {**os.environ, "PYTHONPATH": str(args.baseline)}
+                    report(f"{model} (baseline)", simulate(cmd, root / "out.json", env))
+        if args.capture is None or not args.capture.exists():
+            return
         print(f"With depth: {args.capture}")
         for model in ("queue", "through"):
             cmd = ["--capture", str(args.capture), "--fill-model", model, "--every-s", "10"]
