@@ -5,13 +5,17 @@ Hand-made depth messages; BTCUSDT (tick 0.1). Every expected figure is worked ou
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exec_router.simulator import Depth, TapeError
-from exec_router.simulator.book import rebuild
+from exec_router.simulator.book import Levels, rebuild
 from exec_router.simulator.fills import fill_path
 
 from .sim_support import make_tape
@@ -171,3 +175,61 @@ def test_an_empty_level_puts_the_quote_first() -> None:
     path = fill_path("queue", tape, 1, 999.7, 500, 10_000, 0.001, 0.3, rebuild(make_depth(msgs)))
     assert path is not None
     assert (path.first_ms, path.full_ms) == (3000, 3000)
+
+
+@st.composite
+def level_tapes(draw: Any) -> tuple[Any, Levels]:
+    """One bid level at 999.8 (the touch, under a fixed 999.9 ask): random size changes and
+    sales at its price, in time order."""
+    t = 0
+    sizes = [(0, draw(st.sampled_from([0.0, 1.0, 2.5, 4.0])))]
+    trades = []
+    for _ in range(draw(st.integers(1, 25))):
+        t += draw(st.integers(1, 5)) * 100
+        if draw(st.booleans()):
+            sizes.append((t, draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 6.0]))))
+        else:
+            trades.append((t, 999.8, draw(st.sampled_from([0.2, 0.5, 1.0, 2.0])), -1))
+    trades.append((t + 100, 999.8, 0.5, -1))  # the queue model needs trades
+    ts = np.array([s[0] for s in sizes], dtype=np.int64)
+    levels = Levels(
+        side=np.ones(len(ts), dtype=np.int8),
+        px=np.full(len(ts), 999.8),
+        ts=ts,
+        qty=np.array([s[1] for s in sizes]),
+        start_ms=0,
+    )
+    return make_tape([(0, 999.8, 999.9, 1.0, 1.0)], trades), levels
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    case=level_tapes(),
+    start=st.integers(0, 400),
+    sizes=st.lists(st.sampled_from([0.0, 0.3, 1.0, 2.0]), min_size=2, max_size=2),
+)
+def test_front_then_proportional_then_back_and_larger_never_earlier(
+    case: Any, start: int, sizes: list[float]
+) -> None:
+    """Cancels taken ahead of the quote leave it less ahead than in proportion, and that less
+    than behind it: fill times front <= proportional <= back. A larger quote never fills
+    earlier than a smaller one."""
+    tape, levels = case
+    small, large = sorted(sizes)
+
+    def when(cancel_from: str, qty: float) -> tuple[int | None, int | None]:
+        path = fill_path("queue", tape, 1, 999.8, start, 60_000, 0.001, qty, levels, cancel_from)
+        return (None, None) if path is None else (path.first_ms, path.full_ms)
+
+    for qty in (small, large):
+        got = [when(c, qty)[1] for c in ("front", "proportional", "back")]
+        for fast, slow in itertools.pairwise(got):
+            assert slow is None or (fast is not None and fast <= slow)
+    for c in ("front", "proportional", "back"):
+        a, b = when(c, small), when(c, large)
+        if b[0] is not None:
+            assert a[0] is not None
+            assert a[0] <= b[0]
+        if b[1] is not None:
+            assert a[1] is not None
+            assert a[1] <= b[1]
