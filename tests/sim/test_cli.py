@@ -432,3 +432,20 @@ def test_a_sweep_takes_one_fill_model(capsys: pytest.CaptureFixture[str]) -> Non
     code, _, err = run(["simulate", "--fill-model", "all", "--sweep", "offset_ticks=0,1"], capsys)
     assert code == 2
     assert "--fill-model all goes without --sweep" in err
+
+
+def test_queue_on_depth_without_a_snapshot_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .sim_support import TARDIS
+
+    intents = tmp_path / "intents.csv"
+    intents.write_text(
+        "ts_ms,trade_id,action,asset,position_side,reason\n1723161257000,t0,ENTER,ETHUSDT,LONG,\n"
+    )
+    argv = ["simulate", "--fill-model", "queue", "--intents", str(intents)]
+    for kind in ("quotes", "trades", "incremental_book_L2"):
+        argv += ["--tardis", str(TARDIS / f"binance-futures_{kind}_2024-08-08_ETHUSDT.csv")]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "incremental_book_L2_2024-08-08_ETHUSDT.csv: depth messages but no snapshot" in err

@@ -72,7 +72,12 @@ def _order(depth: Depth) -> list[int]:
     kinds = depth.kind
     snaps = np.flatnonzero(kinds == 1)
     if not len(snaps):
-        raise TapeError(depth.source, None, "depth messages but no snapshot to start the book")
+        raise TapeError(
+            depth.source,
+            None,
+            "depth messages but no snapshot to start the book: the queue model needs one "
+            "(give the file from a snapshot on, or leave it out to use the top of book)",
+        )
     if not depth.last_id.any():  # Tardis: file order
         return list(range(int(snaps[0]), depth.messages))
     order: list[int] = []
