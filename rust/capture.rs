@@ -19,6 +19,8 @@ use pyo3::types::{PyBytes, PyDict};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+mod layouts;
+
 /// Bytes read per block; each block is split between the worker threads.
 const BLOCK: usize = 16 << 20;
 
@@ -246,6 +248,8 @@ struct Symbol {
 #[derive(Default)]
 struct Parsed {
     symbols: Vec<(String, Symbol)>,
+    /// The index of the symbol last looked up.
+    last: usize,
     snapshots: Depth,
     lines: u64,
     messages: u64,
@@ -253,16 +257,33 @@ struct Parsed {
 }
 
 impl Parsed {
-    #[allow(clippy::indexing_slicing)] // `pos` < len by construction
-    fn symbol(&mut self, name: &str) -> &mut Symbol {
-        let pos = match self.symbols.iter().position(|(s, _)| s == name) {
+    /// The index of symbol `name` (added if new), or None if it is not UTF-8.
+    /// Lines come in runs of one symbol: the last one found is tried first.
+    #[inline]
+    fn symbol_index(&mut self, name: &[u8]) -> Option<usize> {
+        if self
+            .symbols
+            .get(self.last)
+            .is_some_and(|(s, _)| s.as_bytes() == name)
+        {
+            return Some(self.last);
+        }
+        let pos = match self.symbols.iter().position(|(s, _)| s.as_bytes() == name) {
             Some(pos) => pos,
             None => {
+                let name = std::str::from_utf8(name).ok()?;
                 self.symbols.push((name.to_owned(), Symbol::default()));
                 self.symbols.len() - 1
             }
         };
-        &mut self.symbols[pos].1
+        self.last = pos;
+        Some(pos)
+    }
+
+    #[inline]
+    fn symbol_bytes(&mut self, name: &[u8]) -> Option<&mut Symbol> {
+        let pos = self.symbol_index(name)?;
+        self.symbols.get_mut(pos).map(|(_, s)| s)
     }
 
     /// Move a chunk's rows to the end of `self`. The chunk keeps its buffers' capacity
@@ -270,7 +291,9 @@ impl Parsed {
     fn append(&mut self, other: &mut Parsed) {
         let offset = self.lines;
         for (name, sym) in &mut other.symbols {
-            let dst = self.symbol(name);
+            let Some(dst) = self.symbol_bytes(name.as_bytes()) else {
+                continue; // never: a `String` is UTF-8
+            };
             let b = &mut dst.book;
             b.ts.append(&mut sym.book.ts);
             b.bid.append(&mut sym.book.bid);
@@ -313,24 +336,38 @@ const POW10: [f64; 23] = [
 /// exact, so one correctly rounded division (Clinger's fast path). Anything else
 /// goes to the standard parser.
 fn decimal(text: &str) -> Option<f64> {
+    decimal_prefix(text.as_bytes()).and_then(|(v, len)| (len == text.len()).then_some(v))
+}
+
+/// The plain decimal at the start of `b` (up to its first byte other than a
+/// digit or `.`) and its length; None if it is not one (`.5`, `5.`, `1.2.3`,
+/// more than 15 digits).
+#[inline(always)]
+fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
     let mut mantissa: u64 = 0;
     let mut digits = 0u32;
-    let mut frac: Option<usize> = None;
-    for (i, c) in text.bytes().enumerate() {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                digits += 1;
-                if digits > 15 {
-                    return None;
-                }
+    let mut dot: Option<usize> = None;
+    let mut len = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += 1;
+            if digits > 15 {
+                return None;
             }
-            b'.' if frac.is_none() && i > 0 => frac = Some(text.len() - i - 1),
-            _ => return None,
+        } else if c == b'.' && dot.is_none() && len > 0 {
+            dot = Some(len);
+        } else if c == b'.' {
+            return None;
+        } else {
+            break;
         }
+        len += 1;
     }
-    let scale = *POW10.get(frac.unwrap_or(0))?;
-    (digits > 0 && frac != Some(0)).then(|| mantissa as f64 / scale)
+    let frac = dot.map_or(0, |d| len - d - 1);
+    let scale = *POW10.get(frac)?;
+    (digits > 0 && dot.is_none_or(|_| frac > 0)).then(|| (mantissa as f64 / scale, len))
 }
 
 fn number(text: &str, what: &str, positive: bool) -> Result<f64, String> {
@@ -607,36 +644,30 @@ fn split_line(line: &str) -> Result<(Option<i64>, &str), String> {
 }
 
 /// Parse `chunk` into `out` (emptied by the last merge, its capacity kept).
+/// Each line is tried on the collector's layouts first, then on the general path.
 fn parse_chunk(chunk: &[u8], local_time: bool, out: &mut Parsed) -> Result<(), LineError> {
-    // One UTF-8 check for the whole chunk; the JSON parser then skips its own.
-    let text = std::str::from_utf8(chunk).map_err(|e| {
-        let before = chunk.get(..e.valid_up_to()).unwrap_or_default();
-        LineError {
-            line: memchr::memchr_iter(b'\n', before).count() as u64 + 1,
-            message: "not valid UTF-8".to_owned(),
-        }
-    })?;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let (raw, tail) = match memchr::memchr(b'\n', rest.as_bytes()) {
-            Some(p) => (
-                rest.get(..p).unwrap_or_default(),
-                rest.get(p + 1..).unwrap_or_default(),
-            ),
-            None => (rest, ""),
-        };
-        rest = tail;
+    let mut pos = 0;
+    while pos < chunk.len() {
         out.lines += 1;
-        let line = raw.trim_ascii();
+        if let Some(next) = layouts::line(chunk, pos, local_time, out) {
+            pos = next;
+            continue;
+        }
+        let rest = chunk.get(pos..).unwrap_or_default();
+        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let raw = rest.get(..len).unwrap_or_default();
+        pos += len + 1;
+        let line_no = out.lines;
+        let fail = |message: String| LineError {
+            line: line_no,
+            message,
+        };
+        let line = std::str::from_utf8(raw.trim_ascii())
+            .map_err(|_| fail("not valid UTF-8".to_owned()))?;
         if line.is_empty() {
             continue;
         }
-        if let Err(message) = parse_line(line, local_time, out) {
-            return Err(LineError {
-                line: out.lines,
-                message,
-            });
-        }
+        parse_line(line, local_time, out).map_err(fail)?;
     }
     Ok(())
 }
@@ -693,7 +724,9 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
     }
     let name = need(msg.s.as_deref(), "s")?;
     let line_no = out.lines;
-    let sym = out.symbol(name);
+    let Some(sym) = out.symbol_bytes(name.as_bytes()) else {
+        return Err("field \"s\" is not UTF-8".to_owned());
+    };
     match kind {
         "bookTicker" => {
             let bid = number(text_field(&msg.b, "b")?, "bid price", true)?;

@@ -1,0 +1,381 @@
+//! The collector's own layouts, read in one pass: Binance USD-M `bookTicker`,
+//! `trade`, `aggTrade` and `depthUpdate` with their keys in the order the exchange
+//! sends them, no spaces, no escapes, bare or in the combined-stream envelope.
+//! Numbers are converted as they are found and go straight into the columns.
+//!
+//! Any surprise (another key order, a space, an extra key, an escape, non-ASCII
+//! text, a value the checks would refuse) returns None with nothing written, and
+//! the line goes to the general path, which decides and writes the errors. So
+//! correctness never depends on the layout: only speed does.
+
+use super::{decimal_prefix, Parsed};
+
+/// A position in a chunk of lines.
+struct Cur<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cur<'a> {
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    /// Consume `s`, which must come next.
+    #[inline(always)]
+    fn lit(&mut self, s: &[u8]) -> Option<()> {
+        let end = self.pos + s.len();
+        if self.b.get(self.pos..end)? == s {
+            self.pos = end;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string's bytes after its opening quote, through the closing one:
+    /// printable ASCII only.
+    #[inline(always)]
+    fn text(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => return None,
+                c if !(0x20..0x80).contains(&c) => return None,
+                _ => self.pos += 1,
+            }
+        }
+        let t = self.b.get(start..self.pos)?;
+        self.pos += 1;
+        Some(t)
+    }
+
+    /// A JSON integer >= 0 (no sign, no leading zero) that fits `u64`. What
+    /// follows is checked by the next literal, so `1.5` or `1e3` is refused there.
+    #[inline(always)]
+    fn uint(&mut self) -> Option<u64> {
+        let first = self.peek()?.wrapping_sub(b'0');
+        if first > 9 {
+            return None;
+        }
+        self.pos += 1;
+        let mut v = u64::from(first);
+        while let Some(d) = self.peek().map(|c| c.wrapping_sub(b'0')) {
+            if d > 9 {
+                break;
+            }
+            if v == 0 {
+                return None; // a leading zero
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    #[inline(always)]
+    fn int(&mut self) -> Option<i64> {
+        i64::try_from(self.uint()?).ok()
+    }
+
+    /// A decimal string (`65000.1`) after its opening quote, through the closing one.
+    #[inline(always)]
+    fn dec(&mut self) -> Option<f64> {
+        let (v, len) = decimal_prefix(self.b.get(self.pos..)?)?;
+        self.pos += len;
+        self.lit(b"\"")?;
+        Some(v)
+    }
+
+    #[inline(always)]
+    fn boolean(&mut self) -> Option<bool> {
+        if self.lit(b"true").is_some() {
+            Some(true)
+        } else {
+            self.lit(b"false").map(|()| false)
+        }
+    }
+
+    /// The local receive time `<digits> ` before the JSON (leading zeros allowed).
+    fn local(&mut self) -> Option<i64> {
+        let start = self.pos;
+        let mut v: i64 = 0;
+        while let Some(d) = self.peek().map(|c| c.wrapping_sub(b'0')) {
+            if d > 9 {
+                break;
+            }
+            v = v.checked_mul(10)?.checked_add(i64::from(d))?;
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return None;
+        }
+        self.lit(b" ")?;
+        Some(v)
+    }
+}
+
+/// What a line holds, before it is written.
+enum Row<'a> {
+    Book {
+        sym: &'a [u8],
+        ts: i64,
+        bid: f64,
+        ask: f64,
+        bid_qty: f64,
+        ask_qty: f64,
+    },
+    Trade {
+        sym: &'a [u8],
+        ts: i64,
+        px: f64,
+        qty: f64,
+        buyer_maker: bool,
+        agg: bool,
+    },
+}
+
+/// Read the line at `pos` of `chunk` if it has one of the collector's layouts:
+/// its row goes to `out` (`out.lines` already counts it) and the position after
+/// its newline is returned. None: nothing was written.
+pub(super) fn line(chunk: &[u8], pos: usize, local_time: bool, out: &mut Parsed) -> Option<usize> {
+    let mut c = Cur { b: chunk, pos };
+    let local = if c.peek()? == b'{' {
+        None
+    } else {
+        Some(c.local()?)
+    };
+    // `None`: exchange time, from the message.
+    let at = if local_time {
+        Some(local?.div_euclid(1_000_000))
+    } else {
+        None
+    };
+    let envelope = c.lit(b"{\"stream\":\"").is_some();
+    if envelope {
+        c.text()?;
+        c.lit(b",\"data\":")?;
+    }
+    c.lit(b"{\"e\":\"")?;
+    let row = match c.peek()? {
+        b'b' => book(&mut c, at)?,
+        b't' => trade(&mut c, at)?,
+        b'a' => agg_trade(&mut c, at)?,
+        b'd' => return depth(&mut c, at, envelope, out),
+        _ => return None,
+    };
+    let next = end(&mut c, envelope)?;
+    match row {
+        Row::Book {
+            sym,
+            ts,
+            bid,
+            ask,
+            bid_qty,
+            ask_qty,
+        } => {
+            let b = &mut out.symbol_bytes(sym)?.book;
+            b.ts.push(ts);
+            b.bid.push(bid);
+            b.ask.push(ask);
+            b.bid_qty.push(bid_qty);
+            b.ask_qty.push(ask_qty);
+        }
+        Row::Trade {
+            sym,
+            ts,
+            px,
+            qty,
+            buyer_maker,
+            agg,
+        } => {
+            let s = out.symbol_bytes(sym)?;
+            let t = if agg { &mut s.agg } else { &mut s.trade };
+            t.ts.push(ts);
+            t.px.push(px);
+            t.qty.push(qty);
+            // The buyer was the maker, so the seller took liquidity.
+            t.side.push(if buyer_maker { -1 } else { 1 });
+        }
+    }
+    out.messages += 1;
+    Some(next)
+}
+
+/// The envelope's `}`, then the end of the line: its newline, or the chunk's end.
+#[inline(always)]
+fn end(c: &mut Cur<'_>, envelope: bool) -> Option<usize> {
+    if envelope {
+        c.lit(b"}")?;
+    }
+    match c.peek() {
+        None => Some(c.pos),
+        Some(b'\n') => Some(c.pos + 1),
+        Some(_) => None,
+    }
+}
+
+/// `bookTicker`: e, u, s, b, B, a, A, T, E.
+fn book<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+    c.lit(b"bookTicker\",\"u\":")?;
+    c.uint()?;
+    c.lit(b",\"s\":\"")?;
+    let sym = c.text()?;
+    c.lit(b",\"b\":\"")?;
+    let bid = c.dec()?;
+    c.lit(b",\"B\":\"")?;
+    let bid_qty = c.dec()?;
+    c.lit(b",\"a\":\"")?;
+    let ask = c.dec()?;
+    c.lit(b",\"A\":\"")?;
+    let ask_qty = c.dec()?;
+    c.lit(b",\"T\":")?;
+    let t = c.int()?;
+    c.lit(b",\"E\":")?;
+    c.int()?;
+    c.lit(b"}")?;
+    // A zero price or a crossed book: the general path names the fault.
+    (bid > 0.0 && ask >= bid).then_some(Row::Book {
+        sym,
+        ts: at.unwrap_or(t),
+        bid,
+        ask,
+        bid_qty,
+        ask_qty,
+    })
+}
+
+/// `trade`: e, E, T, s, t, p, q, X, m.
+fn trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+    c.lit(b"trade\",\"E\":")?;
+    c.int()?;
+    c.lit(b",\"T\":")?;
+    let t = c.int()?;
+    c.lit(b",\"s\":\"")?;
+    let sym = c.text()?;
+    c.lit(b",\"t\":")?;
+    c.uint()?;
+    c.lit(b",\"p\":\"")?;
+    let px = c.dec()?;
+    c.lit(b",\"q\":\"")?;
+    let qty = c.dec()?;
+    c.lit(b",\"X\":\"")?;
+    c.text()?;
+    c.lit(b",\"m\":")?;
+    let buyer_maker = c.boolean()?;
+    c.lit(b"}")?;
+    (px > 0.0).then_some(Row::Trade {
+        sym,
+        ts: at.unwrap_or(t),
+        px,
+        qty,
+        buyer_maker,
+        agg: false,
+    })
+}
+
+/// `aggTrade`: e, E, a, s, p, q, f, l, T, m.
+fn agg_trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+    c.lit(b"aggTrade\",\"E\":")?;
+    c.int()?;
+    c.lit(b",\"a\":")?;
+    c.uint()?;
+    c.lit(b",\"s\":\"")?;
+    let sym = c.text()?;
+    c.lit(b",\"p\":\"")?;
+    let px = c.dec()?;
+    c.lit(b",\"q\":\"")?;
+    let qty = c.dec()?;
+    c.lit(b",\"f\":")?;
+    c.uint()?;
+    c.lit(b",\"l\":")?;
+    c.uint()?;
+    c.lit(b",\"T\":")?;
+    let t = c.int()?;
+    c.lit(b",\"m\":")?;
+    let buyer_maker = c.boolean()?;
+    c.lit(b"}")?;
+    (px > 0.0).then_some(Row::Trade {
+        sym,
+        ts: at.unwrap_or(t),
+        px,
+        qty,
+        buyer_maker,
+        agg: true,
+    })
+}
+
+/// `depthUpdate`: e, E, T, s, U, u, pu, b, a. Its levels are pushed as they are
+/// read, and taken back if the line turns out not to fit.
+fn depth(c: &mut Cur<'_>, at: Option<i64>, envelope: bool, out: &mut Parsed) -> Option<usize> {
+    c.lit(b"depthUpdate\",\"E\":")?;
+    c.int()?;
+    c.lit(b",\"T\":")?;
+    let t = c.int()?;
+    c.lit(b",\"s\":\"")?;
+    let sym = c.text()?;
+    c.lit(b",\"U\":")?;
+    let first = c.uint()?;
+    c.lit(b",\"u\":")?;
+    let last = c.uint()?;
+    c.lit(b",\"pu\":")?;
+    let prev = c.uint()?;
+    c.lit(b",\"b\":")?;
+    let line_no = out.lines;
+    let sym = out.symbol_index(sym)?;
+    let d = &mut out.symbols.get_mut(sym)?.1.depth;
+    let start = d.px.len();
+    let read = (|| {
+        levels(c, d, 1)?;
+        c.lit(b",\"a\":")?;
+        levels(c, d, -1)?;
+        c.lit(b"}")?;
+        end(c, envelope)
+    })();
+    let Some(next) = read else {
+        d.px.truncate(start);
+        d.qty.truncate(start);
+        d.side.truncate(start);
+        return None;
+    };
+    d.ts.push(at.unwrap_or(t));
+    d.line.push(line_no);
+    d.kind.push(0);
+    d.first_id.push(first);
+    d.last_id.push(last);
+    d.prev_id.push(prev);
+    d.start.push(start as u64);
+    out.messages += 1;
+    Some(next)
+}
+
+/// `[["price","qty"],...]` onto the depth columns, prices > 0.
+fn levels(c: &mut Cur<'_>, d: &mut super::Depth, side: i8) -> Option<()> {
+    c.lit(b"[")?;
+    if c.lit(b"]").is_some() {
+        return Some(());
+    }
+    loop {
+        c.lit(b"[\"")?;
+        let px = c.dec()?;
+        c.lit(b",\"")?;
+        let qty = c.dec()?;
+        c.lit(b"]")?;
+        if !(px > 0.0) {
+            return None;
+        }
+        d.px.push(px);
+        d.qty.push(qty);
+        d.side.push(side);
+        match c.peek()? {
+            b',' => c.pos += 1,
+            b']' => {
+                c.pos += 1;
+                return Some(());
+            }
+            _ => return None,
+        }
+    }
+}
