@@ -15,7 +15,7 @@ use flate2::read::MultiGzDecoder;
 use memchr::memmem;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyDict, PyMemoryView};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -1081,17 +1081,65 @@ fn check_chain(d: &Depth, allow_gaps: bool) -> Result<u64, LineError> {
 
 // ── Python ──────────────────────────────────────────────────────────────────
 
-fn bytes_of<T: Copy, const N: usize>(
-    py: Python<'_>,
-    v: Vec<T>,
-    to: fn(T) -> [u8; N],
-) -> PyResult<Bound<'_, PyBytes>> {
-    PyBytes::new_with(py, v.len() * N, |buf| {
-        for (dst, x) in buf.chunks_exact_mut(N).zip(v.iter()) {
-            dst.copy_from_slice(&to(*x));
+/// A finished column, handed to Python without a copy: a read-only buffer of its
+/// native-endian bytes (`memoryview(column)`, `np.frombuffer(column, dtype)`).
+#[pyclass(frozen, module = "exec_router._core")]
+struct CaptureColumn {
+    data: ColumnData,
+}
+
+enum ColumnData {
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+impl ColumnData {
+    fn raw(&self) -> (*const std::ffi::c_void, usize) {
+        fn of<T>(v: &[T]) -> (*const std::ffi::c_void, usize) {
+            (v.as_ptr().cast(), std::mem::size_of_val(v))
+        }
+        match self {
+            ColumnData::I64(v) => of(v),
+            ColumnData::U64(v) => of(v),
+            ColumnData::F64(v) => of(v),
+            ColumnData::I8(v) => of(v),
+            ColumnData::U8(v) => of(v),
+        }
+    }
+}
+
+#[pymethods]
+impl CaptureColumn {
+    /// # Safety
+    /// `view` is the buffer Python asks to fill. The data never changes (the
+    /// class is frozen) and lives as long as the view, which holds a reference.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let (ptr, len) = slf.get().data.raw();
+        let len = isize::try_from(len)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("column too large"))?;
+        // SAFETY: `ptr` and `len` describe memory owned by `slf`, kept alive by the
+        // reference the view takes; the buffer is marked read-only.
+        let status = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast_mut(), len, 1, flags)
+        };
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
-    })
+    }
+}
+
+/// `v` as a memoryview of its bytes, without a copy.
+fn column(py: Python<'_>, data: ColumnData) -> PyResult<Bound<'_, PyMemoryView>> {
+    let col = Bound::new(py, CaptureColumn { data })?;
+    PyMemoryView::from(col.as_any())
 }
 
 fn columns<'py>(
@@ -1104,20 +1152,29 @@ fn columns<'py>(
     Ok(sub)
 }
 
-fn put_f64(d: &Bound<'_, PyDict>, name: &str, v: Vec<f64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, f64::to_ne_bytes)?)
+fn put_f64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<f64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::F64(v))?)
 }
 
-fn put_i64(d: &Bound<'_, PyDict>, name: &str, v: Vec<i64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, i64::to_ne_bytes)?)
+fn put_i64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<i64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::I64(v))?)
 }
 
-fn put_u64(d: &Bound<'_, PyDict>, name: &str, v: Vec<u64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, u64::to_ne_bytes)?)
+fn put_u64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<u64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::U64(v))?)
 }
 
-fn put_i8(d: &Bound<'_, PyDict>, name: &str, v: Vec<i8>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, i8::to_ne_bytes)?)
+fn put_i8(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<i8>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::I8(v))?)
+}
+
+fn put_u8(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<u8>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::U8(v))?)
 }
 
 fn put_trades(d: &Bound<'_, PyDict>, t: Trades) -> PyResult<()> {
@@ -1128,8 +1185,8 @@ fn put_trades(d: &Bound<'_, PyDict>, t: Trades) -> PyResult<()> {
 }
 
 /// Parse a capture file. Returns `{"symbols": {name: {"book", "trade", "agg",
-/// "depth": {column: bytes}, "gaps": int}}, "lines", "messages", "ignored"}`,
-/// columns as native-endian bytes (`ts` int64 ms, prices float64, `side` int8).
+/// "depth": {column: memoryview}, "gaps": int}}, "lines", "messages", "ignored"}`,
+/// columns as read-only memoryviews of native-endian bytes (`ts` int64 ms, prices float64, `side` int8).
 /// A bad line raises `ValueError(line, message)` (line 0: the whole file).
 #[pyfunction]
 #[pyo3(signature = (path, *, local_time = false, allow_gaps = false, threads = 0, block = 0))]
@@ -1178,7 +1235,7 @@ pub fn parse_capture<'py>(
         let dp = sym.depth;
         put_i64(&d, "ts", dp.ts)?;
         put_u64(&d, "line", dp.line)?;
-        d.set_item("kind", PyBytes::new(py, &dp.kind))?;
+        put_u8(&d, "kind", dp.kind)?;
         put_u64(&d, "first_id", dp.first_id)?;
         put_u64(&d, "last_id", dp.last_id)?;
         put_u64(&d, "prev_id", dp.prev_id)?;

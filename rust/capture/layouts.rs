@@ -52,27 +52,32 @@ impl<'a> Cur<'a> {
         Some(t)
     }
 
-    /// A JSON integer >= 0 (no sign, no leading zero) that fits `u64`. What
-    /// follows is checked by the next literal, so `1.5` or `1e3` is refused there.
+    /// The run of digits here: its value (exact up to 19 digits) and length.
     #[inline(always)]
-    fn uint(&mut self) -> Option<u64> {
-        let first = self.peek()?.wrapping_sub(b'0');
-        if first > 9 {
-            return None;
+    fn digits(&mut self) -> (u64, usize) {
+        let start = self.pos;
+        let mut v = 0u64;
+        while let Some(eight) = self.b.get(self.pos..self.pos + 8).and_then(eight_digits) {
+            v = v.wrapping_mul(100_000_000).wrapping_add(eight);
+            self.pos += 8;
         }
-        self.pos += 1;
-        let mut v = u64::from(first);
         while let Some(d) = self.peek().map(|c| c.wrapping_sub(b'0')) {
             if d > 9 {
                 break;
             }
-            if v == 0 {
-                return None; // a leading zero
-            }
-            v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+            v = v.wrapping_mul(10).wrapping_add(u64::from(d));
             self.pos += 1;
         }
-        Some(v)
+        (v, self.pos - start)
+    }
+
+    /// A JSON integer >= 0 (no sign, no leading zero) of up to 19 digits. What
+    /// follows is checked by the next literal, so `1.5` or `1e3` is refused there.
+    #[inline(always)]
+    fn uint(&mut self) -> Option<u64> {
+        let first = self.peek()?;
+        let (v, n) = self.digits();
+        (n > 0 && n <= 19 && (first != b'0' || n == 1)).then_some(v)
     }
 
     #[inline(always)]
@@ -99,22 +104,33 @@ impl<'a> Cur<'a> {
     }
 
     /// The local receive time `<digits> ` before the JSON (leading zeros allowed).
+    #[inline(always)]
     fn local(&mut self) -> Option<i64> {
-        let start = self.pos;
-        let mut v: i64 = 0;
-        while let Some(d) = self.peek().map(|c| c.wrapping_sub(b'0')) {
-            if d > 9 {
-                break;
-            }
-            v = v.checked_mul(10)?.checked_add(i64::from(d))?;
-            self.pos += 1;
-        }
-        if self.pos == start {
+        let (v, n) = self.digits();
+        if n == 0 || n > 19 {
             return None;
         }
         self.lit(b" ")?;
-        Some(v)
+        i64::try_from(v).ok()
     }
+}
+
+/// The value of eight ASCII digits (the first byte the most significant), or
+/// None if any byte is not a digit.
+#[inline(always)]
+fn eight_digits(b: &[u8]) -> Option<u64> {
+    let v = u64::from_le_bytes(b.try_into().ok()?);
+    // Each byte 0x30..=0x39: its high nibble 3, and adding 6 does not carry out of it.
+    let high = (v & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
+    if high != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    // Pairs, then fours, then all eight: three multiplications.
+    let d = v - 0x3030_3030_3030_3030;
+    let d = (d * 10 + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d * 100 + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((d * 10_000 + (d >> 32)) & 0xFFFF_FFFF)
 }
 
 /// What a line holds, before it is written.
