@@ -7,9 +7,11 @@
 //! file order, for an L2 book; their `U`/`u`/`pu` chain is checked.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::sync::{mpsc, Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
 use memchr::memmem;
@@ -21,8 +23,8 @@ use serde::Deserialize;
 
 mod layouts;
 
-/// Bytes read per block; each block is split between the worker threads.
-const BLOCK: usize = 16 << 20;
+/// Bytes read per block at most; each block is parsed by one worker.
+const BLOCK: usize = 8 << 20;
 
 // ── messages ────────────────────────────────────────────────────────────────
 
@@ -250,6 +252,8 @@ struct Parsed {
     symbols: Vec<(String, Symbol)>,
     /// The index of the symbol last looked up.
     last: usize,
+    /// Envelope stream names seen (a few), to be recognised without a scan.
+    streams: Vec<Vec<u8>>,
     snapshots: Depth,
     lines: u64,
     messages: u64,
@@ -786,63 +790,13 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
     Ok(())
 }
 
-/// Split `buf` into about `n` pieces, each ending just after a newline.
-fn pieces(buf: &[u8], n: usize) -> Vec<&[u8]> {
-    let mut out = Vec::with_capacity(n);
-    let mut rest = buf;
-    for k in (1..n).rev() {
-        let target = rest.len() / (k + 1);
-        let cut = rest
-            .get(target..)
-            .and_then(|tail| tail.iter().position(|&c| c == b'\n'))
-            .map(|p| target + p + 1);
-        match cut {
-            Some(cut) if cut < rest.len() => {
-                let (head, tail) = rest.split_at(cut);
-                out.push(head);
-                rest = tail;
-            }
-            _ => break,
-        }
-    }
-    out.push(rest);
-    out
-}
+/// A parsed block on its way back to the merging thread: its number, its rows
+/// (line numbers within the block) and its buffer, to be refilled.
+type Done = (u64, Result<Parsed, LineError>, Vec<u8>);
 
-fn parse_parallel(
-    buf: &[u8],
-    local_time: bool,
-    scratch: &mut [Parsed],
-) -> Vec<Result<(), LineError>> {
-    let parts = pieces(buf, scratch.len());
-    if parts.len() == 1 {
-        return parts
-            .iter()
-            .zip(scratch.iter_mut())
-            .map(|(p, out)| parse_chunk(p, local_time, out))
-            .collect();
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .zip(scratch.iter_mut())
-            .map(|(p, out)| scope.spawn(move || parse_chunk(p, local_time, out)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(LineError {
-                        line: 0,
-                        message: "internal error: a parser thread failed".to_owned(),
-                    })
-                })
-            })
-            .collect()
-    })
-}
-
-/// Read and parse the whole file, one block at a time.
+/// Read and parse the whole file: one thread reads (and inflates) blocks of whole
+/// lines, `threads` workers each parse whole blocks, and this thread appends them
+/// in file order while the workers go on with the next ones.
 fn parse_file(
     path: &str,
     local_time: bool,
@@ -857,91 +811,144 @@ fn parse_file(
     let mut magic = [0u8; 2];
     let gz = file.read(&mut magic).map_err(io_err)? == 2 && magic == [0x1f, 0x8b];
     let file = File::open(path).map_err(io_err)?;
+    let block = match block {
+        // About eight blocks a worker, so that they finish together; 1 to 8 MiB.
+        0 if !gz => {
+            let size = file.metadata().map_or(0, |m| m.len());
+            let per = size / (8 * threads.max(1) as u64);
+            usize::try_from(per).unwrap_or(BLOCK).clamp(1 << 20, BLOCK)
+        }
+        0 => BLOCK,
+        b => b,
+    };
     let reader: Box<dyn Read + Send> = if gz {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
     } else {
         Box::new(file)
     };
+    let workers = threads.max(1);
+    let (full_tx, full_rx) = mpsc::sync_channel::<(u64, std::io::Result<Vec<u8>>)>(workers);
+    // Shared by the workers, dropped with the last of them: a reader blocked on
+    // `send` then wakes up and ends.
+    let full_rx = Arc::new(Mutex::new(full_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let (spare_tx, spare_rx) = mpsc::channel::<Parsed>();
+    let spare_rx = Mutex::new(spare_rx);
     let mut total = Parsed::default();
-    let mut scratch: Vec<Parsed> = (0..threads.max(1)).map(|_| Parsed::default()).collect();
-    // One thread reads (and decompresses) the next block while the others parse this one.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
-        // Owned here: dropped when this closure returns (on a bad line too), so that a
-        // reader blocked on `send` wakes up and ends before the scope joins it.
-        let full_rx = full_rx;
-        for next in full_rx {
-            let whole = next.map_err(|e| LineError {
-                line: total.lines + 1,
-                message: format!("cannot read ({e})"),
-            })?;
-            let mut offset = total.lines;
-            let results = parse_parallel(&whole, local_time, &mut scratch);
-            for (part, chunk) in results.into_iter().zip(scratch.iter_mut()) {
-                match part {
-                    Ok(()) => {
-                        offset += chunk.lines;
-                        total.append(chunk);
-                    }
-                    Err(e) => {
-                        return Err(LineError {
-                            line: if e.line == 0 { 0 } else { offset + e.line },
-                            message: e.message,
-                        });
-                    }
-                }
+        for _ in 0..workers {
+            let (full_rx, done_tx, spare_rx) = (Arc::clone(&full_rx), done_tx.clone(), &spare_rx);
+            scope.spawn(move || work(&full_rx, &done_tx, spare_rx, local_time));
+        }
+        drop((full_rx, done_tx));
+        // Owned here: dropped when this closure returns (on a bad line too), so
+        // that the workers stop at their next block.
+        let done_rx = done_rx;
+        let mut waiting: BTreeMap<u64, (Result<Parsed, LineError>, Vec<u8>)> = BTreeMap::new();
+        let mut next = 0u64;
+        for (seq, result, buf) in done_rx {
+            waiting.insert(seq, (result, buf));
+            while let Some((result, buf)) = waiting.remove(&next) {
+                next += 1;
+                let offset = total.lines;
+                let mut chunk = result.map_err(|e| LineError {
+                    line: if e.line == 0 { 0 } else { offset + e.line },
+                    message: e.message,
+                })?;
+                total.append(&mut chunk);
+                let _ = spare_tx.send(chunk); // emptied, its capacity kept
+                let _ = empty_tx.send(buf); // back to the reader, to be refilled
             }
-            let _ = empty_tx.send(whole); // back to the reader, to be refilled
         }
         Ok(())
     })?;
     Ok(total)
 }
 
-/// Send the file as blocks of whole lines (the last one may lack its newline), each
-/// about `block` bytes; buffers come back on `empty` to be reused.
+/// A worker: parse blocks until there are none, or nobody wants the rows.
+fn work(
+    full: &Mutex<mpsc::Receiver<(u64, std::io::Result<Vec<u8>>)>>,
+    done: &mpsc::Sender<Done>,
+    spare: &Mutex<mpsc::Receiver<Parsed>>,
+    local_time: bool,
+) {
+    loop {
+        let next = match full.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, read)) = next else {
+            return; // the file is done
+        };
+        let (result, buf) = match read {
+            Ok(buf) => {
+                let mut out = spare
+                    .lock()
+                    .ok()
+                    .and_then(|rx| rx.try_recv().ok())
+                    .unwrap_or_default();
+                let result = parse_chunk(&buf, local_time, &mut out).map(|()| out);
+                (result, buf)
+            }
+            Err(e) => {
+                let error = LineError {
+                    line: 1, // the line after the last one read
+                    message: format!("cannot read ({e})"),
+                };
+                (Err(error), Vec::new())
+            }
+        };
+        if done.send((seq, result, buf)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Send the file as numbered blocks of whole lines (the last one may lack its
+/// newline), each about `block` bytes; buffers come back on `empty` to be reused.
 fn read_blocks(
     mut reader: Box<dyn Read + Send>,
     block: usize,
-    full: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
-    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+    full: &mpsc::SyncSender<(u64, std::io::Result<Vec<u8>>)>,
+    empty: &mpsc::Receiver<Vec<u8>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(block + (1 << 16));
     let mut first = true;
-    loop {
-        // Top the buffer up to a block (or twice the carried-over part: one long line).
-        let want = block.max(buf.len() * 2) - buf.len();
-        let got = match reader.by_ref().take(want as u64).read_to_end(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = full.send(Err(e));
-                return;
+    for seq in 0u64.. {
+        let mut eof: bool;
+        let end = loop {
+            // Top the buffer up to a block (or twice the carried-over part: one long line).
+            let want = block.max(buf.len() * 2) - buf.len();
+            let got = match reader.by_ref().take(want as u64).read_to_end(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = full.send((seq, Err(e)));
+                    return;
+                }
+            };
+            eof = got < want;
+            if first {
+                first = false;
+                if buf.starts_with(b"\xef\xbb\xbf") {
+                    buf.drain(..3);
+                }
             }
-        };
-        let eof = got < want;
-        if first {
-            first = false;
-            if buf.starts_with(b"\xef\xbb\xbf") {
-                buf.drain(..3);
+            if eof {
+                break buf.len();
             }
-        }
-        let end = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(p) => p + 1,
-                None => continue, // one line longer than the buffer: read more
-            }
+            if let Some(p) = memchr::memrchr(b'\n', &buf) {
+                break p + 1;
+            } // else one line longer than the buffer: read more
         };
         let mut next = empty.try_recv().unwrap_or_default();
         next.clear();
         next.extend_from_slice(buf.get(end..).unwrap_or_default());
         buf.truncate(end);
         let whole = std::mem::replace(&mut buf, next);
-        if full.send(Ok(whole)).is_err() || eof {
-            return; // the parser stopped (a bad line), or the file is done
+        if full.send((seq, Ok(whole))).is_err() || eof {
+            return; // the parsers stopped (a bad line), or the file is done
         }
     }
 }
@@ -1198,9 +1205,10 @@ pub fn parse_capture<'py>(
     threads: usize,
     block: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    // `block`: bytes read at a time (0: 16 MiB); small values exercise the block seams.
+    // `block`: bytes read at a time (0: by the file's size, up to 8 MiB); small
+    // values exercise the block seams.
     let block = if block == 0 {
-        BLOCK
+        0
     } else {
         block.clamp(64, 1 << 30)
     };
@@ -1412,13 +1420,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn pieces_cut_after_newlines() {
-        let buf = b"a\nbb\nccc\ndddd\n";
-        let parts = pieces(buf, 3);
-        assert_eq!(parts.concat(), buf.to_vec());
-        assert!(parts.iter().all(|p| p.ends_with(b"\n")));
     }
 }

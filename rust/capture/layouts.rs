@@ -71,6 +71,35 @@ impl<'a> Cur<'a> {
         (v, self.pos - start)
     }
 
+    /// One of `known` (strings already read, all plain) and its closing quote, if one
+    /// comes next; else a new one, added to `known` while it holds fewer than four.
+    #[inline(always)]
+    fn known_text(&mut self, known: &mut Vec<Vec<u8>>) -> Option<()> {
+        let rest = self.b.get(self.pos..)?;
+        for k in known.iter() {
+            if rest.get(k.len()) == Some(&b'"') && rest.starts_with(k) {
+                self.pos += k.len() + 1;
+                return Some(());
+            }
+        }
+        let text = self.text()?;
+        if known.len() < 4 {
+            known.push(text.to_vec());
+        }
+        Some(())
+    }
+
+    /// The symbol: None if it is `last` (the one of the line before), else its text.
+    #[inline(always)]
+    fn symbol(&mut self, last: &[u8]) -> Option<Option<&'a [u8]>> {
+        let rest = self.b.get(self.pos..)?;
+        if rest.get(last.len()) == Some(&b'"') && rest.starts_with(last) {
+            self.pos += last.len() + 1;
+            return Some(None);
+        }
+        self.text().map(Some)
+    }
+
     /// A JSON integer >= 0 (no sign, no leading zero) of up to 19 digits. What
     /// follows is checked by the next literal, so `1.5` or `1e3` is refused there.
     #[inline(always)]
@@ -136,7 +165,7 @@ fn eight_digits(b: &[u8]) -> Option<u64> {
 /// What a line holds, before it is written.
 enum Row<'a> {
     Book {
-        sym: &'a [u8],
+        sym: Option<&'a [u8]>,
         ts: i64,
         bid: f64,
         ask: f64,
@@ -144,7 +173,7 @@ enum Row<'a> {
         ask_qty: f64,
     },
     Trade {
-        sym: &'a [u8],
+        sym: Option<&'a [u8]>,
         ts: i64,
         px: f64,
         qty: f64,
@@ -171,14 +200,18 @@ pub(super) fn line(chunk: &[u8], pos: usize, local_time: bool, out: &mut Parsed)
     };
     let envelope = c.lit(b"{\"stream\":\"").is_some();
     if envelope {
-        c.text()?;
+        c.known_text(&mut out.streams)?;
         c.lit(b",\"data\":")?;
     }
     c.lit(b"{\"e\":\"")?;
+    let last = out
+        .symbols
+        .get(out.last)
+        .map_or(&[][..], |(s, _)| s.as_bytes());
     let row = match c.peek()? {
-        b'b' => book(&mut c, at)?,
-        b't' => trade(&mut c, at)?,
-        b'a' => agg_trade(&mut c, at)?,
+        b'b' => book(&mut c, at, last)?,
+        b't' => trade(&mut c, at, last)?,
+        b'a' => agg_trade(&mut c, at, last)?,
         b'd' => return depth(&mut c, at, envelope, out),
         _ => return None,
     };
@@ -192,7 +225,7 @@ pub(super) fn line(chunk: &[u8], pos: usize, local_time: bool, out: &mut Parsed)
             bid_qty,
             ask_qty,
         } => {
-            let b = &mut out.symbol_bytes(sym)?.book;
+            let b = &mut out.symbol_of(sym)?.book;
             b.ts.push(ts);
             b.bid.push(bid);
             b.ask.push(ask);
@@ -207,7 +240,7 @@ pub(super) fn line(chunk: &[u8], pos: usize, local_time: bool, out: &mut Parsed)
             buyer_maker,
             agg,
         } => {
-            let s = out.symbol_bytes(sym)?;
+            let s = out.symbol_of(sym)?;
             let t = if agg { &mut s.agg } else { &mut s.trade };
             t.ts.push(ts);
             t.px.push(px);
@@ -218,6 +251,18 @@ pub(super) fn line(chunk: &[u8], pos: usize, local_time: bool, out: &mut Parsed)
     }
     out.messages += 1;
     Some(next)
+}
+
+impl Parsed {
+    /// The symbol `name`, or the last one looked up if None.
+    #[inline(always)]
+    fn symbol_of(&mut self, name: Option<&[u8]>) -> Option<&mut super::Symbol> {
+        let pos = match name {
+            Some(name) => self.symbol_index(name)?,
+            None => self.last,
+        };
+        self.symbols.get_mut(pos).map(|(_, s)| s)
+    }
 }
 
 /// The envelope's `}`, then the end of the line: its newline, or the chunk's end.
@@ -234,11 +279,11 @@ fn end(c: &mut Cur<'_>, envelope: bool) -> Option<usize> {
 }
 
 /// `bookTicker`: e, u, s, b, B, a, A, T, E.
-fn book<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+fn book<'a>(c: &mut Cur<'a>, at: Option<i64>, last: &[u8]) -> Option<Row<'a>> {
     c.lit(b"bookTicker\",\"u\":")?;
     c.uint()?;
     c.lit(b",\"s\":\"")?;
-    let sym = c.text()?;
+    let sym = c.symbol(last)?;
     c.lit(b",\"b\":\"")?;
     let bid = c.dec()?;
     c.lit(b",\"B\":\"")?;
@@ -264,13 +309,13 @@ fn book<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
 }
 
 /// `trade`: e, E, T, s, t, p, q, X, m.
-fn trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+fn trade<'a>(c: &mut Cur<'a>, at: Option<i64>, last: &[u8]) -> Option<Row<'a>> {
     c.lit(b"trade\",\"E\":")?;
     c.int()?;
     c.lit(b",\"T\":")?;
     let t = c.int()?;
     c.lit(b",\"s\":\"")?;
-    let sym = c.text()?;
+    let sym = c.symbol(last)?;
     c.lit(b",\"t\":")?;
     c.uint()?;
     c.lit(b",\"p\":\"")?;
@@ -293,13 +338,13 @@ fn trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
 }
 
 /// `aggTrade`: e, E, a, s, p, q, f, l, T, m.
-fn agg_trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
+fn agg_trade<'a>(c: &mut Cur<'a>, at: Option<i64>, last: &[u8]) -> Option<Row<'a>> {
     c.lit(b"aggTrade\",\"E\":")?;
     c.int()?;
     c.lit(b",\"a\":")?;
     c.uint()?;
     c.lit(b",\"s\":\"")?;
-    let sym = c.text()?;
+    let sym = c.symbol(last)?;
     c.lit(b",\"p\":\"")?;
     let px = c.dec()?;
     c.lit(b",\"q\":\"")?;
@@ -326,12 +371,16 @@ fn agg_trade<'a>(c: &mut Cur<'a>, at: Option<i64>) -> Option<Row<'a>> {
 /// `depthUpdate`: e, E, T, s, U, u, pu, b, a. Its levels are pushed as they are
 /// read, and taken back if the line turns out not to fit.
 fn depth(c: &mut Cur<'_>, at: Option<i64>, envelope: bool, out: &mut Parsed) -> Option<usize> {
+    let last = out
+        .symbols
+        .get(out.last)
+        .map_or(&[][..], |(s, _)| s.as_bytes());
     c.lit(b"depthUpdate\",\"E\":")?;
     c.int()?;
     c.lit(b",\"T\":")?;
     let t = c.int()?;
     c.lit(b",\"s\":\"")?;
-    let sym = c.text()?;
+    let sym = c.symbol(last)?;
     c.lit(b",\"U\":")?;
     let first = c.uint()?;
     c.lit(b",\"u\":")?;
@@ -340,7 +389,10 @@ fn depth(c: &mut Cur<'_>, at: Option<i64>, envelope: bool, out: &mut Parsed) -> 
     let prev = c.uint()?;
     c.lit(b",\"b\":")?;
     let line_no = out.lines;
-    let sym = out.symbol_index(sym)?;
+    let sym = match sym {
+        Some(name) => out.symbol_index(name)?,
+        None => out.last,
+    };
     let d = &mut out.symbols.get_mut(sym)?.1.depth;
     let start = d.px.len();
     let read = (|| {
