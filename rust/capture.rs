@@ -794,6 +794,9 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
 /// (line numbers within the block) and its buffer, to be refilled.
 type Done = (u64, Result<Parsed, LineError>, Vec<u8>);
 
+/// A block read, numbered, on its way to a worker.
+type Block = (u64, std::io::Result<Vec<u8>>);
+
 /// Read and parse the whole file: one thread reads (and inflates) blocks of whole
 /// lines, `threads` workers each parse whole blocks, and this thread appends them
 /// in file order while the workers go on with the next ones.
@@ -827,7 +830,7 @@ fn parse_file(
         Box::new(file)
     };
     let workers = threads.max(1);
-    let (full_tx, full_rx) = mpsc::sync_channel::<(u64, std::io::Result<Vec<u8>>)>(workers);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Block>(workers);
     // Shared by the workers, dropped with the last of them: a reader blocked on
     // `send` then wakes up and ends.
     let full_rx = Arc::new(Mutex::new(full_rx));
@@ -869,7 +872,7 @@ fn parse_file(
 
 /// A worker: parse blocks until there are none, or nobody wants the rows.
 fn work(
-    full: &Mutex<mpsc::Receiver<(u64, std::io::Result<Vec<u8>>)>>,
+    full: &Mutex<mpsc::Receiver<Block>>,
     done: &mpsc::Sender<Done>,
     spare: &Mutex<mpsc::Receiver<Parsed>>,
     local_time: bool,
@@ -911,7 +914,7 @@ fn work(
 fn read_blocks(
     mut reader: Box<dyn Read + Send>,
     block: usize,
-    full: &mpsc::SyncSender<(u64, std::io::Result<Vec<u8>>)>,
+    full: &mpsc::SyncSender<Block>,
     empty: &mpsc::Receiver<Vec<u8>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(block + (1 << 16));
