@@ -52,15 +52,29 @@ impl<'a> Cur<'a> {
         Some(t)
     }
 
+    /// The eight bytes here, the first one lowest.
+    #[inline(always)]
+    fn word(&self, at: usize) -> Option<u64> {
+        let bytes = self.b.get(at..at + 8)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    }
+
     /// The run of digits here: its value (exact up to 19 digits) and length.
     #[inline(always)]
     fn digits(&mut self) -> (u64, usize) {
         let start = self.pos;
         let mut v = 0u64;
-        while let Some(eight) = self.b.get(self.pos..self.pos + 8).and_then(eight_digits) {
-            v = v.wrapping_mul(100_000_000).wrapping_add(eight);
-            self.pos += 8;
+        while let Some(w) = self.word(self.pos) {
+            let (x, n) = digit_run(w);
+            v = v
+                .wrapping_mul(TEN_TO.get(n).copied().unwrap_or(0))
+                .wrapping_add(x);
+            self.pos += n;
+            if n < 8 {
+                return (v, self.pos - start);
+            }
         }
+        // The last bytes of the chunk: one at a time.
         while let Some(d) = self.peek().map(|c| c.wrapping_sub(b'0')) {
             if d > 9 {
                 break;
@@ -115,12 +129,43 @@ impl<'a> Cur<'a> {
     }
 
     /// A decimal string (`65000.1`) after its opening quote, through the closing one.
+    /// Up to seven digits each side of the point are read a word at a time; the
+    /// value is the one [`decimal_prefix`] gives (the same integer over the same
+    /// power of ten), which reads every other case.
     #[inline(always)]
     fn dec(&mut self) -> Option<f64> {
+        if let Some((v, len)) = self.short_decimal() {
+            self.pos += len;
+            return Some(v);
+        }
         let (v, len) = decimal_prefix(self.b.get(self.pos..)?)?;
         self.pos += len;
         self.lit(b"\"")?;
         Some(v)
+    }
+
+    /// `ddd"` or `ddd.ddd"` with 1 to 7 digits each side: the value and the length,
+    /// closing quote included.
+    #[inline(always)]
+    fn short_decimal(&self) -> Option<(f64, usize)> {
+        let (int, n1) = digit_run(self.word(self.pos)?);
+        if n1 == 0 || n1 == 8 {
+            return None;
+        }
+        match self.b.get(self.pos + n1)? {
+            b'"' => Some((int as f64, n1 + 1)),
+            b'.' => {
+                let (frac, n2) = digit_run(self.word(self.pos + n1 + 1)?);
+                if n2 == 0 || n2 == 8 || self.b.get(self.pos + n1 + 1 + n2) != Some(&b'"') {
+                    return None;
+                }
+                // At most 14 digits: exact as an f64, and so is the power of ten.
+                let scale = TEN_TO.get(n2)?;
+                let mantissa = int * scale + frac;
+                Some((mantissa as f64 / *scale as f64, n1 + n2 + 2))
+            }
+            _ => None,
+        }
     }
 
     #[inline(always)]
@@ -144,22 +189,37 @@ impl<'a> Cur<'a> {
     }
 }
 
-/// The value of eight ASCII digits (the first byte the most significant), or
-/// None if any byte is not a digit.
+/// Powers of ten up to 10^8.
+const TEN_TO: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The digits at the start of `w` (eight bytes, the first one lowest): their
+/// value and how many (0 to 8).
 #[inline(always)]
-fn eight_digits(b: &[u8]) -> Option<u64> {
-    let v = u64::from_le_bytes(b.try_into().ok()?);
-    // Each byte 0x30..=0x39: its high nibble 3, and adding 6 does not carry out of it.
-    let high = (v & 0xF0F0_F0F0_F0F0_F0F0)
-        | ((v.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
-    if high != 0x3333_3333_3333_3333 {
-        return None;
+fn digit_run(w: u64) -> (u64, usize) {
+    // A digit byte becomes 0..=9; adding 6 then keeps its high nibble zero. The
+    // first byte that fails is exact: carries only reach the bytes after it.
+    let t = w ^ 0x3030_3030_3030_3030;
+    let bad = (t | t.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0;
+    let n = (bad.trailing_zeros() / 8) as usize;
+    if n == 0 {
+        return (0, 0);
     }
+    // The n digits to the top bytes, zeros (leading zeros) below them.
+    let d = t << (64 - 8 * n);
     // Pairs, then fours, then all eight: three multiplications.
-    let d = v - 0x3030_3030_3030_3030;
-    let d = (d * 10 + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
-    let d = (d * 100 + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
-    Some((d * 10_000 + (d >> 32)) & 0xFFFF_FFFF)
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    (((d.wrapping_mul(10_000)) + (d >> 32)) & 0xFFFF_FFFF, n)
 }
 
 /// What a line holds, before it is written.
