@@ -507,3 +507,176 @@ fn levels(c: &mut Cur<'_>, d: &mut super::Depth, side: i8) -> Option<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{decimal, parse_line};
+    use super::*;
+
+    #[test]
+    fn digit_run_reads_the_leading_digits() {
+        let fills = [b'0', b'9', b'.', b'"', b'/', b':', b' ', 0xff, 0x06, b'a'];
+        for n in 0..=8 {
+            for &stop in &fills {
+                for &digit in b"0123456789" {
+                    let mut w = [stop; 8];
+                    for (k, b) in w.iter_mut().enumerate().take(n) {
+                        *b = if k % 2 == 0 { digit } else { b'0' + (k as u8) };
+                    }
+                    let text = &w[..];
+                    let want_n = text.iter().take_while(|c| c.is_ascii_digit()).count();
+                    let want: u64 =
+                        std::str::from_utf8(&text[..want_n]).map_or(0, |t| t.parse().unwrap_or(0));
+                    assert_eq!(digit_run(u64::from_le_bytes(w)), (want, want_n), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decimals_match_decimal() {
+        for t in [
+            "0",
+            "1",
+            "65000",
+            "65000.1",
+            "0.001",
+            "1.178",
+            "2681.63",
+            "1234567.1234567",
+            "12345678.1",
+            "1.12345678",
+            "9999999.9999999",
+            "007.50",
+            "0.0",
+            "123456789012345",
+            "1234567890123456",
+            "1.",
+            ".5",
+            "1.2.3",
+            "1e3",
+            "",
+            "-1",
+        ] {
+            let line = format!("{t}\"tail");
+            let mut c = Cur {
+                b: line.as_bytes(),
+                pos: 0,
+            };
+            let got = c.dec();
+            assert_eq!(got, decimal(t), "{t}");
+            if got.is_some() {
+                assert_eq!(c.pos, t.len() + 1, "{t}");
+            }
+            // Near the end of the chunk: no word to read.
+            let short = format!("{t}\"");
+            let mut c = Cur {
+                b: short.as_bytes(),
+                pos: 0,
+            };
+            assert_eq!(c.dec(), decimal(t), "{t}");
+        }
+    }
+
+    /// Rows of `p` as text, to compare two parses.
+    fn dump(p: &Parsed) -> String {
+        let mut out = format!("{} {} {}\n", p.lines, p.messages, p.ignored);
+        for (name, s) in &p.symbols {
+            let b = &s.book;
+            let d = &s.depth;
+            out += &format!(
+                "{name:?} book {:?} {:?} {:?} {:?} {:?}\n trade {:?} {:?} {:?} {:?}\n \
+                 agg {:?} {:?} {:?} {:?}\n depth {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}\n",
+                b.ts, b.bid, b.ask, b.bid_qty, b.ask_qty,
+                s.trade.ts, s.trade.px, s.trade.qty, s.trade.side,
+                s.agg.ts, s.agg.px, s.agg.qty, s.agg.side,
+                d.ts, d.line, d.kind, d.first_id, d.last_id, d.prev_id, d.start, d.px, d.qty, d.side,
+            );
+        }
+        out
+    }
+
+    const LINES: [&str; 6] = [
+        r#"1723161255088165267 {"stream":"ethusdt@bookTicker","data":{"e":"bookTicker","u":5123107838717,"s":"ETHUSDT","b":"2681.62","B":"1.165","a":"2681.63","A":"73.077","T":1723161256310,"E":1723161256311}}"#,
+        r#"1723161255290656866 {"stream":"ethusdt@trade","data":{"e":"trade","E":1723161256560,"T":1723161256560,"s":"ETHUSDT","t":4308068523,"p":"2681.62","q":"1.000","X":"MARKET","m":true}}"#,
+        r#"{"e":"aggTrade","E":123456789,"a":5933014,"s":"BTCUSDT","p":"0.001","q":"100","f":100,"l":105,"T":123456785,"m":false}"#,
+        r#"1723161255088156767 {"stream":"ethusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256303,"T":1723161256302,"s":"ETHUSDT","U":5123107832349,"u":5123107837896,"pu":5123107832175,"b":[["200.00","10.229"],["707.81","0.170"]],"a":[["2681.63","0"]]}}"#,
+        r#"{"e":"depthUpdate","E":3,"T":2,"s":"X","U":1,"u":2,"pu":0,"b":[],"a":[]}"#,
+        r#"{"e":"bookTicker","u":0,"s":"BTCUSDT","b":"65000","B":"0","a":"65000.1","A":"3.255","T":1700006400000,"E":1700006400001}"#,
+    ];
+
+    /// One line through the layouts (None if they pass it on) and through the
+    /// general path.
+    fn both(text: &str, local_time: bool) -> (Option<String>, Result<String, String>) {
+        let mut fast = Parsed {
+            lines: 1,
+            ..Parsed::default()
+        };
+        let got = line(text.as_bytes(), 0, local_time, &mut fast).map(|end| {
+            assert_eq!(end, text.len());
+            dump(&fast)
+        });
+        let mut slow = Parsed {
+            lines: 1,
+            ..Parsed::default()
+        };
+        let want = parse_line(text.trim_ascii(), local_time, &mut slow).map(|()| dump(&slow));
+        (got, want)
+    }
+
+    #[test]
+    fn the_layouts_read_their_lines() {
+        for text in LINES {
+            for local_time in [false, true] {
+                let (got, want) = both(text, local_time);
+                if local_time && !text.starts_with('1') {
+                    assert!(got.is_none() && want.is_err(), "{text}");
+                } else {
+                    assert_eq!(got.as_ref(), Some(&want.unwrap()), "{text}");
+                }
+            }
+        }
+    }
+
+    /// Every one-byte change, insertion and cut of the sample lines: whatever the
+    /// layouts accept, the general path reads the same.
+    #[test]
+    fn the_layouts_accept_only_what_the_general_path_reads_alike() {
+        let subs = [
+            b' ', b'0', b'1', b'9', b'.', b'"', b'\\', b',', b'}', b'{', b'[', b']', b'-', b'e',
+            b'x', b'\t',
+        ];
+        let mut accepted = 0;
+        for text in LINES {
+            let bytes = text.as_bytes();
+            let mut variants: Vec<Vec<u8>> = Vec::new();
+            for i in 0..bytes.len() {
+                variants.push(bytes[..i].to_vec());
+                for &c in &subs {
+                    let mut v = bytes.to_vec();
+                    v[i] = c;
+                    variants.push(v);
+                    let mut v = bytes.to_vec();
+                    v.insert(i, c);
+                    variants.push(v);
+                }
+            }
+            for v in variants {
+                let Ok(text) = std::str::from_utf8(&v) else {
+                    continue;
+                };
+                if text.trim_ascii().is_empty() {
+                    continue;
+                }
+                for local_time in [false, true] {
+                    let (got, want) = both(text, local_time);
+                    if let Some(got) = got {
+                        accepted += 1;
+                        assert_eq!(Ok(got), want, "{text}");
+                    }
+                }
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+    }
+}
