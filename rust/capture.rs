@@ -840,34 +840,65 @@ fn parse_file(
     let spare_rx = Mutex::new(spare_rx);
     let mut total = Parsed::default();
     std::thread::scope(|scope| {
-        scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
-        for _ in 0..workers {
-            let (full_rx, done_tx, spare_rx) = (Arc::clone(&full_rx), done_tx.clone(), &spare_rx);
-            scope.spawn(move || work(&full_rx, &done_tx, spare_rx, local_time));
-        }
+        let reader = scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (full_rx, done_tx) = (Arc::clone(&full_rx), done_tx.clone());
+                let spare_rx = &spare_rx;
+                scope.spawn(move || work(&full_rx, &done_tx, spare_rx, local_time))
+            })
+            .collect();
         drop((full_rx, done_tx));
-        // Owned here: dropped when this closure returns (on a bad line too), so
-        // that the workers stop at their next block.
-        let done_rx = done_rx;
-        let mut waiting: BTreeMap<u64, (Result<Parsed, LineError>, Vec<u8>)> = BTreeMap::new();
-        let mut next = 0u64;
-        for (seq, result, buf) in done_rx {
-            waiting.insert(seq, (result, buf));
-            while let Some((result, buf)) = waiting.remove(&next) {
-                next += 1;
-                let offset = total.lines;
-                let mut chunk = result.map_err(|e| LineError {
-                    line: if e.line == 0 { 0 } else { offset + e.line },
-                    message: e.message,
-                })?;
-                total.append(&mut chunk);
-                let _ = spare_tx.send(chunk); // emptied, its capacity kept
-                let _ = empty_tx.send(buf); // back to the reader, to be refilled
-            }
+        let merged = merge(done_rx, &mut total, &spare_tx, &empty_tx);
+        // Every thread joined here, so that none is left running and a failed one
+        // (a missing block) is an error, never a short answer.
+        let mut failed = reader.join().is_err();
+        for h in handles {
+            failed |= h.join().is_err();
         }
-        Ok(())
+        match merged {
+            Ok(()) if failed => Err(LineError {
+                line: 0,
+                message: "internal error: a parser thread failed".to_owned(),
+            }),
+            other => other,
+        }
     })?;
     Ok(total)
+}
+
+/// Append the parsed blocks to `total` in file order as they come. Returns at the
+/// first bad line, dropping `done`: the workers then stop at their next block.
+fn merge(
+    done: mpsc::Receiver<Done>,
+    total: &mut Parsed,
+    spare: &mpsc::Sender<Parsed>,
+    empty: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), LineError> {
+    let mut waiting: BTreeMap<u64, (Result<Parsed, LineError>, Vec<u8>)> = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, result, buf) in done {
+        waiting.insert(seq, (result, buf));
+        while let Some((result, buf)) = waiting.remove(&next) {
+            next += 1;
+            let offset = total.lines;
+            let mut chunk = result.map_err(|e| LineError {
+                line: if e.line == 0 { 0 } else { offset + e.line },
+                message: e.message,
+            })?;
+            total.append(&mut chunk);
+            let _ = spare.send(chunk); // emptied, its capacity kept
+            let _ = empty.send(buf); // back to the reader, to be refilled
+        }
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(LineError {
+            line: 0,
+            message: "internal error: a parsed block went missing".to_owned(),
+        })
+    }
 }
 
 /// A worker: parse blocks until there are none, or nobody wants the rows.

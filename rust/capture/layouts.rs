@@ -606,20 +606,30 @@ mod tests {
     ];
 
     /// One line through the layouts (None if they pass it on) and through the
-    /// general path.
-    fn both(text: &str, local_time: bool) -> (Option<String>, Result<String, String>) {
+    /// general path, each after `warm` (read by the layouts: its stream name and
+    /// symbol are then the ones remembered).
+    fn both(warm: &str, text: &str, local_time: bool) -> (Option<String>, Result<String, String>) {
         let mut fast = Parsed {
             lines: 1,
             ..Parsed::default()
         };
-        let got = line(text.as_bytes(), 0, local_time, &mut fast).map(|end| {
-            assert_eq!(end, text.len());
-            dump(&fast)
-        });
         let mut slow = Parsed {
             lines: 1,
             ..Parsed::default()
         };
+        if !warm.is_empty() {
+            assert!(
+                line(warm.as_bytes(), 0, false, &mut fast).is_some(),
+                "{warm}"
+            );
+            assert!(parse_line(warm, false, &mut slow).is_ok(), "{warm}");
+            fast.lines = 2;
+            slow.lines = 2;
+        }
+        let got = line(text.as_bytes(), 0, local_time, &mut fast).map(|end| {
+            assert_eq!(end, text.len());
+            dump(&fast)
+        });
         let want = parse_line(text.trim_ascii(), local_time, &mut slow).map(|()| dump(&slow));
         (got, want)
     }
@@ -628,7 +638,7 @@ mod tests {
     fn the_layouts_read_their_lines() {
         for text in LINES {
             for local_time in [false, true] {
-                let (got, want) = both(text, local_time);
+                let (got, want) = both("", text, local_time);
                 if local_time && !text.starts_with('1') {
                     assert!(got.is_none() && want.is_err(), "{text}");
                 } else {
@@ -647,8 +657,8 @@ mod tests {
             b'x', b'\t',
         ];
         let mut accepted = 0;
-        for text in LINES {
-            let bytes = text.as_bytes();
+        for original in LINES {
+            let bytes = original.as_bytes();
             let mut variants: Vec<Vec<u8>> = Vec::new();
             for i in 0..bytes.len() {
                 variants.push(bytes[..i].to_vec());
@@ -668,8 +678,8 @@ mod tests {
                 if text.trim_ascii().is_empty() {
                     continue;
                 }
-                for local_time in [false, true] {
-                    let (got, want) = both(text, local_time);
+                for (warm, local_time) in [("", false), ("", true), (original, false)] {
+                    let (got, want) = both(warm, text, local_time);
                     if let Some(got) = got {
                         accepted += 1;
                         assert_eq!(Ok(got), want, "{text}");
