@@ -7,20 +7,24 @@
 //! file order, for an L2 book; their `U`/`u`/`pu` chain is checked.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::sync::{mpsc, Arc, Mutex};
 
 use flate2::read::MultiGzDecoder;
 use memchr::memmem;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyDict, PyMemoryView};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-/// Bytes read per block; each block is split between the worker threads.
-const BLOCK: usize = 16 << 20;
+mod layouts;
+
+/// Bytes read per block at most; each block is parsed by one worker.
+const BLOCK: usize = 8 << 20;
 
 // ── messages ────────────────────────────────────────────────────────────────
 
@@ -246,6 +250,10 @@ struct Symbol {
 #[derive(Default)]
 struct Parsed {
     symbols: Vec<(String, Symbol)>,
+    /// The index of the symbol last looked up.
+    last: usize,
+    /// Envelope stream names seen (a few), to be recognised without a scan.
+    streams: Vec<Vec<u8>>,
     snapshots: Depth,
     lines: u64,
     messages: u64,
@@ -253,16 +261,33 @@ struct Parsed {
 }
 
 impl Parsed {
-    #[allow(clippy::indexing_slicing)] // `pos` < len by construction
-    fn symbol(&mut self, name: &str) -> &mut Symbol {
-        let pos = match self.symbols.iter().position(|(s, _)| s == name) {
+    /// The index of symbol `name` (added if new), or None if it is not UTF-8.
+    /// Lines come in runs of one symbol: the last one found is tried first.
+    #[inline]
+    fn symbol_index(&mut self, name: &[u8]) -> Option<usize> {
+        if self
+            .symbols
+            .get(self.last)
+            .is_some_and(|(s, _)| s.as_bytes() == name)
+        {
+            return Some(self.last);
+        }
+        let pos = match self.symbols.iter().position(|(s, _)| s.as_bytes() == name) {
             Some(pos) => pos,
             None => {
+                let name = std::str::from_utf8(name).ok()?;
                 self.symbols.push((name.to_owned(), Symbol::default()));
                 self.symbols.len() - 1
             }
         };
-        &mut self.symbols[pos].1
+        self.last = pos;
+        Some(pos)
+    }
+
+    #[inline]
+    fn symbol_bytes(&mut self, name: &[u8]) -> Option<&mut Symbol> {
+        let pos = self.symbol_index(name)?;
+        self.symbols.get_mut(pos).map(|(_, s)| s)
     }
 
     /// Move a chunk's rows to the end of `self`. The chunk keeps its buffers' capacity
@@ -270,7 +295,9 @@ impl Parsed {
     fn append(&mut self, other: &mut Parsed) {
         let offset = self.lines;
         for (name, sym) in &mut other.symbols {
-            let dst = self.symbol(name);
+            let Some(dst) = self.symbol_bytes(name.as_bytes()) else {
+                continue; // never: a `String` is UTF-8
+            };
             let b = &mut dst.book;
             b.ts.append(&mut sym.book.ts);
             b.bid.append(&mut sym.book.bid);
@@ -313,24 +340,38 @@ const POW10: [f64; 23] = [
 /// exact, so one correctly rounded division (Clinger's fast path). Anything else
 /// goes to the standard parser.
 fn decimal(text: &str) -> Option<f64> {
+    decimal_prefix(text.as_bytes()).and_then(|(v, len)| (len == text.len()).then_some(v))
+}
+
+/// The plain decimal at the start of `b` (up to its first byte other than a
+/// digit or `.`) and its length; None if it is not one (`.5`, `5.`, `1.2.3`,
+/// more than 15 digits).
+#[inline(always)]
+fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
     let mut mantissa: u64 = 0;
     let mut digits = 0u32;
-    let mut frac: Option<usize> = None;
-    for (i, c) in text.bytes().enumerate() {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                digits += 1;
-                if digits > 15 {
-                    return None;
-                }
+    let mut dot: Option<usize> = None;
+    let mut len = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += 1;
+            if digits > 15 {
+                return None;
             }
-            b'.' if frac.is_none() && i > 0 => frac = Some(text.len() - i - 1),
-            _ => return None,
+        } else if c == b'.' && dot.is_none() && len > 0 {
+            dot = Some(len);
+        } else if c == b'.' {
+            return None;
+        } else {
+            break;
         }
+        len += 1;
     }
-    let scale = *POW10.get(frac.unwrap_or(0))?;
-    (digits > 0 && frac != Some(0)).then(|| mantissa as f64 / scale)
+    let frac = dot.map_or(0, |d| len - d - 1);
+    let scale = *POW10.get(frac)?;
+    (digits > 0 && dot.is_none_or(|_| frac > 0)).then(|| (mantissa as f64 / scale, len))
 }
 
 fn number(text: &str, what: &str, positive: bool) -> Result<f64, String> {
@@ -607,36 +648,30 @@ fn split_line(line: &str) -> Result<(Option<i64>, &str), String> {
 }
 
 /// Parse `chunk` into `out` (emptied by the last merge, its capacity kept).
+/// Each line is tried on the collector's layouts first, then on the general path.
 fn parse_chunk(chunk: &[u8], local_time: bool, out: &mut Parsed) -> Result<(), LineError> {
-    // One UTF-8 check for the whole chunk; the JSON parser then skips its own.
-    let text = std::str::from_utf8(chunk).map_err(|e| {
-        let before = chunk.get(..e.valid_up_to()).unwrap_or_default();
-        LineError {
-            line: memchr::memchr_iter(b'\n', before).count() as u64 + 1,
-            message: "not valid UTF-8".to_owned(),
-        }
-    })?;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let (raw, tail) = match memchr::memchr(b'\n', rest.as_bytes()) {
-            Some(p) => (
-                rest.get(..p).unwrap_or_default(),
-                rest.get(p + 1..).unwrap_or_default(),
-            ),
-            None => (rest, ""),
-        };
-        rest = tail;
+    let mut pos = 0;
+    while pos < chunk.len() {
         out.lines += 1;
-        let line = raw.trim_ascii();
+        if let Some(next) = layouts::line(chunk, pos, local_time, out) {
+            pos = next;
+            continue;
+        }
+        let rest = chunk.get(pos..).unwrap_or_default();
+        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let raw = rest.get(..len).unwrap_or_default();
+        pos += len + 1;
+        let line_no = out.lines;
+        let fail = |message: String| LineError {
+            line: line_no,
+            message,
+        };
+        let line = std::str::from_utf8(raw.trim_ascii())
+            .map_err(|_| fail("not valid UTF-8".to_owned()))?;
         if line.is_empty() {
             continue;
         }
-        if let Err(message) = parse_line(line, local_time, out) {
-            return Err(LineError {
-                line: out.lines,
-                message,
-            });
-        }
+        parse_line(line, local_time, out).map_err(fail)?;
     }
     Ok(())
 }
@@ -693,7 +728,9 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
     }
     let name = need(msg.s.as_deref(), "s")?;
     let line_no = out.lines;
-    let sym = out.symbol(name);
+    let Some(sym) = out.symbol_bytes(name.as_bytes()) else {
+        return Err("field \"s\" is not UTF-8".to_owned());
+    };
     match kind {
         "bookTicker" => {
             let bid = number(text_field(&msg.b, "b")?, "bid price", true)?;
@@ -753,63 +790,16 @@ fn parse_line(line: &str, local_time: bool, out: &mut Parsed) -> Result<(), Stri
     Ok(())
 }
 
-/// Split `buf` into about `n` pieces, each ending just after a newline.
-fn pieces(buf: &[u8], n: usize) -> Vec<&[u8]> {
-    let mut out = Vec::with_capacity(n);
-    let mut rest = buf;
-    for k in (1..n).rev() {
-        let target = rest.len() / (k + 1);
-        let cut = rest
-            .get(target..)
-            .and_then(|tail| tail.iter().position(|&c| c == b'\n'))
-            .map(|p| target + p + 1);
-        match cut {
-            Some(cut) if cut < rest.len() => {
-                let (head, tail) = rest.split_at(cut);
-                out.push(head);
-                rest = tail;
-            }
-            _ => break,
-        }
-    }
-    out.push(rest);
-    out
-}
+/// A parsed block on its way back to the merging thread: its number, its rows
+/// (line numbers within the block) and its buffer, to be refilled.
+type Done = (u64, Result<Parsed, LineError>, Vec<u8>);
 
-fn parse_parallel(
-    buf: &[u8],
-    local_time: bool,
-    scratch: &mut [Parsed],
-) -> Vec<Result<(), LineError>> {
-    let parts = pieces(buf, scratch.len());
-    if parts.len() == 1 {
-        return parts
-            .iter()
-            .zip(scratch.iter_mut())
-            .map(|(p, out)| parse_chunk(p, local_time, out))
-            .collect();
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .zip(scratch.iter_mut())
-            .map(|(p, out)| scope.spawn(move || parse_chunk(p, local_time, out)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(LineError {
-                        line: 0,
-                        message: "internal error: a parser thread failed".to_owned(),
-                    })
-                })
-            })
-            .collect()
-    })
-}
+/// A block read, numbered, on its way to a worker.
+type Block = (u64, std::io::Result<Vec<u8>>);
 
-/// Read and parse the whole file, one block at a time.
+/// Read and parse the whole file: one thread reads (and inflates) blocks of whole
+/// lines, `threads` workers each parse whole blocks, and this thread appends them
+/// in file order while the workers go on with the next ones.
 fn parse_file(
     path: &str,
     local_time: bool,
@@ -824,91 +814,175 @@ fn parse_file(
     let mut magic = [0u8; 2];
     let gz = file.read(&mut magic).map_err(io_err)? == 2 && magic == [0x1f, 0x8b];
     let file = File::open(path).map_err(io_err)?;
+    let block = match block {
+        // About eight blocks a worker, so that they finish together; 1 to 8 MiB.
+        0 if !gz => {
+            let size = file.metadata().map_or(0, |m| m.len());
+            let per = size / (8 * threads.max(1) as u64);
+            usize::try_from(per).unwrap_or(BLOCK).clamp(1 << 20, BLOCK)
+        }
+        0 => BLOCK,
+        b => b,
+    };
     let reader: Box<dyn Read + Send> = if gz {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
     } else {
         Box::new(file)
     };
+    let workers = threads.max(1);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Block>(workers);
+    // Shared by the workers, dropped with the last of them: a reader blocked on
+    // `send` then wakes up and ends.
+    let full_rx = Arc::new(Mutex::new(full_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let (spare_tx, spare_rx) = mpsc::channel::<Parsed>();
+    let spare_rx = Mutex::new(spare_rx);
     let mut total = Parsed::default();
-    let mut scratch: Vec<Parsed> = (0..threads.max(1)).map(|_| Parsed::default()).collect();
-    // One thread reads (and decompresses) the next block while the others parse this one.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
-        // Owned here: dropped when this closure returns (on a bad line too), so that a
-        // reader blocked on `send` wakes up and ends before the scope joins it.
-        let full_rx = full_rx;
-        for next in full_rx {
-            let whole = next.map_err(|e| LineError {
-                line: total.lines + 1,
-                message: format!("cannot read ({e})"),
-            })?;
-            let mut offset = total.lines;
-            let results = parse_parallel(&whole, local_time, &mut scratch);
-            for (part, chunk) in results.into_iter().zip(scratch.iter_mut()) {
-                match part {
-                    Ok(()) => {
-                        offset += chunk.lines;
-                        total.append(chunk);
-                    }
-                    Err(e) => {
-                        return Err(LineError {
-                            line: if e.line == 0 { 0 } else { offset + e.line },
-                            message: e.message,
-                        });
-                    }
-                }
-            }
-            let _ = empty_tx.send(whole); // back to the reader, to be refilled
+        let reader = scope.spawn(move || read_blocks(reader, block, &full_tx, &empty_rx));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (full_rx, done_tx) = (Arc::clone(&full_rx), done_tx.clone());
+                let spare_rx = &spare_rx;
+                scope.spawn(move || work(&full_rx, &done_tx, spare_rx, local_time))
+            })
+            .collect();
+        drop((full_rx, done_tx));
+        let merged = merge(done_rx, &mut total, &spare_tx, &empty_tx);
+        // Every thread joined here, so that none is left running and a failed one
+        // (a missing block) is an error, never a short answer.
+        let mut failed = reader.join().is_err();
+        for h in handles {
+            failed |= h.join().is_err();
         }
-        Ok(())
+        match merged {
+            Ok(()) if failed => Err(LineError {
+                line: 0,
+                message: "internal error: a parser thread failed".to_owned(),
+            }),
+            other => other,
+        }
     })?;
     Ok(total)
 }
 
-/// Send the file as blocks of whole lines (the last one may lack its newline), each
-/// about `block` bytes; buffers come back on `empty` to be reused.
+/// Append the parsed blocks to `total` in file order as they come. Returns at the
+/// first bad line, dropping `done`: the workers then stop at their next block.
+fn merge(
+    done: mpsc::Receiver<Done>,
+    total: &mut Parsed,
+    spare: &mpsc::Sender<Parsed>,
+    empty: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), LineError> {
+    let mut waiting: BTreeMap<u64, (Result<Parsed, LineError>, Vec<u8>)> = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, result, buf) in done {
+        waiting.insert(seq, (result, buf));
+        while let Some((result, buf)) = waiting.remove(&next) {
+            next += 1;
+            let offset = total.lines;
+            let mut chunk = result.map_err(|e| LineError {
+                line: if e.line == 0 { 0 } else { offset + e.line },
+                message: e.message,
+            })?;
+            total.append(&mut chunk);
+            let _ = spare.send(chunk); // emptied, its capacity kept
+            let _ = empty.send(buf); // back to the reader, to be refilled
+        }
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(LineError {
+            line: 0,
+            message: "internal error: a parsed block went missing".to_owned(),
+        })
+    }
+}
+
+/// A worker: parse blocks until there are none, or nobody wants the rows.
+fn work(
+    full: &Mutex<mpsc::Receiver<Block>>,
+    done: &mpsc::Sender<Done>,
+    spare: &Mutex<mpsc::Receiver<Parsed>>,
+    local_time: bool,
+) {
+    loop {
+        let next = match full.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, read)) = next else {
+            return; // the file is done
+        };
+        let (result, buf) = match read {
+            Ok(buf) => {
+                let mut out = spare
+                    .lock()
+                    .ok()
+                    .and_then(|rx| rx.try_recv().ok())
+                    .unwrap_or_default();
+                let result = parse_chunk(&buf, local_time, &mut out).map(|()| out);
+                (result, buf)
+            }
+            Err(e) => {
+                let error = LineError {
+                    line: 1, // the line after the last one read
+                    message: format!("cannot read ({e})"),
+                };
+                (Err(error), Vec::new())
+            }
+        };
+        if done.send((seq, result, buf)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Send the file as numbered blocks of whole lines (the last one may lack its
+/// newline), each about `block` bytes; buffers come back on `empty` to be reused.
 fn read_blocks(
     mut reader: Box<dyn Read + Send>,
     block: usize,
-    full: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
-    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+    full: &mpsc::SyncSender<Block>,
+    empty: &mpsc::Receiver<Vec<u8>>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(block + (1 << 16));
     let mut first = true;
-    loop {
-        // Top the buffer up to a block (or twice the carried-over part: one long line).
-        let want = block.max(buf.len() * 2) - buf.len();
-        let got = match reader.by_ref().take(want as u64).read_to_end(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = full.send(Err(e));
-                return;
+    for seq in 0u64.. {
+        let mut eof: bool;
+        let end = loop {
+            // Top the buffer up to a block (or twice the carried-over part: one long line).
+            let want = block.max(buf.len() * 2) - buf.len();
+            let got = match reader.by_ref().take(want as u64).read_to_end(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = full.send((seq, Err(e)));
+                    return;
+                }
+            };
+            eof = got < want;
+            if first {
+                first = false;
+                if buf.starts_with(b"\xef\xbb\xbf") {
+                    buf.drain(..3);
+                }
             }
-        };
-        let eof = got < want;
-        if first {
-            first = false;
-            if buf.starts_with(b"\xef\xbb\xbf") {
-                buf.drain(..3);
+            if eof {
+                break buf.len();
             }
-        }
-        let end = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(p) => p + 1,
-                None => continue, // one line longer than the buffer: read more
-            }
+            if let Some(p) = memchr::memrchr(b'\n', &buf) {
+                break p + 1;
+            } // else one line longer than the buffer: read more
         };
         let mut next = empty.try_recv().unwrap_or_default();
         next.clear();
         next.extend_from_slice(buf.get(end..).unwrap_or_default());
         buf.truncate(end);
         let whole = std::mem::replace(&mut buf, next);
-        if full.send(Ok(whole)).is_err() || eof {
-            return; // the parser stopped (a bad line), or the file is done
+        if full.send((seq, Ok(whole))).is_err() || eof {
+            return; // the parsers stopped (a bad line), or the file is done
         }
     }
 }
@@ -1048,17 +1122,65 @@ fn check_chain(d: &Depth, allow_gaps: bool) -> Result<u64, LineError> {
 
 // ── Python ──────────────────────────────────────────────────────────────────
 
-fn bytes_of<T: Copy, const N: usize>(
-    py: Python<'_>,
-    v: Vec<T>,
-    to: fn(T) -> [u8; N],
-) -> PyResult<Bound<'_, PyBytes>> {
-    PyBytes::new_with(py, v.len() * N, |buf| {
-        for (dst, x) in buf.chunks_exact_mut(N).zip(v.iter()) {
-            dst.copy_from_slice(&to(*x));
+/// A finished column, handed to Python without a copy: a read-only buffer of its
+/// native-endian bytes (`memoryview(column)`, `np.frombuffer(column, dtype)`).
+#[pyclass(frozen, module = "exec_router._core")]
+struct CaptureColumn {
+    data: ColumnData,
+}
+
+enum ColumnData {
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+impl ColumnData {
+    fn raw(&self) -> (*const std::ffi::c_void, usize) {
+        fn of<T>(v: &[T]) -> (*const std::ffi::c_void, usize) {
+            (v.as_ptr().cast(), std::mem::size_of_val(v))
+        }
+        match self {
+            ColumnData::I64(v) => of(v),
+            ColumnData::U64(v) => of(v),
+            ColumnData::F64(v) => of(v),
+            ColumnData::I8(v) => of(v),
+            ColumnData::U8(v) => of(v),
+        }
+    }
+}
+
+#[pymethods]
+impl CaptureColumn {
+    /// # Safety
+    /// `view` is the buffer Python asks to fill. The data never changes (the
+    /// class is frozen) and lives as long as the view, which holds a reference.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let (ptr, len) = slf.get().data.raw();
+        let len = isize::try_from(len)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("column too large"))?;
+        // SAFETY: `ptr` and `len` describe memory owned by `slf`, kept alive by the
+        // reference the view takes; the buffer is marked read-only.
+        let status = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr.cast_mut(), len, 1, flags)
+        };
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
-    })
+    }
+}
+
+/// `v` as a memoryview of its bytes, without a copy.
+fn column(py: Python<'_>, data: ColumnData) -> PyResult<Bound<'_, PyMemoryView>> {
+    let col = Bound::new(py, CaptureColumn { data })?;
+    PyMemoryView::from(col.as_any())
 }
 
 fn columns<'py>(
@@ -1071,20 +1193,29 @@ fn columns<'py>(
     Ok(sub)
 }
 
-fn put_f64(d: &Bound<'_, PyDict>, name: &str, v: Vec<f64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, f64::to_ne_bytes)?)
+fn put_f64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<f64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::F64(v))?)
 }
 
-fn put_i64(d: &Bound<'_, PyDict>, name: &str, v: Vec<i64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, i64::to_ne_bytes)?)
+fn put_i64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<i64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::I64(v))?)
 }
 
-fn put_u64(d: &Bound<'_, PyDict>, name: &str, v: Vec<u64>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, u64::to_ne_bytes)?)
+fn put_u64(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<u64>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::U64(v))?)
 }
 
-fn put_i8(d: &Bound<'_, PyDict>, name: &str, v: Vec<i8>) -> PyResult<()> {
-    d.set_item(name, bytes_of(d.py(), v, i8::to_ne_bytes)?)
+fn put_i8(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<i8>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::I8(v))?)
+}
+
+fn put_u8(d: &Bound<'_, PyDict>, name: &str, mut v: Vec<u8>) -> PyResult<()> {
+    v.shrink_to_fit();
+    d.set_item(name, column(d.py(), ColumnData::U8(v))?)
 }
 
 fn put_trades(d: &Bound<'_, PyDict>, t: Trades) -> PyResult<()> {
@@ -1095,8 +1226,8 @@ fn put_trades(d: &Bound<'_, PyDict>, t: Trades) -> PyResult<()> {
 }
 
 /// Parse a capture file. Returns `{"symbols": {name: {"book", "trade", "agg",
-/// "depth": {column: bytes}, "gaps": int}}, "lines", "messages", "ignored"}`,
-/// columns as native-endian bytes (`ts` int64 ms, prices float64, `side` int8).
+/// "depth": {column: memoryview}, "gaps": int}}, "lines", "messages", "ignored"}`,
+/// columns as read-only memoryviews of native-endian bytes (`ts` int64 ms, prices float64, `side` int8).
 /// A bad line raises `ValueError(line, message)` (line 0: the whole file).
 #[pyfunction]
 #[pyo3(signature = (path, *, local_time = false, allow_gaps = false, threads = 0, block = 0))]
@@ -1108,9 +1239,10 @@ pub fn parse_capture<'py>(
     threads: usize,
     block: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    // `block`: bytes read at a time (0: 16 MiB); small values exercise the block seams.
+    // `block`: bytes read at a time (0: by the file's size, up to 8 MiB); small
+    // values exercise the block seams.
     let block = if block == 0 {
-        BLOCK
+        0
     } else {
         block.clamp(64, 1 << 30)
     };
@@ -1145,7 +1277,7 @@ pub fn parse_capture<'py>(
         let dp = sym.depth;
         put_i64(&d, "ts", dp.ts)?;
         put_u64(&d, "line", dp.line)?;
-        d.set_item("kind", PyBytes::new(py, &dp.kind))?;
+        put_u8(&d, "kind", dp.kind)?;
         put_u64(&d, "first_id", dp.first_id)?;
         put_u64(&d, "last_id", dp.last_id)?;
         put_u64(&d, "prev_id", dp.prev_id)?;
@@ -1322,13 +1454,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn pieces_cut_after_newlines() {
-        let buf = b"a\nbb\nccc\ndddd\n";
-        let parts = pieces(buf, 3);
-        assert_eq!(parts.concat(), buf.to_vec());
-        assert!(parts.iter().all(|p| p.ends_with(b"\n")));
     }
 }

@@ -14,9 +14,12 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// One level of nesting, given back when dropped.
+/// One level of nesting, given back when dropped. It keeps the address of
+/// its thread's counter (one thread-local lookup per call, not two), which
+/// also makes it neither `Send` nor `Sync`.
 pub struct Depth {
     outer: u32,
+    cell: *const Cell<u32>,
 }
 
 impl Depth {
@@ -36,12 +39,12 @@ impl Depth {
     /// the limit); the flag says whether it is within [`MAX_DEPTH`].
     #[inline]
     pub fn enter_any() -> (Depth, bool) {
-        let outer = DEPTH.with(|d| {
+        let (outer, cell) = DEPTH.with(|d| {
             let outer = d.get();
             d.set(outer.saturating_add(1));
-            outer
+            (outer, d as *const Cell<u32>)
         });
-        (Depth { outer }, outer < MAX_DEPTH)
+        (Depth { outer, cell }, outer < MAX_DEPTH)
     }
 
     /// The depth this call was entered at (0 for the outermost).
@@ -53,8 +56,10 @@ impl Depth {
 impl Drop for Depth {
     #[inline]
     fn drop(&mut self) {
-        let outer = self.outer;
-        DEPTH.with(|d| d.set(outer));
+        // SAFETY: the guard never leaves the thread whose counter `cell`
+        // is, and is dropped within the call that made it: the counter
+        // (a `const` thread-local without a destructor) is alive.
+        unsafe { (*self.cell).set(self.outer) };
     }
 }
 

@@ -9,39 +9,48 @@
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyFloat, PyString, PyTuple, PyType};
+use pyo3::types::{PyFloat, PyString, PyType};
 
 use crate::router::ExecutionRouter;
 
-/// The keyword-only parameters of one method.
+/// The parameters of one method: the first `positional` may also be
+/// passed by position, the rest by keyword only.
 pub struct Params {
     pub method: &'static str,
     pub names: &'static [&'static str],
     /// The first `required` names have no default.
     pub required: usize,
+    pub positional: usize,
     interned: PyOnceLock<Vec<Py<PyString>>>,
 }
+
+/// The arguments of a call, borrowed from CPython's vector (null where a
+/// default applies): no reference counting on the hot path.
+pub type Args<const N: usize> = [*mut ffi::PyObject; N];
 
 impl Params {
     pub const fn new(
         method: &'static str,
         names: &'static [&'static str],
         required: usize,
+        positional: usize,
     ) -> Self {
         Self {
             method,
             names,
             required,
+            positional,
             interned: PyOnceLock::new(),
         }
     }
 
-    fn interned(&self, py: Python<'_>) -> &Vec<Py<PyString>> {
+    fn interned(&self, py: Python<'_>) -> &[Py<PyString>] {
         self.interned.get_or_init(py, || {
             self.names
                 .iter()
@@ -50,76 +59,129 @@ impl Params {
         })
     }
 
-    /// The argument for each name (`None` where a default applies).
+    /// The slot of keyword `name`: by identity with the interned parameter
+    /// names first, by value only on a miss.
+    fn slot(
+        &self,
+        py: Python<'_>,
+        interned: &[Py<PyString>],
+        name: *mut ffi::PyObject,
+    ) -> Option<usize> {
+        interned
+            .iter()
+            .position(|p| p.as_ptr() == name)
+            .or_else(|| {
+                // SAFETY: `name` is a live item of the kwnames tuple.
+                let name = unsafe { Borrowed::from_ptr(py, name) };
+                let name = name.cast::<PyString>().ok()?;
+                let name = name.to_str().ok()?;
+                self.names.iter().position(|n| *n == name)
+            })
+    }
+
+    /// The argument for each name (null where a default applies).
     ///
     /// # Safety
     /// `args`, `nargs` and `kwnames` are what CPython passes a
-    /// `METH_FASTCALL | METH_KEYWORDS` function.
-    pub unsafe fn parse<'py, const N: usize>(
+    /// `METH_FASTCALL | METH_KEYWORDS` function; the result borrows `args`.
+    pub unsafe fn parse<const N: usize>(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
-    ) -> PyResult<[Option<Bound<'py, PyAny>>; N]> {
+    ) -> PyResult<Args<N>> {
         let method = self.method;
-        if nargs != 0 {
+        let mut out: Args<N> = [ptr::null_mut(); N];
+        let given = usize::try_from(nargs).unwrap_or(usize::MAX);
+        if given > self.positional {
             return Err(PyTypeError::new_err(format!(
-                "{method}() takes 0 positional arguments but {nargs} were given"
+                "{method}() takes {} positional arguments but {nargs} were given",
+                self.positional
             )));
         }
-        let mut out: [Option<Bound<'py, PyAny>>; N] = std::array::from_fn(|_| None);
+        for (i, cell) in out.iter_mut().take(given).enumerate() {
+            // SAFETY: CPython passes `nargs` positional arguments first.
+            *cell = unsafe { *args.add(i) };
+        }
         if !kwnames.is_null() {
-            // SAFETY: CPython passes a tuple of str (or NULL) as kwnames.
-            let kwnames = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
-            let kwnames = kwnames.cast_into::<PyTuple>()?;
             let interned = self.interned(py);
-            for (i, name) in kwnames.iter().enumerate() {
-                let slot = interned
-                    .iter()
-                    .position(|p| p.as_ptr() == name.as_ptr())
-                    .or_else(|| {
-                        let name = name.cast::<PyString>().ok()?.to_str().ok()?;
-                        self.names.iter().position(|n| *n == name)
-                    });
+            // SAFETY: CPython passes a tuple of str (or NULL) as kwnames.
+            let count = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
+            for i in 0..count {
+                // SAFETY: `i` is within the tuple.
+                let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, i) };
+                // A call site mostly names the parameters in their order.
+                let guess = given.wrapping_add(i.unsigned_abs());
+                let slot = match interned.get(guess) {
+                    Some(p) if p.as_ptr() == name => Some(guess),
+                    _ => self.slot(py, interned, name),
+                };
                 let Some(slot) = slot else {
+                    // SAFETY: a live item of the kwnames tuple.
+                    let name = unsafe { Borrowed::from_ptr(py, name) };
                     return Err(PyTypeError::new_err(format!(
                         "{method}() got an unexpected keyword argument {}",
                         name.repr()?
                     )));
                 };
-                // SAFETY: the keyword values follow the nargs positional ones.
-                let value =
-                    unsafe { Bound::from_borrowed_ptr(py, *args.offset(nargs + i as isize)) };
                 match out.get_mut(slot) {
-                    Some(cell @ None) => *cell = Some(value),
+                    Some(cell) if cell.is_null() => {
+                        // SAFETY: the keyword values follow the positional ones.
+                        *cell = unsafe { *args.offset(nargs + i) };
+                    }
                     _ => {
+                        // SAFETY: a live item of the kwnames tuple.
+                        let name = unsafe { Borrowed::from_ptr(py, name) };
                         return Err(PyTypeError::new_err(format!(
                             "{method}() got multiple values for argument {}",
                             name.repr()?
-                        )))
+                        )));
                     }
                 }
             }
         }
+        // A missing required argument is reported by the caller (`missing`),
+        // which checks each one anyway.
+        Ok(out)
+    }
+
+    /// The TypeError for the required arguments `out` lacks.
+    #[cold]
+    pub fn missing(&self, out: &[*mut ffi::PyObject]) -> PyErr {
         let missing: Vec<String> = self
             .names
             .iter()
-            .zip(&out)
+            .zip(out)
             .take(self.required)
-            .filter(|(_, v)| v.is_none())
+            .filter(|(_, v)| v.is_null())
             .map(|(n, _)| format!("'{n}'"))
             .collect();
-        if !missing.is_empty() {
-            return Err(PyTypeError::new_err(format!(
-                "{method}() missing {} required keyword-only argument{}: {}",
-                missing.len(),
-                if missing.len() == 1 { "" } else { "s" },
-                missing.join(", ")
-            )));
-        }
-        Ok(out)
+        let kind = if self.positional == 0 {
+            " keyword-only"
+        } else {
+            " positional"
+        };
+        PyTypeError::new_err(format!(
+            "{}() missing {} required{kind} argument{}: {}",
+            self.method,
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        ))
     }
+}
+
+/// An argument borrowed from the call's vector; `None` where it was not given.
+///
+/// # Safety
+/// `p` is null or an argument CPython passed the running call.
+pub unsafe fn arg<'a, 'py>(
+    py: Python<'py>,
+    p: *mut ffi::PyObject,
+) -> Option<Borrowed<'a, 'py, PyAny>> {
+    // SAFETY: as the caller promises.
+    unsafe { Borrowed::from_ptr_or_opt(py, p) }
 }
 
 /// Run a method body with the interpreter attached; an error is raised in
@@ -184,6 +246,7 @@ static MAKER_PRICE: Params = Params::new(
     "maker_price",
     &["asset", "order_side", "reference_price"],
     3,
+    0,
 );
 
 static REGISTER_WORKING: Params = Params::new(
@@ -197,6 +260,7 @@ static REGISTER_WORKING: Params = Params::new(
         "retry_n",
     ],
     4,
+    0,
 );
 
 static PLAN_ENTRY: Params = Params::new(
@@ -209,6 +273,7 @@ static PLAN_ENTRY: Params = Params::new(
         "spread_bps",
     ],
     4,
+    0,
 );
 
 static PLAN_EXIT: Params = Params::new(
@@ -222,16 +287,37 @@ static PLAN_EXIT: Params = Params::new(
         "spread_bps",
     ],
     5,
+    0,
 );
 
+static NOTE_FILL: Params = Params::new("note_fill", &["trade_id"], 1, 1);
+
+static NOTE_CANCEL: Params = Params::new("note_cancel", &["trade_id"], 1, 1);
+
+/// The router class, kept by `install_router_methods` (a final type: an
+/// instance's type is this one exactly).
+static ROUTER_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
 /// The router instance a fastcall method was called on.
-fn receiver<'py>(
+fn receiver<'a, 'py>(
     py: Python<'py>,
     slf: *mut pyo3::ffi::PyObject,
-) -> PyResult<Bound<'py, ExecutionRouter>> {
+) -> PyResult<Borrowed<'a, 'py, ExecutionRouter>> {
     // SAFETY: CPython passes the (borrowed) instance the descriptor was bound to.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    Ok(slf.cast_into::<ExecutionRouter>()?)
+    let slf = unsafe { Borrowed::from_ptr(py, slf) };
+    // SAFETY: `slf` is a live object.
+    let tp = unsafe { ffi::Py_TYPE(slf.as_ptr()) };
+    if !tp.is_null() && tp == ROUTER_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: its type is the router class itself.
+        return Ok(unsafe { slf.cast_unchecked::<ExecutionRouter>() });
+    }
+    Ok(slf.cast_exact::<ExecutionRouter>()?)
+}
+
+fn none_to_absent<'a, 'py>(
+    value: Option<Borrowed<'a, 'py, PyAny>>,
+) -> Option<Borrowed<'a, 'py, PyAny>> {
+    value.filter(|v| !v.is_none())
 }
 
 unsafe extern "C" fn maker_price(
@@ -244,8 +330,11 @@ unsafe extern "C" fn maker_price(
         let router = receiver(py, slf)?;
         // SAFETY: the arguments CPython passed this function.
         let [asset, side, reference] = unsafe { MAKER_PRICE.parse::<3>(py, args, nargs, kwnames)? };
-        let (Some(asset), Some(side), Some(reference)) = (asset, side, reference) else {
-            return Err(PyTypeError::new_err("maker_price() missing an argument"));
+        // SAFETY: each is null or an argument of this call.
+        let (Some(asset), Some(side), Some(reference)) =
+            (unsafe { (arg(py, asset), arg(py, side), arg(py, reference)) })
+        else {
+            return Err(MAKER_PRICE.missing(&[asset, side, reference]));
         };
         let price = router.get().maker_price_of(&asset, &side, &reference)?;
         Ok(PyFloat::new(py, price).into_ptr())
@@ -263,20 +352,28 @@ unsafe extern "C" fn register_working(
         // SAFETY: the arguments CPython passed this function.
         let [trade_id, asset, side, plan, base, retry_n] =
             unsafe { REGISTER_WORKING.parse::<6>(py, args, nargs, kwnames)? };
-        let (Some(trade_id), Some(asset), Some(side), Some(plan)) = (trade_id, asset, side, plan)
-        else {
-            return Err(PyTypeError::new_err(
-                "register_working() missing an argument",
-            ));
+        // SAFETY: each is null or an argument of this call.
+        let (Some(trade_id), Some(asset), Some(side), Some(plan)) = (unsafe {
+            (
+                arg(py, trade_id),
+                arg(py, asset),
+                arg(py, side),
+                arg(py, plan),
+            )
+        }) else {
+            return Err(REGISTER_WORKING.missing(&[trade_id, asset, side, plan]));
         };
+        // SAFETY: each is null or an argument of this call.
+        let (base, retry_n) = unsafe { (arg(py, base), arg(py, retry_n)) };
+        let (base, retry_n) = (none_to_absent(base), none_to_absent(retry_n));
         let wo = router.get().register(
             py,
             &trade_id,
             &asset,
             &side,
             &plan,
-            base.as_ref().filter(|b| !b.is_none()),
-            retry_n.as_ref().filter(|r| !r.is_none()),
+            base.as_deref(),
+            retry_n.as_deref(),
         )?;
         Ok(wo.into_ptr())
     })
@@ -293,15 +390,23 @@ unsafe extern "C" fn plan_entry(
         // SAFETY: the arguments CPython passed this function.
         let [trade_id, asset, side, reference, spread] =
             unsafe { PLAN_ENTRY.parse::<5>(py, args, nargs, kwnames)? };
-        let (Some(trade_id), Some(asset), Some(side), Some(reference)) =
-            (trade_id, asset, side, reference)
-        else {
-            return Err(PyTypeError::new_err("plan_entry() missing an argument"));
+        // SAFETY: each is null or an argument of this call.
+        let (Some(trade_id), Some(asset), Some(side), Some(reference)) = (unsafe {
+            (
+                arg(py, trade_id),
+                arg(py, asset),
+                arg(py, side),
+                arg(py, reference),
+            )
+        }) else {
+            return Err(PLAN_ENTRY.missing(&[trade_id, asset, side, reference]));
         };
-        let spread = spread.as_ref().filter(|s| !s.is_none());
-        let plan = router
-            .get()
-            .plan_entry(py, &trade_id, &asset, &side, &reference, spread)?;
+        // SAFETY: null or an argument of this call.
+        let spread = none_to_absent(unsafe { arg(py, spread) });
+        let plan =
+            router
+                .get()
+                .plan_entry(py, &trade_id, &asset, &side, &reference, spread.as_deref())?;
         Ok(plan.into_ptr())
     })
 }
@@ -317,21 +422,77 @@ unsafe extern "C" fn plan_exit(
         // SAFETY: the arguments CPython passed this function.
         let [trade_id, asset, side, reference, reason, spread] =
             unsafe { PLAN_EXIT.parse::<6>(py, args, nargs, kwnames)? };
-        let (Some(trade_id), Some(asset), Some(side), Some(reference), Some(reason)) =
-            (trade_id, asset, side, reference, reason)
-        else {
-            return Err(PyTypeError::new_err("plan_exit() missing an argument"));
+        // SAFETY: each is null or an argument of this call.
+        let (Some(trade_id), Some(asset), Some(side), Some(reference), Some(reason)) = (unsafe {
+            (
+                arg(py, trade_id),
+                arg(py, asset),
+                arg(py, side),
+                arg(py, reference),
+                arg(py, reason),
+            )
+        }) else {
+            return Err(PLAN_EXIT.missing(&[trade_id, asset, side, reference, reason]));
         };
-        let spread = spread.as_ref().filter(|s| !s.is_none());
-        let plan = router
-            .get()
-            .plan_exit(py, &trade_id, &asset, &side, &reference, &reason, spread)?;
+        // SAFETY: null or an argument of this call.
+        let spread = none_to_absent(unsafe { arg(py, spread) });
+        let plan = router.get().plan_exit(
+            py,
+            &trade_id,
+            &asset,
+            &side,
+            &reference,
+            &reason,
+            spread.as_deref(),
+        )?;
         Ok(plan.into_ptr())
     })
 }
 
+/// `note_fill` and `note_cancel`: one argument, by position or keyword.
+fn note(
+    params: &'static Params,
+    fill: bool,
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    entry(|py| {
+        let router = receiver(py, slf)?;
+        // SAFETY: the arguments CPython passed this function.
+        let [trade_id] = unsafe { params.parse::<1>(py, args, nargs, kwnames)? };
+        // SAFETY: null or an argument of this call.
+        let Some(trade_id) = (unsafe { arg(py, trade_id) }) else {
+            return Err(params.missing(&[trade_id]));
+        };
+        router.get().note(py, fill, &trade_id)?;
+        Ok(py.None().into_ptr())
+    })
+}
+
+unsafe extern "C" fn note_fill(
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    note(&NOTE_FILL, true, slf, args, nargs, kwnames)
+}
+
+unsafe extern "C" fn note_cancel(
+    slf: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    note(&NOTE_CANCEL, false, slf, args, nargs, kwnames)
+}
+
 /// Install the fastcall methods on the class.
 pub fn install_router_methods(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    // The class lives as long as the module (it is never freed).
+    ROUTER_TYPE.store(cls.as_type_ptr(), Ordering::Relaxed);
     install(
         cls,
         &[
@@ -359,6 +520,18 @@ Post-only quote price on our side of the touch; 0.0 when no quote is possible.",
                 doc: c"register_working($self, /, *, trade_id, asset, position_side, plan, \
 base_trade_id=None, retry_n=None)\n--\n\nRecord a maker quote the runtime has submitted.",
                 function: register_working,
+            },
+            Method {
+                name: c"note_fill",
+                doc: c"note_fill($self, /, trade_id)\n--\n\n\
+The working order under trade_id was filled: remove it, count it, tell on_fill hooks.",
+                function: note_fill,
+            },
+            Method {
+                name: c"note_cancel",
+                doc: c"note_cancel($self, /, trade_id)\n--\n\n\
+The working order under trade_id was cancelled: remove it, count it, tell on_cancel hooks.",
+                function: note_cancel,
             },
         ],
     )

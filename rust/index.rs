@@ -42,6 +42,92 @@ fn key(deadline: f64) -> Option<u64> {
     })
 }
 
+/// Sorted inline up to this many keys; a B-tree past it.
+const SMALL: usize = 16;
+
+/// An ordered set of keys: a sorted vector while small (most registries
+/// hold a few orders, and a one-key B-tree costs more than the rest of a
+/// registration), a B-tree once it grows, back to the vector when emptied.
+enum Keys<K> {
+    Small(Vec<K>),
+    Large(BTreeSet<K>),
+}
+
+impl<K: Ord + Copy> Default for Keys<K> {
+    fn default() -> Self {
+        Keys::Small(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy> Keys<K> {
+    fn insert(&mut self, key: K) {
+        match self {
+            Keys::Small(v) => {
+                // Keys mostly arrive in order: try the end first.
+                let at = match v.last() {
+                    Some(last) if *last < key => v.len(),
+                    _ => match v.binary_search(&key) {
+                        Ok(_) => return,
+                        Err(at) => at,
+                    },
+                };
+                if at == v.len() && at < SMALL {
+                    v.push(key);
+                } else if v.len() < SMALL {
+                    v.insert(at, key);
+                } else {
+                    let mut set: BTreeSet<K> = v.drain(..).collect();
+                    set.insert(key);
+                    *self = Keys::Large(set);
+                }
+            }
+            Keys::Large(set) => {
+                set.insert(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        match self {
+            Keys::Small(v) => {
+                if v.last() == Some(key) {
+                    v.pop();
+                } else if let Ok(at) = v.binary_search(key) {
+                    v.remove(at);
+                }
+            }
+            Keys::Large(set) => {
+                set.remove(key);
+                if set.is_empty() {
+                    *self = Keys::default();
+                }
+            }
+        }
+    }
+
+    fn first(&self) -> Option<&K> {
+        match self {
+            Keys::Small(v) => v.first(),
+            Keys::Large(set) => set.first(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Keys::Small(v) => v.is_empty(),
+            Keys::Large(set) => set.is_empty(),
+        }
+    }
+
+    /// Each key up to `limit` (inclusive), in order.
+    fn each_up_to(&self, limit: K, mut f: impl FnMut(K)) {
+        match self {
+            Keys::Small(v) => v.iter().take_while(|k| **k <= limit).for_each(|k| f(*k)),
+            Keys::Large(set) => set.range(..=limit).for_each(|k| f(*k)),
+        }
+    }
+}
+
 struct Slot<T> {
     item: T,
     deadline: Option<u64>,
@@ -53,8 +139,8 @@ struct Slot<T> {
 pub struct Index<T> {
     next_pos: u64,
     slots: HashMap<u64, Slot<T>, BuildHasherDefault<PosHasher>>,
-    by_deadline: BTreeSet<(u64, u64)>,
-    entries: BTreeSet<u64>,
+    by_deadline: Keys<(u64, u64)>,
+    entries: Keys<u64>,
 }
 
 impl<T> Default for Index<T> {
@@ -62,8 +148,8 @@ impl<T> Default for Index<T> {
         Self {
             next_pos: 0,
             slots: HashMap::default(),
-            by_deadline: BTreeSet::new(),
-            entries: BTreeSet::new(),
+            by_deadline: Keys::default(),
+            entries: Keys::default(),
         }
     }
 }
@@ -78,33 +164,38 @@ impl<T> Index<T> {
 
     /// Put `item` at `pos`; returns the item it displaces.
     pub fn insert(&mut self, pos: u64, item: T, deadline: f64, enter: bool) -> Option<T> {
-        let old = self.remove(pos);
         let deadline = key(deadline);
+        let slot = Slot {
+            item,
+            deadline,
+            enter,
+        };
+        // One hash lookup: the displaced slot's keys go before the new ones.
+        let old = self.slots.insert(pos, slot).map(|old| {
+            self.unindex(pos, &old);
+            old.item
+        });
         if let Some(k) = deadline {
             self.by_deadline.insert((k, pos));
         }
         if enter {
             self.entries.insert(pos);
         }
-        self.slots.insert(
-            pos,
-            Slot {
-                item,
-                deadline,
-                enter,
-            },
-        );
         old
     }
 
-    pub fn remove(&mut self, pos: u64) -> Option<T> {
-        let slot = self.slots.remove(&pos)?;
+    fn unindex(&mut self, pos: u64, slot: &Slot<T>) {
         if let Some(k) = slot.deadline {
             self.by_deadline.remove(&(k, pos));
         }
         if slot.enter {
             self.entries.remove(&pos);
         }
+    }
+
+    pub fn remove(&mut self, pos: u64) -> Option<T> {
+        let slot = self.slots.remove(&pos)?;
+        self.unindex(pos, &slot);
         Some(slot.item)
     }
 
@@ -137,11 +228,9 @@ impl<T> Index<T> {
         let Some(limit) = key(now) else {
             return Vec::new();
         };
-        let mut due: Vec<u64> = self
-            .by_deadline
-            .range(..=(limit, u64::MAX))
-            .map(|&(_, pos)| pos)
-            .collect();
+        let mut due: Vec<u64> = Vec::new();
+        self.by_deadline
+            .each_up_to((limit, u64::MAX), |(_, pos)| due.push(pos));
         due.sort_unstable();
         due.iter().filter_map(|pos| self.get(*pos)).collect()
     }
@@ -234,6 +323,47 @@ mod tests {
         assert!(!ix.has_entry());
         ix.set_enter(1, true);
         assert_eq!(ix.first_entry(), Some(&1));
+    }
+
+    #[test]
+    fn keys_spill_to_a_tree_and_come_back() {
+        let mut keys = Keys::default();
+        let order = |keys: &Keys<u64>| {
+            let mut seen = Vec::new();
+            keys.each_up_to(u64::MAX, |k| seen.push(k));
+            seen
+        };
+        for k in (0..40).rev().chain(0..40) {
+            keys.insert(k * 3 % 41);
+        }
+        assert!(matches!(keys, Keys::Large(_)));
+        let mut expected: Vec<u64> = (0..40).map(|k| k * 3 % 41).collect();
+        expected.sort_unstable();
+        assert_eq!(order(&keys), expected);
+        assert_eq!(keys.first(), expected.first());
+        for k in 0..41 {
+            keys.remove(&k);
+        }
+        assert!(keys.is_empty() && matches!(keys, Keys::Small(_)));
+        for k in [5, 1, 3, 3] {
+            keys.insert(k);
+        }
+        keys.remove(&9);
+        assert_eq!(order(&keys), vec![1, 3, 5]);
+    }
+
+    #[test]
+    fn due_and_entries_past_the_small_size() {
+        let deadlines: Vec<f64> = (0..50).map(|i| f64::from((i * 7) % 50)).collect();
+        let mut ix = index(&deadlines);
+        let due: Vec<usize> = ix.due(9.0).into_iter().copied().collect();
+        let expected: Vec<usize> = (0..50).filter(|i| (i * 7) % 50 <= 9).collect();
+        assert_eq!(due, expected);
+        for pos in 0..49 {
+            ix.remove(pos);
+        }
+        assert!(!ix.has_entry());
+        assert_eq!(ix.due(100.0), vec![&49]);
     }
 
     #[test]

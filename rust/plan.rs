@@ -29,6 +29,18 @@ impl Action {
         }
     }
 
+    /// Whether `value` is `expected`'s name: by identity with the interned
+    /// names first, by value otherwise.
+    pub fn is_named(value: &Bound<'_, PyString>, expected: Action) -> bool {
+        let py = value.py();
+        for action in [Action::Enter, Action::Exit] {
+            if value.is(action.py_name(py)) {
+                return action == expected;
+            }
+        }
+        value.to_str().is_ok_and(|a| a == expected.name())
+    }
+
     /// The interned Python string.
     pub fn py_name(self, py: Python<'_>) -> &Bound<'_, PyString> {
         match self {
@@ -205,10 +217,7 @@ impl ExecutionPlan {
     }
 
     pub fn action_is(&self, py: Python<'_>, expected: Action) -> bool {
-        self.action
-            .bind(py)
-            .to_str()
-            .is_ok_and(|a| a == expected.name())
+        Action::is_named(self.action.bind(py), expected)
     }
 
     pub fn action_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {

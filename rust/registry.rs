@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -24,6 +25,29 @@ use crate::journal::{JournalFault, Mark, Writer};
 use crate::journal_format::{self as fmt, Kind};
 use crate::sync::lock;
 use crate::working::{Link, WorkingOrder};
+
+/// `dict[key] = value`, returning the value it replaces: one lookup when
+/// the key is new (`setdefault`), a second only to replace.
+fn insert_or_replace<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, WorkingOrder>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = dict.py();
+    // SAFETY: live objects; the result is borrowed from the dict (or NULL
+    // with an exception set).
+    let found = unsafe { ffi::PyDict_SetDefault(dict.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if found.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    if found == value.as_ptr() {
+        return Ok(None);
+    }
+    // SAFETY: `found` is alive (the dict holds it); own it before replacing.
+    let old = unsafe { Borrowed::from_ptr(py, found) }.to_owned();
+    dict.set_item(key, value)?;
+    Ok(Some(old))
+}
 
 /// The expiry index; a registered order links back to it weakly.
 pub type Slots = Mutex<Index<Py<WorkingOrder>>>;
@@ -357,17 +381,13 @@ impl Registry {
         let journaled = mark.is_some();
         let g = self.bump();
         let dict = self.working.bind(py);
-        let old = match guard("trade_id", key, dict.get_item(key)) {
+        let old = match guard("trade_id", key, insert_or_replace(dict, key, wo)) {
             Ok(old) => old,
             Err(f) => {
                 self.undo(mark);
                 return Err(f.into_err(method));
             }
         };
-        if let Err(f) = guard("trade_id", key, dict.set_item(key, wo)) {
-            self.undo(mark);
-            return Err(f.into_err(method));
-        }
         // A key's __eq__/__hash__ may have changed the registry meanwhile.
         let conflict = self.changed_since(g);
         let old = old.and_then(|o| o.cast_into::<WorkingOrder>().ok());
@@ -393,7 +413,8 @@ impl Registry {
             slots: Arc::downgrade(&self.slots),
             pos,
         });
-        drop(displaced);
+        // Released here, not queued: a fastcall method runs unknown to PyO3.
+        drop(displaced.map(|d| d.into_bound(py)));
         if journaled {
             let added = wo.try_borrow().map_or(0, |w| {
                 w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
@@ -444,7 +465,7 @@ impl Registry {
         let link = wo.try_borrow_mut()?.link.take();
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
-            drop(dropped);
+            drop(dropped.map(|d| d.into_bound(py)));
         }
         removed();
         self.notify(py, intern!(py, "pop"), key, &wo)?;
@@ -515,12 +536,13 @@ impl Registry {
             .collect();
         let removed = lock(&self.slots).remove_where(|w| !live.contains(&(w.as_ptr() as usize)));
         let positions = removed.iter().map(|(p, _)| *p).collect();
-        for (_, w) in &removed {
-            if let Ok(mut m) = w.bind(py).try_borrow_mut() {
+        for (_, w) in removed {
+            let w = w.into_bound(py);
+            if let Ok(mut m) = w.try_borrow_mut() {
                 m.link = None;
             }
+            drop(w);
         }
-        drop(removed);
         positions
     }
 

@@ -193,6 +193,22 @@ impl ExecutionRouter {
         Ok(())
     }
 
+    /// `note_fill` (`fill`) or `note_cancel`.
+    pub(crate) fn note(
+        &self,
+        py: Python<'_>,
+        fill: bool,
+        trade_id: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (method, counter, stage) = if fill {
+            ("note_fill", Counter::FillsWorking, Stage::OnFill)
+        } else {
+            ("note_cancel", Counter::Cancels, Stage::OnCancel)
+        };
+        let _depth = Depth::enter(method)?;
+        self.note_removed(py, method, trade_id, counter, stage)
+    }
+
     /// Urgent exit while a maker exit rests: MARKET that pre-empts it.
     fn escalation<'py>(
         &self,
@@ -745,28 +761,6 @@ impl ExecutionRouter {
             Some(v) => real("expired", "now", v)?,
         };
         PyList::new(py, self.registry.due(py, t))
-    }
-
-    fn note_fill(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let _depth = Depth::enter("note_fill")?;
-        self.note_removed(
-            py,
-            "note_fill",
-            trade_id,
-            Counter::FillsWorking,
-            Stage::OnFill,
-        )
-    }
-
-    fn note_cancel(&self, py: Python<'_>, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {
-        let _depth = Depth::enter("note_cancel")?;
-        self.note_removed(
-            py,
-            "note_cancel",
-            trade_id,
-            Counter::Cancels,
-            Stage::OnCancel,
-        )
     }
 
     fn clear_working(&self, trade_id: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -57,10 +57,7 @@ pub struct WorkingOrder {
 
 impl WorkingOrder {
     pub fn is(&self, py: Python<'_>, action: Action) -> bool {
-        self.action
-            .bind(py)
-            .to_str()
-            .is_ok_and(|a| a == action.name())
+        Action::is_named(self.action.bind(py), action)
     }
 
     fn values<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {

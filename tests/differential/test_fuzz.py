@@ -33,6 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -341,6 +342,10 @@ def mutate(state: Any, path: tuple[Any, ...], value: Any) -> Any:
     return state
 
 
+#: The wall clock during a `from_state` round trip.
+WALL_TIME = 1_767_225_600.0
+
+
 def strip_times(state: Any) -> Any:
     """An export without its wall-clock readings (they differ by microseconds)."""
     if not isinstance(state, dict):
@@ -567,8 +572,13 @@ def apply(side: Side, o: Op, data: Any) -> Any:
     if m == "export_state":
         return strip_times(r.export_state())
     if m == "from_state":
-        state = mutate(r.export_state(), kw["path"], kw["value"])
-        side.router = api.ExecutionRouter.from_state(state, logger=side.logger, clock=side.clock)
+        # One wall-clock reading for the round trip: its times then come back
+        # exactly, not moved by the microseconds between export and restore.
+        with mock.patch("exec_router.state.time.time", return_value=WALL_TIME):
+            state = mutate(r.export_state(), kw["path"], kw["value"])
+            side.router = api.ExecutionRouter.from_state(
+                state, logger=side.logger, clock=side.clock
+            )
         return "restored"
     if m == "observe":
         r._observe_registry(make_observer(side, kw["fn"]))

@@ -74,6 +74,7 @@ def simulate_case(
     fill_model: str = "through",
     latency_ms: int = 0,
     clock_log: list[float] | None = None,
+    qty: tuple[tuple[str, float], ...] = (),
     **config: Any,
 ) -> tuple[Simulation, dict[str, Any], Recorder]:
     """Run intents ``(ts, trade_id, LONG|SHORT)`` / exits ``(ts, trade_id, reason)``.
@@ -84,7 +85,7 @@ def simulate_case(
         [EntryIntent(ts, tid, tape.symbol, side) for ts, tid, side in entries],
         [ExitIntent(ts, tid, reason) for ts, tid, reason in exits],
     )
-    venue = Venue(fill_model=fill_model, latency_ms=latency_ms)
+    venue = Venue(fill_model=fill_model, latency_ms=latency_ms, qty=qty)
     router_cls = ExecutionRouter if impl is None else impl.ExecutionRouter
     if clock_log is not None:
         router_cls = partial(_logged_router, router_cls, clock_log)

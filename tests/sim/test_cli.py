@@ -67,6 +67,9 @@ def test_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "latency_ms": 50,
         "maker_fee_bps": 2.0,
         "taker_fee_bps": 5.0,
+        "qty": [],
+        "notional": None,
+        "cancel_from": "back",
     }
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -359,3 +362,90 @@ def test_failed_write_is_one_line_and_exit_2(
     code, _, err = run(["simulate", "--hours", "1", "--styles", "taker", "--json", str(js)], capsys)
     assert code == 2
     assert err == f"exec-router: [Errno 13] Permission denied: '{js}'\n"
+
+
+def test_fill_model_all_prints_the_range_per_style(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .sim_support import CAPTURE
+
+    js, intents = tmp_path / "out.json", tmp_path / "intents.csv"
+    rows = []
+    t0 = 1723161257310  # the slice runs from ...256310 to ...276225 ms
+    for k in range(14):
+        side = "LONG" if k % 2 == 0 else "SHORT"
+        rows.append((t0 + 1000 * k, f"t{k},ENTER,ETHUSDT,{side},"))
+        rows.append((t0 + 1000 * k + 5000, f"t{k},EXIT,ETHUSDT,{side},MAX_HOLD"))
+    lines = [f"{ts},{rest}" for ts, rest in sorted(rows)]
+    intents.write_text("ts_ms,trade_id,action,asset,position_side,reason\n" + "\n".join(lines))
+    argv = ["simulate", "--capture", str(CAPTURE), "--fill-model", "all"]
+    argv += ["--intents", str(intents), "--styles", "maker_entry,maker_both", "--json", str(js)]
+    code, out, err = run(argv, capsys)
+    assert (code, err) == (0, "")
+    assert "Fill models, most optimistic to most pessimistic" in out
+    assert "fill models print, queue, touch, through" in out
+    payload = json.loads(js.read_text())
+    models = payload["fill_models"]
+    assert list(models) == ["print", "queue", "touch", "through"]
+    # The main table is the default model's.
+    assert payload["styles"] == models["through"]
+    for style in ("maker_entry", "maker_both"):
+        fills = [models[m][style]["entries"]["maker_fills"] for m in models]
+        assert fills == sorted(fills, reverse=True)  # print fills the most, through the least
+        assert fills[2] == fills[3]  # touch and through are one rule
+
+
+@pytest.mark.parametrize(
+    ("qty", "needle"),
+    [
+        (["0"], "--qty 0: expected SYMBOL=QTY or a notional, a number > 0"),
+        (["ETHUSDT=x"], "--qty ETHUSDT=x: expected"),
+        (["=1"], "--qty =1: expected"),
+        (["100", "200"], "--qty 200: the default notional is given twice"),
+    ],
+)
+def test_bad_qty_is_one_line(
+    qty: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--hours", "1"]
+    for q in qty:
+        argv += ["--qty", q]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert needle in err
+
+
+def test_qty_sizes_the_quotes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    js = tmp_path / "out.json"
+    argv = ["simulate", "--hours", "2", "--fill-model", "queue", "--qty", "BTCUSDT=0.5"]
+    argv += ["--styles", "maker_both", "--json", str(js)]
+    code, _, err = run(argv, capsys)
+    assert (code, err) == (0, "")
+    payload = json.loads(js.read_text())
+    size = payload["styles"]["maker_both"]["size"]
+    assert 0.0 < size["fill_ratio"] <= 1.0
+    assert size["filled_notional"] > 0
+    assert payload["venue"]["qty"] == [["BTCUSDT", 0.5]]
+
+
+def test_a_sweep_takes_one_fill_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["simulate", "--fill-model", "all", "--sweep", "offset_ticks=0,1"], capsys)
+    assert code == 2
+    assert "--fill-model all goes without --sweep" in err
+
+
+def test_queue_on_depth_without_a_snapshot_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .sim_support import TARDIS
+
+    intents = tmp_path / "intents.csv"
+    intents.write_text(
+        "ts_ms,trade_id,action,asset,position_side,reason\n1723161257000,t0,ENTER,ETHUSDT,LONG,\n"
+    )
+    argv = ["simulate", "--fill-model", "queue", "--intents", str(intents)]
+    for kind in ("quotes", "trades", "incremental_book_L2"):
+        argv += ["--tardis", str(TARDIS / f"binance-futures_{kind}_2024-08-08_ETHUSDT.csv")]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "incremental_book_L2_2024-08-08_ETHUSDT.csv: depth messages but no snapshot" in err

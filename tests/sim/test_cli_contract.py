@@ -76,7 +76,7 @@ def test_help_and_version_work_without_the_extras() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("exec-router ")
-    assert "--fill-model {through,touch,queue}" in proc.stdout
+    assert "--fill-model {through,touch,queue,print,all}" in proc.stdout
     assert "(default: through)" in proc.stdout
 
 

@@ -21,9 +21,9 @@ FILL_ROWS = [
     (3000, 999.9, 1000.1, 5.0, 5.0),
 ]
 FILL_TRADES = [
-    (1200, 999.8, 1.5, -1),  # 1.5 sold at our price: not yet past the 2.0 ahead
+    (1200, 999.8, 1.5, -1),  # 1.5 sold at our price: `print` fills; not yet past the 2.0 ahead
     (1400, 999.8, 1.0, -1),  # 2.5 > 2.0: `queue` fills
-    (2500, 999.7, 1.0, -1),  # strictly through 999.8: `through` fills
+    (2500, 999.7, 1.0, -1),  # strictly through 999.8: too late, the ask proved it at 2000
 ]
 
 
@@ -31,8 +31,10 @@ def approx(x: float) -> Any:
     return pytest.approx(x, abs=1e-6)
 
 
+# First proof: `through` used to wait for the trade through at 2500; the ask reaching 999.8
+# at 2000 already proves the fill (the bids at 999.8, ours among them, were all taken).
 @pytest.mark.parametrize(
-    ("model", "fill_ms"), [("queue", 1400), ("touch", 2000), ("through", 2500)]
+    ("model", "fill_ms"), [("print", 1200), ("queue", 1400), ("touch", 2000), ("through", 2000)]
 )
 def test_maker_entry_fill_per_model(impl: Any, model: str, fill_ms: int) -> None:
     tape = make_tape(FILL_ROWS, FILL_TRADES)
@@ -72,15 +74,17 @@ def test_through_markout_is_the_mid_move_against_the_fill(impl: Any) -> None:
     _, summary, _ = simulate_case(
         tape, "maker_entry", [(0, "t1", "LONG")], [(3000, "t1", "MAX_HOLD")], impl=impl
     )
-    # Filled at 2500 (mid 999.75); 1 s later the mid is 1000.0: it moved *for* the buyer.
+    # Filled at 2000 (first proof: the ask at 999.8; mid 999.75); 1 s later (3000) the mid is
+    # 1000.0: it moved *for* the buyer. (Before first proof: filled at 2500, same mids.)
     assert summary["markouts_bps"]["1s"] == approx(-(1000.0 - 999.75) / 999.75 * 1e4)
 
 
-def test_through_without_trades_needs_the_book_strictly_through(impl: Any) -> None:
+def test_through_without_trades_fills_when_the_ask_reaches_the_quote(impl: Any) -> None:
     rows = [r[:3] for r in FILL_ROWS] + [(2600, 999.6, 999.7)]
     sim, _, _ = simulate_case(make_tape(rows), "maker_entry", [(0, "t1", "LONG")], impl=impl)
     assert sim.trades[0].entry is not None
-    assert sim.trades[0].entry.ms == 2600  # ask 999.8 at 2000 only touches the quote
+    # Was 2600 (the ask strictly through); the ask at 999.8 at 2000 already proves the fill.
+    assert sim.trades[0].entry.ms == 2000
 
 
 # The market runs away from a LONG: 1000.0 -> 1001.0 -> 1002.0 -> 1003.0 mids.

@@ -26,6 +26,7 @@ from .executors import (
     make_executor,
 )
 from .loaders import load_intents
+from .options import parse_qty
 from .sources import synthetic_specs
 from .stats import pool, rank_with_ci
 from .venue import Venue
@@ -95,7 +96,21 @@ def run_sweep(
         path = getattr(args, flag, None)
         if path and path != "-":
             check_writable(f"--{flag}", path)
-    venue = Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps)
+    if args.fill_model == "all":
+        raise SweepUsageError("--fill-model all goes without --sweep; sweep one model at a time")
+    try:
+        sizes, notional = parse_qty(args.qty)
+    except ValueError as exc:
+        raise SweepUsageError(str(exc)) from None
+    venue = Venue(
+        args.fill_model,
+        args.latency_ms,
+        args.maker_fee_bps,
+        args.taker_fee_bps,
+        qty=sizes,
+        notional=notional,
+        cancel_from=args.cancel_from,
+    )
     strategy: BracketPlan | IntentPlan = (
         IntentPlan(load_intents(args.intents))
         if args.intents

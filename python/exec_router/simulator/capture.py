@@ -86,6 +86,7 @@ def load_capture(path: str, *, local_time: bool = False, allow_gaps: bool = Fals
                 qty=_col(d, "qty", np.float64),
                 side=_col(d, "side", np.int8),
                 gaps=int(cols["gaps"]),
+                source=name,
             )
         feeds.append(Feed(symbol, name, book, trades, depth))
     return feeds

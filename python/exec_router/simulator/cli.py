@@ -27,7 +27,7 @@ from .feeds import Feed
 from .loaders import load_intents
 from .market import InputError, Market, assemble, binance_name, load_binance
 from .metrics import summarize
-from .options import INSTALL_HINT, SWEEPABLE, build_parser
+from .options import BY_OPTIMISM, INSTALL_HINT, SWEEPABLE, build_parser, parse_qty
 from .sources import csv_spec, file_units
 from .strategy import Bracket, Brackets, IntentList, Strategy
 from .sweep import grid_configs, parse_assignments, parse_grid
@@ -143,7 +143,7 @@ def _load(
     symbol = args.symbol.upper() if args.symbol else None
     feeds: list[Feed] = []
     if args.book:
-        sizes = args.fill_model == "queue"  # only the queue model reads displayed sizes
+        sizes = args.fill_model in ("queue", "all")  # only queue reads displayed sizes
         if args.no_cache or len(args.book) > 1 or len(args.trades) > 1:
             feeds += load_binance(args.book, args.trades, symbol, sizes=sizes, progress=progress)
         else:
@@ -214,7 +214,7 @@ def _sweep_inputs(
         "local_time": local,
         "allow_gaps": bool(args.allow_gaps),
         "symbol": args.symbol.upper() if args.symbol else None,
-        "sizes": args.fill_model == "queue",
+        "sizes": args.fill_model in ("queue", "all"),
     }
     # Without the cache (--no-cache), the caller gives a scratch directory.
     units = file_units(files, read, TapeCache(Path(cache_dir or default_cache_dir())))
@@ -363,31 +363,56 @@ def _simulate(args: argparse.Namespace) -> int:
     load_s = time.perf_counter() - start
     if ticks:
         base = {**base, "tick_overrides": {**base.get("tick_overrides", {}), **ticks}}
-    venue = Venue(args.fill_model, args.latency_ms, args.maker_fee_bps, args.taker_fee_bps)
+    try:
+        sizes, notional = parse_qty(args.qty)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.fill_model == "all":  # every model the tape supports: queue needs trades
+        models = [m for m in BY_OPTIMISM if m != "queue" or market.has_trades]
+    else:
+        models = [args.fill_model]
+    main_model = args.fill_model if args.fill_model != "all" else "through"
+    venues = {
+        m: Venue(
+            m,
+            args.latency_ms,
+            args.maker_fee_bps,
+            args.taker_fee_bps,
+            qty=sizes,
+            notional=notional,
+            cancel_from=args.cancel_from,
+        )
+        for m in models
+    }
+    venue = venues[main_model]
     if args.plot:
         _check_plot_extra()
     header = _header(market, strategy, venue)
+    if len(models) > 1:
+        header = header.replace(f"fill model {main_model}", f"fill models {', '.join(models)}")
     generated = not (args.book or args.capture or args.tardis)
 
     styles = _styles(args.styles, list(VALID_STYLES))
     configs = [ExecConfig(**{**base, "style": s}) for s in styles]
-    summaries = []
+    by_model: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     per_symbol: dict[str, list[dict[str, Any]]] = {sym: [] for sym in market.symbols}
     entries = len(strategy.entries())
     show = tty and market.events >= PROGRESS_MIN_EVENTS
-    with _progress(entries * len(configs), show) as tick:
-        for config in configs:
-            run = simulate(market, config, strategy, venue, progress=tick)
-            summary = summarize(run, market, venue)
-            summary["config"] = _config_dict(config)
-            rate = market.events / (load_s + run.seconds)
-            summary["events_per_s_end_to_end"] = rate
-            summaries.append(summary)
-            if len(market.symbols) > 1:
-                for sym in market.symbols:
-                    one = summarize(run, market, venue, symbol=sym)
-                    del one["counters"], one["sim_seconds"]
-                    per_symbol[sym].append(one)
+    with _progress(entries * len(configs) * len(models), show) as tick:
+        for model, model_venue in venues.items():
+            for config in configs:
+                run = simulate(market, config, strategy, model_venue, progress=tick)
+                summary = summarize(run, market, model_venue)
+                summary["config"] = _config_dict(config)
+                rate = market.events / (load_s + run.seconds)
+                summary["events_per_s_end_to_end"] = rate
+                by_model[model].append(summary)
+                if len(market.symbols) > 1 and model == main_model:
+                    for sym in market.symbols:
+                        one = summarize(run, market, model_venue, symbol=sym)
+                        del one["counters"], one["sim_seconds"]
+                        per_symbol[sym].append(one)
+    summaries = by_model[main_model]
     total_s = time.perf_counter() - start
 
     con.print(header)
@@ -402,9 +427,14 @@ def _simulate(args: argparse.Namespace) -> int:
         con.print()
     con.print(report.counters_table(summaries))
     con.print()
+    if len(models) > 1:
+        con.print(report.range_table(by_model))
+        con.print()
     con.print(_speed(market, summaries, load_s, generated=generated))
     payload = _payload(market, strategy, venue, load_s, total_s)
     payload["styles"] = {s["style"]: s for s in summaries}
+    if len(models) > 1:
+        payload["fill_models"] = {m: {s["style"]: s for s in rows} for m, rows in by_model.items()}
     if len(market.symbols) > 1:
         payload["symbols"] = {
             sym: {s["style"]: s for s in rows} for sym, rows in per_symbol.items()

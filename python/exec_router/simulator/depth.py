@@ -35,6 +35,7 @@ class Depth:
     qty: F64
     side: I8
     gaps: int = 0
+    source: str = ""  # the file, for errors that name a line
 
     @property
     def messages(self) -> int:

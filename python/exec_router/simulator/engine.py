@@ -12,6 +12,7 @@ Per order, exactly as a live runtime: plan -> submit -> ``register_working`` (ma
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from typing import Any
 
 from exec_router import ExecConfig, ExecutionPlan, ExecutionRouter, MissAction, WorkingOrder
 
+from .book import Levels, levels_of
 from .clock import SimClock
+from .fills import FillPath
 from .market import Market
 from .strategy import EntryIntent, ExitIntent, Strategy
 from .tape import Tape
@@ -39,9 +42,22 @@ class SimulationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Fill:
+    """A leg's fill: its first fill time, average price, and the share filled as maker.
+
+    ``qty`` is the size filled (0 for a minimal quote, the default).
+    """
+
     ms: int
     price: float
     maker: bool
+    qty: float = 0.0
+    maker_share: float | None = None  # None: 1 if maker, else 0
+
+    @property
+    def maker_part(self) -> float:
+        if self.maker_share is None:
+            return 1.0 if self.maker else 0.0
+        return self.maker_share
 
 
 @dataclass(eq=False)
@@ -68,6 +84,9 @@ class Trade:
     exit_rejects: int = 0
     exit_fallbacks: int = 0  # missed maker exits sent as MARKET
     preemptions: int = 0  # urgent exits that cancelled a resting maker exit
+    quoted_qty: float = 0.0  # size of every maker quote sent (a minimal quote counts 1)
+    quoted_filled: float = 0.0  # of which filled
+    exit_maker_part: tuple[float, float] | None = None  # (qty, price) a partial exit filled
     closed: bool = False
     abort_reason: str | None = None
     # runtime state
@@ -88,6 +107,9 @@ class Order:
     deadline_ms: int = _NEVER
     cancel_at: int = _NEVER  # when a cancel lands at the venue
     state: str = "sent"  # sent -> [live ->] cancelling -> done; or cancelled (by the runtime)
+    qty: float = 0.0
+    path: FillPath | None = None
+    partial: bool = False  # filled in part and still resting (queue model, qty > 0)
 
     @property
     def action(self) -> str:
@@ -178,6 +200,13 @@ class Simulation:
             )
         return tape
 
+    def _levels(self, trade: Trade) -> Levels | None:
+        """The L2 book of the trade's symbol, for the queue model (None without depth)."""
+        if self.venue.fill_model != "queue":
+            return None
+        depth = self.market.depth.get(trade.intent.asset)
+        return None if depth is None or not depth.messages else levels_of(depth)
+
     def _book(self, asset: str, t_ms: int) -> tuple[float, float, float]:
         tape = self._tape_of(asset)
         i = tape.asof(t_ms)
@@ -251,11 +280,17 @@ class Simulation:
         *,
         base: Any = None,
         retry_n: int | None = None,
+        qty: float = 0.0,
     ) -> None:
         t = self._now
         side = trade.side if plan.action == "ENTER" else -trade.side
-        order = Order(tid, trade, plan, side, t, t + self.venue.latency_ms)
+        order = Order(tid, trade, plan, side, t, t + self.venue.latency_ms, qty=qty)
+        if plan.action == "ENTER" and not qty:
+            order.qty = self.venue.size(
+                trade.intent.asset, plan.limit_price or self._book(trade.intent.asset, t)[2]
+            )
         if plan.is_maker:
+            trade.quoted_qty += order.qty or 1.0
             wo = self.router.register_working(
                 trade_id=tid,
                 asset=trade.intent.asset,
@@ -297,8 +332,12 @@ class Simulation:
             return
         if order.state == "sent":
             order.state = "live"
-        tf = self.venue.maker_fill(tape, order.side, price, t, order.cancel_at, eps)
-        if tf is not None:
+        path = self.venue.maker_fill(
+            tape, order.side, price, t, order.cancel_at, eps, order.qty, self._levels(trade)
+        )
+        if path is not None:
+            order.path = path
+            tf = path.first_ms
             self._at(tf, lambda: self._on_quote_fill(order, tf))
 
     def _on_quote_fill(self, order: Order, tf: int) -> None:
@@ -306,7 +345,61 @@ class Simulation:
             return
         if order.state != "cancelled":
             self._note_fill(order)
-        self._filled(order, order.plan.limit_price, True)
+        path = order.path
+        assert path is not None
+        if path.full_ms == tf:
+            order.trade.quoted_filled += order.qty or 1.0
+            self._filled(order, order.plan.limit_price, True)
+            return
+        # Filled in part: the rest rests until it fills in full or the runtime's cancel
+        # (at the TTL, or sooner) lands. The router was told note_fill at this first part.
+        order.partial = True
+        if order.action == "ENTER":
+            self._filled(order, order.plan.limit_price, True, path.filled_before(tf + 1))
+        self._at_end(order)
+
+    def _at_end(self, order: Order) -> None:
+        path = order.path
+        assert path is not None
+        end = order.cancel_at if path.full_ms is None else min(path.full_ms, order.cancel_at)
+        self._at(end, lambda: self._on_quote_end(order))
+
+    def _ended(self, order: Order) -> float:
+        """What a partly filled quote holds when it ends (filled in full, or the cancel)."""
+        path = order.path
+        assert path is not None
+        if path.full_ms is not None and path.full_ms < order.cancel_at:
+            return path.qty
+        return path.filled_before(order.cancel_at)
+
+    def _on_quote_end(self, order: Order) -> None:
+        path = order.path
+        assert path is not None
+        if not order.partial:
+            return
+        end = order.cancel_at if path.full_ms is None else min(path.full_ms, order.cancel_at)
+        if self._now < end:
+            return  # the cancel moved; a later event ends it
+        order.partial = False
+        order.state = "done"
+        filled = self._ended(order)
+        trade = order.trade
+        trade.quoted_filled += filled
+        price = order.plan.limit_price
+        if order.action == "ENTER":
+            assert trade.entry is not None
+            trade.entry = dataclasses.replace(trade.entry, qty=filled)
+            return
+        rest = order.qty - filled
+        if rest <= 1e-12 * order.qty or trade.closed:
+            self._filled(order, price, True, filled)
+            return
+        # The rest of a missed exit escalates to MARKET, as a whole miss does.
+        trade.exit_maker_part = (filled, price)
+        assert order.wo is not None
+        tid, plan = self.router.market_fallback_plan(order.wo)
+        trade.exit_fallbacks += 1
+        self._send(trade, tid, plan, qty=rest)
 
     def _note_fill(self, order: Order) -> None:
         self.router.note_fill(order.tid)
@@ -314,7 +407,7 @@ class Simulation:
         self._release()
 
     def _on_deadline(self, order: Order) -> None:
-        if order.state not in ("sent", "live"):
+        if order.state not in ("sent", "live") or order.partial:
             return
         assert order.wo is not None
         self.clock.now = max(self.clock.now, order.wo.deadline)
@@ -324,8 +417,8 @@ class Simulation:
         self._at(order.cancel_at, lambda: self._on_cancel_landed(order))
 
     def _on_cancel_landed(self, order: Order) -> None:
-        if order.state != "cancelling":
-            return  # it filled before the cancel got there
+        if order.state != "cancelling" or order.partial:
+            return  # it filled (in full, or in part: see _on_quote_end) before the cancel
         order.state = "done"
         self.router.note_cancel(order.tid)
         self._release()
@@ -351,7 +444,7 @@ class Simulation:
                 return
             tid, plan = self.router.market_fallback_plan(wo)
             trade.exit_fallbacks += 1
-            self._send(trade, tid, plan)
+            self._send(trade, tid, plan, qty=order.qty)
             return
         if trade.abort_reason is not None:
             self._give_up(trade, "aborted")
@@ -376,10 +469,16 @@ class Simulation:
         price = self.venue.market_price(self._tape(order.trade), order.side, self._now)
         self._filled(order, price, False)
 
-    def _filled(self, order: Order, price: float, maker: bool) -> None:
-        order.state = "done"
+    def _filled(self, order: Order, price: float, maker: bool, qty: float | None = None) -> None:
+        if not order.partial:
+            order.state = "done"
         trade, t = order.trade, self._now
-        fill = Fill(t, price, maker)
+        fill = Fill(t, price, maker, order.qty if qty is None else qty)
+        if order.action == "EXIT" and trade.exit_maker_part is not None:
+            m_qty, m_px = trade.exit_maker_part  # a partial maker exit, the rest at market
+            total = m_qty + fill.qty
+            avg = (m_qty * m_px + fill.qty * price) / total
+            fill = Fill(t, avg, False, total, m_qty / total)
         if order.action == "ENTER":
             trade.entry, trade.entry_tid = fill, order.tid
             trade.outcome = "maker" if maker else "taker"
@@ -402,7 +501,15 @@ class Simulation:
     def _exit(self, trade: Trade, reason: str) -> None:
         if trade.closed or trade.exit_market is not None or trade.entry_tid is None:
             return
+        quote = trade.exit_quote
+        if quote is not None and quote.partial:
+            return  # a partly filled maker exit rests; its rest escalates at its end
         t = self._now
+        entry = trade.entry_order
+        if entry is not None and entry.partial and entry.cancel_at > t + self.venue.latency_ms:
+            # The position is closing: cancel what the entry quote has not filled yet.
+            entry.cancel_at = t + self.venue.latency_ms
+            self._at_end(entry)
         bid, ask, mid = self._book(trade.intent.asset, t)
         plan = self.router.plan_exit(
             trade_id=trade.entry_tid,
@@ -426,7 +533,14 @@ class Simulation:
             self.router.note_cancel(quote.tid)
             self._release()
             trade.preemptions += 1
-        self._send(trade, trade.entry_tid, plan)
+        self._send(trade, trade.entry_tid, plan, qty=self._position(trade))
+
+    def _position(self, trade: Trade) -> float:
+        """The size an exit closes: what the entry filled (0 for minimal quotes)."""
+        entry = trade.entry_order
+        if entry is not None and entry.partial:
+            return self._ended(entry)
+        return trade.entry.qty if trade.entry is not None else 0.0
 
 
 def simulate(

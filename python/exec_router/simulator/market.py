@@ -265,4 +265,5 @@ def _concat_depth(parts: list[Depth]) -> Depth:
         qty=np.concatenate([d.qty for d in parts]),
         side=np.concatenate([d.side for d in parts]),
         gaps=sum(d.gaps for d in parts),
+        source=" + ".join(dict.fromkeys(d.source for d in parts)),
     )

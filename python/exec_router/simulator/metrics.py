@@ -13,6 +13,8 @@
 - Markout after a maker fill at horizon h: the mid move against the filled side from the
   fill to h later, in bps of the mid at the fill (positive = adverse selection).
 - Fill latency: from the decision (intent or first exit trigger) to the fill, in ms.
+- Fill ratio: quantity filled / quantity quoted over every maker quote (a minimal quote
+  counts 1, filled or not). Filled notional: quantity x price of every leg (with ``--qty``).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def summarize(
         assert t.entry is not None
         assert t.exit is not None
         assert t.exit_decision_mid is not None
-        fee = venue.fee_bps(t.entry.maker) + venue.fee_bps(t.exit.maker)
+        fee = _fee(venue, t.entry.maker_part) + _fee(venue, t.exit.maker_part)
         s_in = t.side * _bps(t.entry.price - t.decision_mid, t.decision_mid)
         s_out = -t.side * _bps(t.exit.price - t.exit_decision_mid, t.exit_decision_mid)
         fees.append(fee)
@@ -107,6 +109,8 @@ def summarize(
         for t in round_trips
         if t.exit is not None and t.exit_decision_ms is not None
     ]
+    quoted = sum(t.quoted_qty for t in trades)
+    notional = sum(f.qty * f.price for t in trades for f in (t.entry, t.exit) if f is not None)
     n_maker = sum(1 for t in entries if t.entry and t.entry.maker) + sum(
         1 for t in round_trips if t.exit and t.exit.maker
     )
@@ -130,6 +134,10 @@ def summarize(
             "ttl_fallbacks": sum(t.exit_fallbacks for t in trades),
             "preempted": sum(t.preemptions for t in trades),
             "rejected": sum(t.exit_rejects for t in trades),
+        },
+        "size": {
+            "fill_ratio": sum(t.quoted_filled for t in trades) / quoted if quoted else None,
+            "filled_notional": notional if notional > 0 else None,
         },
         "costs_bps": {
             "fees": _mean(fees),
@@ -155,6 +163,10 @@ def summarize(
         "counters": dict(run.counters),
         "sim_seconds": run.seconds,
     }
+
+
+def _fee(venue: Venue, maker_part: float) -> float:
+    return maker_part * venue.maker_fee_bps + (1.0 - maker_part) * venue.taker_fee_bps
 
 
 def _opportunity(t: Trade) -> float:

@@ -11,8 +11,12 @@ from typing import Any, Final
 
 from exec_router import VALID_STYLES, ExecConfig, __version__
 
-FILL_MODELS: Final = ("through", "touch", "queue")
+FILL_MODELS: Final = ("through", "touch", "queue", "print")
 DEFAULT_FILL_MODEL: Final = "through"
+#: The fill models from the most optimistic to the most pessimistic (``--fill-model all``).
+BY_OPTIMISM: Final = ("print", "queue", "touch", "through")
+#: With depth, where size removed from a quote's level comes from (``--cancel-from``).
+CANCEL_FROM: Final = ("back", "proportional", "front")
 #: BingX USDT-M perpetuals: maker 2 bps, taker 5 bps.
 MAKER_FEE_BPS: Final = 2.0
 TAKER_FEE_BPS: Final = 5.0
@@ -24,6 +28,27 @@ SWEEPABLE: Final = {
 BOOTSTRAP_METHODS: Final = ("auto", "tapes", "intents")
 #: How to get the extras from a checkout (this project is not on a package index).
 INSTALL_HINT: Final = "from the checkout: pip install '.[{extra}]' (or make simulate)"
+
+
+def parse_qty(items: list[str]) -> tuple[tuple[tuple[str, float], ...], float | None]:
+    """``--qty`` values: per-symbol sizes (``SYMBOL=QTY``) and one default notional."""
+    sizes: dict[str, float] = {}
+    notional: float | None = None
+    for item in items:
+        sym, sep, text = item.rpartition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf") or (sep and not sym.strip()):
+            raise ValueError(f"--qty {item}: expected SYMBOL=QTY or a notional, a number > 0")
+        if sep:
+            sizes[sym.strip().upper()] = value
+        elif notional is not None:
+            raise ValueError(f"--qty {item}: the default notional is given twice")
+        else:
+            notional = value
+    return tuple(sizes.items()), notional
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -175,9 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
     venue = p.add_argument_group("venue")
     venue.add_argument(
         "--fill-model",
-        choices=FILL_MODELS,
+        choices=(*FILL_MODELS, "all"),
         default=DEFAULT_FILL_MODEL,
-        help="when a resting quote fills",
+        help="when a resting quote fills: at the first event that proves it under the model; "
+        "print (any trade at the price) is the optimistic bound; all: every model, and the "
+        "range per style",
+    )
+    venue.add_argument(
+        "--cancel-from",
+        choices=CANCEL_FROM,
+        default="back",
+        help="queue model with depth messages: size removed from a quote's level (not "
+        "traded) is taken behind the quote first (back: hftbacktest's risk-averse model), in "
+        "proportion, or ahead of it first (front)",
+    )
+    venue.add_argument(
+        "--qty",
+        metavar="[SYMBOL=]QTY",
+        action="append",
+        default=[],
+        help="quote size: SYMBOL=QTY in the base asset, or a bare number, the notional in "
+        "the quote asset for every other symbol; the queue model fills it in parts "
+        "(default: a minimal quote, one lot)",
     )
     venue.add_argument("--latency-ms", type=int, default=50, help="order and cancel latency")
     venue.add_argument("--maker-fee-bps", type=float, default=MAKER_FEE_BPS, help="maker fee")

@@ -47,6 +47,13 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ),
     ),
     (
+        "Size",
+        (
+            ("maker fill ratio", _get("size", "fill_ratio"), ".3f"),
+            ("filled notional", _get("size", "filled_notional"), ",.0f"),
+        ),
+    ),
+    (
         "Costs, bps (+ = cost)",
         (
             ("fees / round trip", _get("costs_bps", "fees"), ".2f"),
@@ -77,6 +84,42 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ),
     ),
 )
+
+
+def range_table(by_model: Mapping[str, Sequence[dict[str, Any]]]) -> Table:
+    """Per style, what each fill model gives, from the most optimistic to the most
+    pessimistic: cost per round trip and maker fills (entries and exits)."""
+    table = Table(
+        title="Fill models, most optimistic to most pessimistic",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("", no_wrap=True)
+    models = list(by_model)
+    for m in models:
+        table.add_column(m, justify="right", no_wrap=True)
+    table.add_column("range", justify="right", no_wrap=True)
+    styles = [s["style"] for s in by_model[models[0]]]
+    for i, style in enumerate(styles):
+        if i:
+            table.add_section()
+        table.add_row(f"[bold]{style}[/bold]", *([""] * (len(models) + 1)))
+        per = [by_model[m][i] for m in models]
+        costs = [s["costs_bps"]["total_per_round_trip"] for s in per]
+        fills = [s["markouts_bps"]["maker_fills"] for s in per]
+        table.add_row(
+            "  total / round trip, bps", *(fmt(c, ".2f") for c in costs), _span(costs, ".2f")
+        )
+        table.add_row("  maker fills", *(fmt(f, "d") for f in fills), _span(fills, "d"))
+    return table
+
+
+def _span(values: Sequence[Any], spec: str) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "—"
+    return f"{fmt(known[0], spec)} … {fmt(known[-1], spec)}"
 
 
 def fmt(value: Any, spec: str) -> str:

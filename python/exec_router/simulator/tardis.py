@@ -248,4 +248,5 @@ def _depth(name: str, table: pa.Table, rows: Any, us: Any) -> Depth:
         px=px,
         qty=qty,
         side=side,
+        source=name,
     )
