@@ -313,10 +313,19 @@ impl Writer {
         if stop > self.map.len() {
             self.grow(stop)?;
         }
-        let Some(slot) = self.map.get_mut(start..stop) else {
+        // The head (length, CRC) first, then the payload: a process killed
+        // in between leaves a head whose CRC fails and zeros after the frame,
+        // a torn tail. One copy could store the payload's end first.
+        let (head, payload) = frame.split_at(fmt::FRAME_HEAD.min(frame.len()));
+        let Some(slot) = self.map.get_mut(start..start + head.len()) else {
             return Err(JournalFault("journal: mapping too small".to_owned()));
         };
-        slot.copy_from_slice(frame);
+        slot.copy_from_slice(head);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let Some(slot) = self.map.get_mut(start + head.len()..stop) else {
+            return Err(JournalFault("journal: mapping too small".to_owned()));
+        };
+        slot.copy_from_slice(payload);
         if self.mode == SyncMode::Power {
             let t = Instant::now();
             if let Err(e) = self.map.flush_range(start, frame.len()) {

@@ -18,6 +18,7 @@ mod hooks;
 pub mod index;
 mod journal;
 mod journal_format;
+mod journal_read;
 mod plan;
 mod policy;
 pub mod pricing;
@@ -47,6 +48,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<counters::Counters>()?;
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     m.add_function(wrap_pyfunction!(_crc32c, m)?)?;
+    m.add_function(wrap_pyfunction!(journal_read::_journal_read, m)?)?;
     // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
     m.py()
         .import("collections.abc")?

@@ -21,6 +21,7 @@ __all__ = [
     "WorkingOrder",
     "__version__",
     "_crc32c",
+    "_journal_read",
     "parse_capture",
 ]
 
@@ -237,6 +238,7 @@ class ExecutionRouter:
     def _journal_stats(self) -> dict[str, Any] | None: ...
 
 def _crc32c(data: bytes) -> int: ...
+def _journal_read(data: bytes, name: str) -> tuple[Any, ...]: ...
 def parse_capture(
     path: str,
     *,

@@ -259,6 +259,7 @@ class Journal:
         r = self.replay()
         working = []
         for o in r.orders.values():
+            o = _jf.Order._make(o)
             offset = o.wall_at - o.clock_at
             working.append(
                 {
@@ -360,24 +361,27 @@ def restore_orders(router: Any, r: _jf.Replay) -> None:
     now = _state._clock_reading(router)
     wall_now, boot_now = (_clocks or _jf.now)()
     same_boot = r.boot_id != bytes(16) and r.boot_id == _jf.boot_id()
+    register = router.register_working
     for o in r.orders.values():
-        elapsed = boot_now - o.boot_at if same_boot else wall_now - o.wall_at
-        shift = now - o.clock_at - max(0.0, elapsed)
+        tid, asset, side, action, plan, submitted, deadline, retries, base, retry_n = o[:10]
+        clock_at, wall_at, boot_at = o[10:]
+        elapsed = boot_now - boot_at if same_boot else wall_now - wall_at
+        shift = now - clock_at - max(0.0, elapsed)
         try:
-            wo = router.register_working(
-                trade_id=o.trade_id,
-                asset=o.asset,
-                position_side=o.side,
-                plan=plan_type(**o.plan),
-                base_trade_id=o.base_trade_id,
-                retry_n=o.retry_n,
+            wo = register(
+                trade_id=tid,
+                asset=asset,
+                position_side=side,
+                plan=plan_type(**plan),
+                base_trade_id=base,
+                retry_n=retry_n,
             )
-            wo.action = o.action
-            wo.submitted_at = o.submitted_at + shift
-            wo.deadline = o.deadline + shift
-            wo.retries_left = o.retries_left
+            wo.action = action
+            wo.submitted_at = submitted + shift
+            wo.deadline = deadline + shift
+            wo.retries_left = retries
         except (TypeError, ValueError) as err:
-            raise JournalError(f"journal has a bad order {o.trade_id!r:.40}: {err}") from err
+            raise JournalError(f"journal has a bad order {tid!r:.40}: {err}") from err
 
 
 def _create(path: str) -> None:

@@ -847,10 +847,11 @@ class ExecutionRouter:
             body = _jf.config_body(config)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"config(): {exc}") from None
-        data, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
+        head, payload, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
         mm, seq = jr.mm, jr.seq + 1
         assert mm is not None
-        mm[start:stop] = data
+        mm[start : start + 8] = head
+        mm[start + 8 : stop] = payload
         try:
             jr.synced(start, stop)
         except BaseException:
@@ -880,13 +881,14 @@ class ExecutionRouter:
             if "journal" not in str(exc):
                 raise _Invalid("trade_id", trade_id, exc).error(method) from exc
             raise type(exc)(f"{method}(): {exc}") from None
-        data, start, stop, blank = jr.prepare(_jf.PUT, _jf._counts(self), body)
+        head, payload, start, stop, blank = jr.prepare(_jf.PUT, _jf._counts(self), body)
         change = _jf.frame_len(len(body)) - (0 if old is None else _jf.frame_len(len(old)))
         working, bodies, mm, seq = self._working, jr.bodies, jr.mm, jr.seq + 1
         assert mm is not None
         # From here to the end of the block nothing is called: no signal
         # handler or thread switch comes between the record and the change.
-        mm[start:stop] = data
+        mm[start : start + 8] = head
+        mm[start + 8 : stop] = payload
         try:
             jr.synced(start, stop)
             working[trade_id] = wo
@@ -919,12 +921,13 @@ class ExecutionRouter:
         counts = _jf._counts(self)
         if counter is not None:
             counts[COUNTER_KEYS.index(counter)] += 1
-        data, start, stop, blank = jr.prepare(_jf.POP, counts, body)
+        head, payload, start, stop, blank = jr.prepare(_jf.POP, counts, body)
         bodies, counters, mm, seq = jr.bodies, self.counters, jr.mm, jr.seq + 1
         old = bodies.get(key)
         removed = 0 if old is None else _jf.frame_len(len(old))
         assert mm is not None
-        mm[start:stop] = data
+        mm[start : start + 8] = head
+        mm[start + 8 : stop] = payload
         try:
             jr.synced(start, stop)
         except BaseException:
