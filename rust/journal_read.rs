@@ -2,6 +2,7 @@
 //! `exec_router/journal_format.py` (the spec), for restores of a million
 //! orders. Returns plain Python values; the Python side builds the router.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -24,7 +25,10 @@ impl<'a, 'py> Dec<'a, 'py> {
 
     fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).ok_or_else(|| self.err("a record ends early"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.err("a record ends early"))?;
         let chunk = data
             .get(self.pos..end)
             .ok_or_else(|| self.err("a record ends early"))?;
@@ -78,7 +82,8 @@ impl<'a, 'py> Dec<'a, 'py> {
             5 => {
                 let n = self.u32()? as usize;
                 let raw = self.take(n)?;
-                let s = std::str::from_utf8(raw).map_err(|_| self.err("a str that is not UTF-8"))?;
+                let s =
+                    std::str::from_utf8(raw).map_err(|_| self.err("a str that is not UTF-8"))?;
                 PyString::new(py, s).into_any()
             }
             tag @ (6 | 7) => {
@@ -116,19 +121,19 @@ impl<'a, 'py> Dec<'a, 'py> {
         let side = self.text()?;
         let action = self.text()?;
         let plan = PyDict::new(py);
-        plan.set_item("order_type", self.text()?)?;
-        plan.set_item("limit_price", self.f64()?)?;
-        plan.set_item("post_only", self.u8()? != 0)?;
-        plan.set_item("ttl_s", self.f64()?)?;
-        plan.set_item("is_maker", self.u8()? != 0)?;
-        plan.set_item("action", self.text()?)?;
-        plan.set_item("reason", self.text()?)?;
-        plan.set_item("suppress", self.u8()? != 0)?;
+        plan.set_item(intern!(py, "order_type"), self.text()?)?;
+        plan.set_item(intern!(py, "limit_price"), self.f64()?)?;
+        plan.set_item(intern!(py, "post_only"), self.u8()? != 0)?;
+        plan.set_item(intern!(py, "ttl_s"), self.f64()?)?;
+        plan.set_item(intern!(py, "is_maker"), self.u8()? != 0)?;
+        plan.set_item(intern!(py, "action"), self.text()?)?;
+        plan.set_item(intern!(py, "reason"), self.text()?)?;
+        plan.set_item(intern!(py, "suppress"), self.u8()? != 0)?;
         let metadata = self.value(0)?;
         if !metadata.is_exact_instance_of::<PyDict>() {
             return Err(self.err("plan.metadata is not a dict"));
         }
-        plan.set_item("metadata", metadata)?;
+        plan.set_item(intern!(py, "metadata"), metadata)?;
         let submitted_at = self.f64()?.into_pyobject(py)?.into_any();
         let deadline = self.f64()?.into_pyobject(py)?.into_any();
         let retries_left = self.i64()?.into_pyobject(py)?.into_any();
@@ -193,7 +198,9 @@ pub fn _journal_read<'py>(
         } else {
             "no journal header at offset 0"
         };
-        return Err(fail(format!("{shown} is not an exec-router journal: {kind}")));
+        return Err(fail(format!(
+            "{shown} is not an exec-router journal: {kind}"
+        )));
     }
     if data.len() < HEADER_LEN {
         return Err(fail(format!(
@@ -221,7 +228,8 @@ pub fn _journal_read<'py>(
     let orders = PyDict::new(py);
     let mut config = py.None().into_bound(py);
     let mut counters = vec![0_i64; crate::counters::KEYS.len()];
-    let (size, mut pos, mut seq, mut records, mut torn) = (data.len(), HEADER_LEN, 0_u64, 0_u64, false);
+    let (size, mut pos, mut seq, mut records, mut torn) =
+        (data.len(), HEADER_LEN, 0_u64, 0_u64, false);
     let mut snapshot_left: u64 = 0;
     while pos < size {
         if pos + FRAME_HEAD > size {
@@ -304,7 +312,9 @@ pub fn _journal_read<'py>(
         pos = stop;
     }
     if snapshot_left > 0 {
-        return Err(fail(format!("{shown}: a snapshot ends early at offset {pos}")));
+        return Err(fail(format!(
+            "{shown}: a snapshot ends early at offset {pos}"
+        )));
     }
     PyTuple::new(
         py,

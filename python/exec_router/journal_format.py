@@ -444,11 +444,9 @@ def read(data: bytes, name: str, *, native: bool = True) -> Replay:
     The native core reads by the same rules, faster (its orders are plain
     tuples of ``Order``'s fields); ``native=False`` runs this spec."""
     if native and _NATIVE_READ is not None:
-        file_id, boot, created, config, counts, orders, end, torn, seq, records = _NATIVE_READ(
-            data, name
-        )
+        fid, boot, created, cfg, counts, found, end, torn, seq, records = _NATIVE_READ(data, name)
         counted = dict(zip(COUNTER_KEYS, counts, strict=True))
-        return Replay(file_id, boot, created, config, counted, orders, end, torn, seq, records)
+        return Replay(fid, boot, created, cfg, counted, found, end, torn, seq, records)
     file_id, boot, created = check_header(data, name)
     orders: dict[Any, Order] = {}
     config: dict[str, Any] | None = None
