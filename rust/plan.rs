@@ -224,6 +224,32 @@ impl ExecutionPlan {
         self.action.bind(py).clone()
     }
 
+    /// A plan read back from the journal (its fields already checked there).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_journal(
+        order_type: Bound<'_, PyString>,
+        limit_price: f64,
+        post_only: bool,
+        ttl_s: f64,
+        is_maker: bool,
+        action: Bound<'_, PyString>,
+        reason: Bound<'_, PyString>,
+        suppress: bool,
+        metadata: Bound<'_, PyDict>,
+    ) -> Self {
+        Self {
+            order_type: order_type.unbind(),
+            limit_price,
+            post_only,
+            ttl_s,
+            is_maker,
+            action: action.unbind(),
+            reason: reason.unbind(),
+            suppress,
+            metadata: Mutex::new(Some(metadata.unbind())),
+        }
+    }
+
     pub fn order_type_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         self.order_type.bind(py).clone()
     }

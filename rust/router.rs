@@ -824,6 +824,104 @@ impl ExecutionRouter {
         )
     }
 
+    /// Register the orders of a journal read back (`journal_format.Order`
+    /// tuples), their times moved by `shift(clock_at, wall_at, boot_at)`
+    /// seconds: `now - clock_at - elapsed`, elapsed by the boot clock when
+    /// `same_boot`, else by the wall clock (never negative).
+    #[pyo3(signature = (orders, now, wall_now, boot_now, same_boot))]
+    fn _journal_restore<'py>(
+        &self,
+        py: Python<'py>,
+        orders: &Bound<'py, PyAny>,
+        now: f64,
+        wall_now: f64,
+        boot_now: f64,
+        same_boot: bool,
+    ) -> PyResult<usize> {
+        let bad = |what: &str| {
+            crate::errors::journal_error(py, &format!("journal has a bad order: {what}"))
+        };
+        let mut n = 0;
+        for item in orders.try_iter()? {
+            let t = item?;
+            let t = t.cast::<PyTuple>().map_err(|_| bad("not a tuple"))?;
+            if t.len() != 13 {
+                return Err(bad("not 13 fields"));
+            }
+            let f = |i: usize| t.get_item(i);
+            let (trade_id, asset) = (f(0)?, f(1)?);
+            let side = f(2)?.cast_into::<PyString>().map_err(|_| bad("side"))?;
+            let action = f(3)?.cast_into::<PyString>().map_err(|_| bad("action"))?;
+            let plan = f(4)?.cast_into::<PyDict>().map_err(|_| bad("plan"))?;
+            fn field<'py>(
+                plan: &Bound<'py, PyDict>,
+                k: &Bound<'py, PyString>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                plan.get_item(k)?.ok_or_else(|| {
+                    crate::errors::journal_error(
+                        plan.py(),
+                        &format!("journal has a bad order: {k}"),
+                    )
+                })
+            }
+            let get = |k: &Bound<'py, PyString>| field(&plan, k);
+            let text = |k: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyString>> {
+                field(&plan, k)?
+                    .cast_into::<PyString>()
+                    .map_err(|_| bad(&k.to_string()))
+            };
+            let p = ExecutionPlan::from_journal(
+                text(intern!(py, "order_type"))?,
+                get(intern!(py, "limit_price"))?.extract()?,
+                get(intern!(py, "post_only"))?.extract()?,
+                get(intern!(py, "ttl_s"))?.extract()?,
+                get(intern!(py, "is_maker"))?.extract()?,
+                text(intern!(py, "action"))?,
+                text(intern!(py, "reason"))?,
+                get(intern!(py, "suppress"))?.extract()?,
+                get(intern!(py, "metadata"))?
+                    .cast_into::<PyDict>()
+                    .map_err(|_| bad("metadata"))?,
+            );
+            let (submitted, deadline): (f64, f64) = (f(5)?.extract()?, f(6)?.extract()?);
+            let (retries_left, retry_n): (i64, i64) = (f(7)?.extract()?, f(9)?.extract()?);
+            let (clock_at, wall_at, boot_at): (f64, f64, f64) =
+                (f(10)?.extract()?, f(11)?.extract()?, f(12)?.extract()?);
+            let elapsed = if same_boot {
+                boot_now - boot_at
+            } else {
+                wall_now - wall_at
+            };
+            let shift = now - clock_at - elapsed.max(0.0);
+            let (submitted_at, deadline) = (submitted + shift, deadline + shift);
+            if !(deadline.is_finite() && submitted_at.is_finite()) {
+                return Err(bad("a time that is not finite"));
+            }
+            let enter = action.to_str().is_ok_and(|a| a == "ENTER");
+            let wo = Bound::new(
+                py,
+                WorkingOrder {
+                    trade_id: trade_id.clone().unbind(),
+                    asset: asset.unbind(),
+                    side: side.unbind(),
+                    action: action.unbind(),
+                    plan: Py::new(py, p)?,
+                    submitted_at,
+                    deadline,
+                    retries_left,
+                    base_trade_id: f(8)?.unbind(),
+                    retry_n,
+                    link: None,
+                    journal: None,
+                },
+            )?;
+            self.registry
+                .put("restore", &trade_id, &wo, deadline, enter, now)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Stop journaling: sync (power, group) and close the file; whether one was attached.
     fn _journal_detach(&self) -> bool {
         self.registry.detach()
