@@ -240,3 +240,29 @@ pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
 pub fn snapshot_body(n: u64) -> Vec<u8> {
     n.to_le_bytes().to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_is_castagnoli() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn header_and_frame_sizes() {
+        let h = header(&[1; 16], &[2; 16], 1.5);
+        assert_eq!(h.len(), HEADER_LEN);
+        assert_eq!(&h[..8], &MAGIC);
+        assert_eq!(crc32c::crc32c(&h[..60]).to_le_bytes(), h[60..]);
+        let mut out = Vec::new();
+        frame(&mut out, Kind::Pop, 7, &[0; KEYS.len()], b"abc");
+        assert_eq!(out.len(), frame_len(3));
+        assert_eq!(
+            u32::from_le_bytes(out[..4].try_into().unwrap()) as usize,
+            out.len() - 8
+        );
+        assert_eq!(out[8], Kind::Pop as u8);
+    }
+}
