@@ -127,9 +127,13 @@ impl Registry {
             None => return Ok(None),
         }
         let times = self.read_times(py)?;
-        // The key is checked too: a key the journal can write hashes and
-        // compares without Python code.
-        fmt::pop_body(key).map_err(|r| r.into_err(method))?;
+        // The key is checked too (the order's body holds it when it is the
+        // order's trade id): a key the journal can write hashes and compares
+        // without Python code.
+        let same = wo.try_borrow().is_ok_and(|w| w.trade_id.is(key));
+        if !same {
+            fmt::pop_body(key).map_err(|r| r.into_err(method))?;
+        }
         let body = fmt::order_body(wo, now, times.0, times.1).map_err(|r| r.into_err(method))?;
         let counts = fmt::counts(&self.cells);
         let mark = match lock(&self.journal).as_mut() {
