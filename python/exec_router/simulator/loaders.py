@@ -504,7 +504,7 @@ def load_trades(path: str, *, progress: Progress | None = None) -> tuple[I64, F6
     _check_positive(src, layout, r["qty"], qty, False)
     raw = table.column(r["side"])
     if raw.type == _B:  # is_buyer_maker: the buyer rested, so the seller was the aggressor
-        side = np.where(raw.to_numpy(zero_copy_only=False), -1, 1).astype(np.int8)
+        side = np.where(raw.to_numpy(zero_copy_only=False), np.int8(-1), np.int8(1))
     else:
         text = np.char.lower(np.char.strip(raw.to_numpy(zero_copy_only=False).astype(str)))
         buy, sell = np.isin(text, _BUY), np.isin(text, _SELL)
