@@ -39,7 +39,7 @@ fn int(f: &[u8]) -> Option<i64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, f),
     };
-    if digits.is_empty() || digits.len() > 18 {
+    if digits.is_empty() {
         return None;
     }
     let mut v: i64 = 0;
@@ -47,7 +47,7 @@ fn int(f: &[u8]) -> Option<i64> {
         if !b.is_ascii_digit() {
             return None;
         }
-        v = v * 10 + i64::from(b - b'0');
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
     }
     Some(if neg { -v } else { v })
 }
@@ -252,7 +252,8 @@ mod tests {
             assert!(float(text.as_bytes()).is_none(), "{text}");
         }
         assert_eq!(int(b"-1700006400000"), Some(-1_700_006_400_000));
-        assert!(int(b"1234567890123456789").is_none());
+        assert_eq!(int(b"1709251200000000000"), Some(1_709_251_200_000_000_000)); // ns
+        assert!(int(b"9223372036854775808").is_none()); // past i64: Arrow says so
         assert!(int(b"1.0").is_none());
     }
 

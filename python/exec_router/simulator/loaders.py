@@ -1,4 +1,6 @@
-"""Read tapes and intents with pyarrow's multithreaded CSV reader.
+"""Read tapes and intents: numeric book and trade files (plain or zip) with the core's one-pass
+parser (``_core.csv_columns``), everything else, and any file it refuses, with pyarrow's
+multithreaded CSV reader, which also names the bad line.
 
 Book files: Binance USD-M ``bookTicker`` as downloaded (``update_id,best_bid_price,
 best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time``) or a generic
