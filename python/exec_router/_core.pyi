@@ -20,6 +20,7 @@ __all__ = [
     "HookHandle",
     "WorkingOrder",
     "__version__",
+    "csv_columns",
     "parse_capture",
 ]
 
@@ -229,3 +230,11 @@ def parse_capture(
     threads: int = 0,
     block: int = 0,
 ) -> dict[str, Any]: ...
+def csv_columns(
+    path: str,
+    data: bytes | None,
+    width: int,
+    header: bool,
+    columns: list[tuple[int, str]],
+    report: Callable[[int], object] | None = None,
+) -> list[bytes] | None: ...
