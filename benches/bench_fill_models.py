@@ -3,7 +3,9 @@
 Top of book: writes a synthetic BTCUSDT day (or more, ``--rows``) as a Binance bookTicker
 file and an aggTrades file, then runs ``simulate --book B --trades T --no-cache --styles
 maker_both --fill-model M`` in a fresh interpreter for every model, and prints the tape
-events per second per style end to end (loading included) and of the simulation alone.
+events per second per style end to end (loading included) and of the simulation alone,
+with the CPU seconds (user + system) of the whole process: on a shared machine the figure
+that moves least with the load.
 With depth: ``simulate --capture FILE`` (bookTicker, trades, depth and the REST snapshot)
 under ``queue`` (the L2 book is rebuilt and drives the queue) and ``through`` (no book).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,10 +74,15 @@ def write_files(root: Path, rows: int) -> tuple[Path, Path, int]:
 def simulate(args: list[str], out: Path, env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, "-m", "exec_router", "simulate", *args]
     cmd += ["--styles", "maker_both", "--json", str(out), "--no-progress"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["process_cpu_seconds"] = cpu  # the whole process, interpreter start included
+    return result
 
 
 def report(label: str, result: dict) -> None:
@@ -86,8 +94,8 @@ def report(label: str, result: dict) -> None:
     print(
         f"  {label:<24} load {load_s:6.2f} s, maker_both {sim_s:6.3f} s ({fills} maker fills): "
         f"{events / (load_s + sim_s) / 1e6:5.2f} M events/s end to end, "
-        f"{events / sim_s / 1e6:7.1f} M events/s simulated; load average "
-        f"{os.getloadavg()[0]:.1f}"
+        f"{events / sim_s / 1e6:7.1f} M events/s simulated; process CPU "
+        f"{result['process_cpu_seconds']:.2f} s; load average {os.getloadavg()[0]:.1f}"
     )
 
 

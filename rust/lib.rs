@@ -10,6 +10,7 @@ mod capture;
 mod clock;
 mod convert;
 mod counters;
+mod csv_columns;
 mod dataclass;
 mod depth;
 mod errors;
@@ -49,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     m.add_function(wrap_pyfunction!(_crc32c, m)?)?;
     m.add_function(wrap_pyfunction!(journal_read::_journal_read, m)?)?;
+    m.add_function(wrap_pyfunction!(csv_columns::csv_columns, m)?)?;
     // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
     m.py()
         .import("collections.abc")?

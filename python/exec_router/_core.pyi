@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "_crc32c",
     "_journal_read",
+    "csv_columns",
     "parse_capture",
 ]
 
@@ -250,3 +251,11 @@ def parse_capture(
     threads: int = 0,
     block: int = 0,
 ) -> dict[str, Any]: ...
+def csv_columns(
+    path: str,
+    data: bytes | None,
+    width: int,
+    header: bool,
+    columns: list[tuple[int, str]],
+    report: Callable[[int], object] | None = None,
+) -> list[bytes] | None: ...
