@@ -20,6 +20,7 @@ pub mod index;
 mod journal;
 mod journal_format;
 mod journal_read;
+mod journal_restore;
 mod plan;
 mod policy;
 pub mod pricing;

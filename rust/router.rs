@@ -22,6 +22,7 @@ use crate::depth::{Depth, MAX_DEPTH};
 use crate::errors::{is_fatal, Fail};
 use crate::hooks::{Ctx, CtxSpec, HookHandle, Hooks, Stage, STAGES};
 use crate::journal::SyncMode;
+use crate::journal_restore::{self, journal_config, sync_mode};
 use crate::plan::{Action, ExecutionPlan, Quote, Spec};
 use crate::policy::{self, Miss, Policy};
 use crate::pricing::{self, py_max};
@@ -491,33 +492,6 @@ fn taker_counter(action: Action) -> Counter {
     }
 }
 
-fn sync_mode(sync: &str, group_ms: Option<f64>) -> PyResult<SyncMode> {
-    match (sync, group_ms) {
-        ("process", None) => Ok(SyncMode::Process),
-        ("power", None) => Ok(SyncMode::Power),
-        ("power", Some(ms)) if ms.is_finite() && ms > 0.0 && ms < 3.6e6 => Ok(SyncMode::Group(
-            std::time::Duration::from_secs_f64(ms / 1000.0),
-        )),
-        _ => Err(PyValueError::new_err(format!(
-            "Journal() got an invalid sync/group_ms: {sync:?}, {group_ms:?}"
-        ))),
-    }
-}
-
-static CONFIG_FIELDS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// A config as the journal writes it: its `ExecConfig` fields, encoded.
-fn journal_config(config: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let py = config.py();
-    let fields = CONFIG_FIELDS
-        .import(py, "exec_router.journal_format", "config_fields")?
-        .call1((config,))?;
-    let mut out = Vec::new();
-    crate::journal_format::value(&mut out, &fields, "config", 0)
-        .map_err(|r| r.into_err("config"))?;
-    Ok(out)
-}
-
 fn state_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
     py.import(intern!(py, "exec_router.state"))
 }
@@ -831,90 +805,16 @@ impl ExecutionRouter {
     #[pyo3(signature = (orders, now, wall_now, boot_now, same_boot))]
     fn _journal_restore<'py>(
         &self,
-        py: Python<'py>,
         orders: &Bound<'py, PyAny>,
         now: f64,
         wall_now: f64,
         boot_now: f64,
         same_boot: bool,
     ) -> PyResult<usize> {
-        let bad = |what: &str| {
-            crate::errors::journal_error(py, &format!("journal has a bad order: {what}"))
-        };
         let mut n = 0;
         for item in orders.try_iter()? {
-            let t = item?;
-            let t = t.cast::<PyTuple>().map_err(|_| bad("not a tuple"))?;
-            if t.len() != 13 {
-                return Err(bad("not 13 fields"));
-            }
-            let f = |i: usize| t.get_item(i);
-            let (trade_id, asset) = (f(0)?, f(1)?);
-            let side = f(2)?.cast_into::<PyString>().map_err(|_| bad("side"))?;
-            let action = f(3)?.cast_into::<PyString>().map_err(|_| bad("action"))?;
-            let plan = f(4)?.cast_into::<PyDict>().map_err(|_| bad("plan"))?;
-            fn field<'py>(
-                plan: &Bound<'py, PyDict>,
-                k: &Bound<'py, PyString>,
-            ) -> PyResult<Bound<'py, PyAny>> {
-                plan.get_item(k)?.ok_or_else(|| {
-                    crate::errors::journal_error(
-                        plan.py(),
-                        &format!("journal has a bad order: {k}"),
-                    )
-                })
-            }
-            let get = |k: &Bound<'py, PyString>| field(&plan, k);
-            let text = |k: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyString>> {
-                field(&plan, k)?
-                    .cast_into::<PyString>()
-                    .map_err(|_| bad(&k.to_string()))
-            };
-            let p = ExecutionPlan::from_journal(
-                text(intern!(py, "order_type"))?,
-                get(intern!(py, "limit_price"))?.extract()?,
-                get(intern!(py, "post_only"))?.extract()?,
-                get(intern!(py, "ttl_s"))?.extract()?,
-                get(intern!(py, "is_maker"))?.extract()?,
-                text(intern!(py, "action"))?,
-                text(intern!(py, "reason"))?,
-                get(intern!(py, "suppress"))?.extract()?,
-                get(intern!(py, "metadata"))?
-                    .cast_into::<PyDict>()
-                    .map_err(|_| bad("metadata"))?,
-            );
-            let (submitted, deadline): (f64, f64) = (f(5)?.extract()?, f(6)?.extract()?);
-            let (retries_left, retry_n): (i64, i64) = (f(7)?.extract()?, f(9)?.extract()?);
-            let (clock_at, wall_at, boot_at): (f64, f64, f64) =
-                (f(10)?.extract()?, f(11)?.extract()?, f(12)?.extract()?);
-            let elapsed = if same_boot {
-                boot_now - boot_at
-            } else {
-                wall_now - wall_at
-            };
-            let shift = now - clock_at - elapsed.max(0.0);
-            let (submitted_at, deadline) = (submitted + shift, deadline + shift);
-            if !(deadline.is_finite() && submitted_at.is_finite()) {
-                return Err(bad("a time that is not finite"));
-            }
-            let enter = action.to_str().is_ok_and(|a| a == "ENTER");
-            let wo = Bound::new(
-                py,
-                WorkingOrder {
-                    trade_id: trade_id.clone().unbind(),
-                    asset: asset.unbind(),
-                    side: side.unbind(),
-                    action: action.unbind(),
-                    plan: Py::new(py, p)?,
-                    submitted_at,
-                    deadline,
-                    retries_left,
-                    base_trade_id: f(8)?.unbind(),
-                    retry_n,
-                    link: None,
-                    journal: None,
-                },
-            )?;
+            let (trade_id, wo, deadline, enter) =
+                journal_restore::order(&item?, now, wall_now, boot_now, same_boot)?;
             self.registry
                 .put("restore", &trade_id, &wo, deadline, enter, now)?;
             n += 1;
