@@ -95,6 +95,7 @@ bench: build-prod  ## benchmarks on the release build: medians and ratios vs pur
 	$(PY) benches/footprint.py
 	@echo
 	$(PY) benches/import_time.py
+	@if [ -n "$(LEGACY)" ]; then echo; $(PY) benches/legacy_ratio.py "$(LEGACY)" --rounds 1000; fi
 
 FUZZ_EXAMPLES ?= 20000
 FUZZ_SECONDS ?= 120
