@@ -21,8 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benches.conftest import INNER, REPEAT, Impl, legacy_impl  # noqa: E402
-from benches.test_bench_router import PURE, entry, exit_, exit_loop, fields  # noqa: E402
+from benches.conftest import INNER, Impl, legacy_impl  # noqa: E402
+from benches.test_bench_router import (  # noqa: E402
+    PURE,
+    exit_,
+    exit_loop,
+    fields,
+    maker_price_loop,
+    register_fill_loop,
+)
 
 from exec_router import _core  # noqa: E402
 
@@ -41,38 +48,10 @@ def catastrophic(impl: Impl) -> Loop:
     return exit_loop(r, "CATASTROPHIC_LOSS")
 
 
-def maker_price(impl: Impl) -> Loop:
-    r = impl.router()
-    assert r.maker_price(asset="ETHUSDT", order_side="SELL", reference_price=3000.0) == 3000.01
-    price = r.maker_price
-
-    def run() -> None:
-        for _ in REPEAT:
-            price(asset="ETHUSDT", order_side="SELL", reference_price=3000.0)
-
-    return run
-
-
-def register_and_fill(impl: Impl) -> Loop:
-    r = impl.router()
-    plan = entry(r)
-    register, fill = r.register_working, r.note_fill
-
-    def run() -> None:
-        for _ in REPEAT:
-            register(trade_id="t1", asset="BTCUSDT", position_side="LONG", plan=plan)
-            fill("t1")
-
-    run()
-    assert r.counters["fills_working"] == INNER
-    assert r.working_orders() == []
-    return run
-
-
 CASES: dict[str, Callable[[Impl], Loop]] = {
     "plan_exit CATASTROPHIC_LOSS": catastrophic,
-    "maker_price": maker_price,
-    "register_working + note_fill": register_and_fill,
+    "maker_price": maker_price_loop,
+    "register_working + note_fill": register_fill_loop,
 }
 
 
