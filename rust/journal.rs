@@ -140,11 +140,16 @@ fn round_up(n: usize) -> usize {
     (n / CHUNK + 1) * CHUNK
 }
 
-fn allocate(file: &File, len: usize) -> std::io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+/// Reserve bytes `from..to` of `file` on disk (the bytes before are already).
+fn allocate(file: &File, from: usize, to: usize) -> std::io::Result<()> {
+    let big = |_| std::io::Error::from_raw_os_error(libc::EFBIG);
+    let off = libc::off_t::try_from(from).map_err(big)?;
+    let len = libc::off_t::try_from(to.saturating_sub(from)).map_err(big)?;
+    if len == 0 {
+        return Ok(());
+    }
     // SAFETY: a plain syscall on an open descriptor.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), off, len) };
     if rc == 0 {
         Ok(())
     } else {
@@ -358,7 +363,8 @@ impl Writer {
 
     fn grow(&mut self, needed: usize) -> Result<(), JournalFault> {
         let cap = round_up(needed);
-        allocate(&self.file, cap).map_err(|e| JournalFault::io("grow", &self.path, &e))?;
+        allocate(&self.file, self.map.len(), cap)
+            .map_err(|e| JournalFault::io("grow", &self.path, &e))?;
         // SAFETY: the file is ours (locked), and only this writer maps it for writing.
         let mut map = unsafe { MmapOptions::new().map_mut(&*self.file) }
             .map_err(|e| JournalFault::io("map", &self.path, &e))?;
@@ -409,7 +415,7 @@ impl Writer {
                 .mode(0o644)
                 .open(&tmp)?;
             let cap = round_up(content.len());
-            allocate(&f, cap)?;
+            allocate(&f, 0, cap)?;
             f.write_all(&content)?;
             f.sync_data()?;
             lock_fd(f.as_raw_fd())?;

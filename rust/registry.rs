@@ -519,7 +519,7 @@ impl Registry {
         };
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
-            drop(dropped);
+            drop(dropped.map(|d| d.into_bound(py)));
         }
         if let Some(c) = counter {
             self.cells.inc(c);
