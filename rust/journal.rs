@@ -1,12 +1,10 @@
 //! The journal writer: one file, mapped shared, appended to inside the
-//! registry's `put`/`pop` before the change. Compaction writes a snapshot
-//! to a new file, syncs it, takes its lock and renames it over the old one.
-//! No Python runs here.
+//! registry's `put`/`pop` before the change. Compaction (journal_compact.rs)
+//! writes a snapshot to a new file in a thread; the writer renames it over
+//! the old one later. No Python runs here.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -17,6 +15,9 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::journal_format::{self as fmt, Counts, Kind};
 use crate::sync::lock;
+
+#[path = "journal_compact.rs"]
+mod compact;
 
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
@@ -94,6 +95,8 @@ pub struct Stats {
     pub compactions: u64,
     pub compaction_errors: u64,
     pub last_compaction_s: f64,
+    /// The part of the last compaction on the calling thread: the switch.
+    pub last_switch_s: f64,
     pub syncs: u64,
     pub last_sync_s: f64,
     pub max_sync_s: f64,
@@ -134,6 +137,11 @@ pub struct Writer {
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
     scratch: Vec<u8>,
+    /// A compaction running in a thread, and threads finishing switched ones.
+    pending: Option<Box<compact::Pending>>,
+    finishing: Vec<JoinHandle<()>>,
+    background: Arc<Mutex<compact::Background>>,
+    knobs: compact::Knobs,
 }
 
 fn round_up(n: usize) -> usize {
@@ -182,7 +190,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 impl Writer {
     /// Take over the locked descriptor `fd` of `path` and replace the file by
-    /// `snapshot` (built by [`Writer::snapshot`]).
+    /// a snapshot of `bodies`.
     #[allow(clippy::too_many_arguments)]
     pub fn create(
         fd: RawFd,
@@ -192,7 +200,7 @@ impl Writer {
         fixed_times: Option<(f64, f64)>,
         config: Vec<u8>,
         counts: &Counts,
-        bodies: &[Vec<u8>],
+        bodies: Vec<Arc<[u8]>>,
         floor: usize,
     ) -> Result<Self, JournalFault> {
         watch_forks();
@@ -217,6 +225,10 @@ impl Writer {
             stats: Stats::default(),
             group: None,
             scratch: Vec::new(),
+            pending: None,
+            finishing: Vec::new(),
+            background: Arc::default(),
+            knobs: compact::Knobs::default(),
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
@@ -373,86 +385,6 @@ impl Writer {
         Ok(())
     }
 
-    pub fn snapshot(&self, counts: &Counts, bodies: &[Vec<u8>], seq: u64) -> Vec<u8> {
-        let (wall, _) = self.times();
-        let size: usize = bodies.iter().map(|b| fmt::frame_len(b.len())).sum();
-        let mut out = Vec::with_capacity(fmt::HEADER_LEN + 512 + size);
-        out.extend_from_slice(&fmt::header(&self.file_id, &self.boot_id, wall));
-        fmt::frame(&mut out, Kind::Config, seq + 1, counts, &self.config);
-        let n = bodies.len() as u64;
-        fmt::frame(
-            &mut out,
-            Kind::Snapshot,
-            seq + 2,
-            counts,
-            &fmt::snapshot_body(n),
-        );
-        for (i, body) in bodies.iter().enumerate() {
-            fmt::frame(&mut out, Kind::Put, seq + 3 + i as u64, counts, body);
-        }
-        out
-    }
-
-    /// Replace the file by a snapshot of `bodies`: written to a new file,
-    /// synced, locked, renamed over the old one, the directory synced.
-    pub fn rewrite(&mut self, counts: &Counts, bodies: &[Vec<u8>]) -> Result<(), JournalFault> {
-        self.check_fork()?;
-        let t = Instant::now();
-        let content = self.snapshot(counts, bodies, self.seq);
-        let frames = 2 + bodies.len() as u64;
-        let name = self
-            .path
-            .file_name()
-            .map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = self
-            .path
-            .with_file_name(format!(".{name}.{:016x}.new", rand_u64()));
-        let result = (|| -> std::io::Result<(File, MmapMut)> {
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            let cap = round_up(content.len());
-            allocate(&f, 0, cap)?;
-            f.write_all(&content)?;
-            f.sync_data()?;
-            lock_fd(f.as_raw_fd())?;
-            // SAFETY: the new file is ours and locked.
-            let mut map = unsafe { MmapOptions::new().map_mut(&f)? };
-            prefault(&mut map, content.len());
-            std::fs::rename(&tmp, &self.path)?;
-            Ok((f, map))
-        })();
-        let (file, map) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(JournalFault::io("write a snapshot", &self.path, &e));
-            }
-        };
-        let dir = sync_dir(&self.path);
-        self.file = Arc::new(file);
-        if let Some((g, _)) = &self.group {
-            *lock(&g.file) = self.file.clone();
-        }
-        self.map = map;
-        self.end = content.len();
-        self.seq += frames;
-        self.stats.records = frames;
-        self.live = bodies.iter().map(|b| fmt::frame_len(b.len())).sum();
-        self.threshold = self.floor.max(4 * self.live);
-        self.stats.compactions += 1;
-        self.stats.last_compaction_s = t.elapsed().as_secs_f64();
-        dir.map_err(|e| JournalFault::io("sync the directory", &self.path, &e))
-    }
-
-    /// Whether the log has grown past max(1 MiB, 4x the live size).
-    pub fn wants_compaction(&self) -> bool {
-        self.end > self.threshold
-    }
-
     /// A compaction that failed: retry once the log has grown by half again.
     pub fn compaction_failed(&mut self, fault: JournalFault) {
         self.stats.compaction_errors += 1;
@@ -482,6 +414,7 @@ impl Writer {
 
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
+        self.background_stats(&mut s);
         if let Some((g, _)) = &self.group {
             let gs = lock(&g.stats);
             s.syncs += gs.syncs;
@@ -514,6 +447,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        self.finish_compactions();
         if let Some((g, handle)) = self.group.take() {
             if self.forked() {
                 // The thread stayed in the parent.

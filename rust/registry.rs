@@ -7,7 +7,7 @@
 //! the observer.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -66,12 +66,32 @@ pub struct Registry {
     journal: Mutex<Option<Box<Writer>>>,
     /// Whether `journal` is set, readable without the lock.
     journaled: AtomicBool,
+    /// Changes between their record and their end (one, or more when a key's
+    /// `__eq__` makes a change inside another): no compaction starts or
+    /// switches files meanwhile, or it would drop the outer change's record.
+    open: AtomicU32,
     /// Tests only: `fn() -> (wall, boot)` instead of the system clocks.
     times_fn: Mutex<Option<Py<PyAny>>>,
 }
 
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
     journal_error(py, &f.0)
+}
+
+/// A journaled change under way (see `Registry::open`); closed when dropped.
+struct Open<'a>(&'a AtomicU32);
+
+impl<'a> Open<'a> {
+    fn new(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Open(count)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Registry {
@@ -85,6 +105,7 @@ impl Registry {
             cells,
             journal: Mutex::new(None),
             journaled: AtomicBool::new(false),
+            open: AtomicU32::new(0),
             times_fn: Mutex::new(None),
         }
     }
@@ -143,7 +164,7 @@ impl Registry {
             None => return Ok(None),
         };
         if let Ok(mut w) = wo.try_borrow_mut() {
-            w.journal = Some(body.into_boxed_slice());
+            w.journal = Some(Arc::from(body));
         }
         Ok(Some(mark))
     }
@@ -154,12 +175,25 @@ impl Registry {
         }
     }
 
-    /// After a journaled change: account the live size, compact if due.
+    /// After a journaled change: account the live size, switch to a finished
+    /// compaction, start one if due. Inside another change, only the size.
     fn after_change(&self, py: Python<'_>, added: usize, removed: usize) {
+        let outer = self.open.load(Ordering::Acquire) == 0;
         let due = match lock(&self.journal).as_mut() {
             Some(w) => {
                 w.live = (w.live + added).saturating_sub(removed);
-                w.wants_compaction()
+                if outer && !w.forked() {
+                    w.settle(false);
+                    if w.wants_compaction() && w.compacting() {
+                        // The log outgrew the next threshold before the
+                        // compaction finished: wait for it (as the pure
+                        // backend would compact again here).
+                        w.settle(true);
+                    }
+                    w.wants_compaction()
+                } else {
+                    false
+                }
             }
             None => false,
         };
@@ -167,25 +201,35 @@ impl Registry {
             let bodies = self.bodies(py);
             let counts = fmt::counts(&self.cells);
             if let Some(w) = lock(&self.journal).as_mut() {
-                if let Err(f) = w.rewrite(&counts, &bodies) {
+                if let Err(f) = w.compact(&counts, bodies) {
                     w.compaction_failed(f);
                 }
             }
         }
     }
 
-    /// The journal bodies of the registered orders, in order.
-    fn bodies(&self, py: Python<'_>) -> Vec<Vec<u8>> {
-        self.working
-            .bind(py)
-            .values()
-            .iter()
-            .filter_map(|v| {
-                let wo = v.cast_into::<WorkingOrder>().ok()?;
-                let w = wo.try_borrow().ok()?;
-                w.journal.as_ref().map(|b| b.to_vec())
-            })
-            .collect()
+    /// The journal bodies of the registered orders, in order (shared, not copied).
+    fn bodies(&self, py: Python<'_>) -> Vec<Arc<[u8]>> {
+        let dict = self.working.bind(py);
+        let mut out = Vec::with_capacity(dict.len());
+        for (_, v) in dict.iter() {
+            if let Ok(wo) = v.cast::<WorkingOrder>() {
+                if let Ok(w) = wo.try_borrow() {
+                    if let Some(b) = &w.journal {
+                        out.push(b.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Wait for a pending compaction (with `wait`) and switch to its file;
+    /// whether one was pending.
+    pub fn settle(&self, wait: bool) -> bool {
+        lock(&self.journal)
+            .as_mut()
+            .is_some_and(|w| w.settle(wait))
     }
 
     /// Attach a journal: encode every registered order (at clock reading
@@ -240,6 +284,7 @@ impl Registry {
             return Err(e);
         }
         let counts = fmt::counts(&self.cells);
+        let bodies: Vec<Arc<[u8]>> = bodies.into_iter().map(Arc::from).collect();
         let writer = crate::journal::Writer::create(
             fd,
             path,
@@ -248,13 +293,13 @@ impl Registry {
             fixed_times,
             config,
             &counts,
-            &bodies,
+            bodies.clone(),
             floor,
         )
         .map_err(|f| fault(py, f))?;
         for (wo, body) in orders.iter().zip(bodies) {
             if let Ok(mut w) = wo.try_borrow_mut() {
-                w.journal = Some(body.into_boxed_slice());
+                w.journal = Some(body);
             }
         }
         let old = {
@@ -281,15 +326,17 @@ impl Registry {
             orders.push(wo);
         }
         let counts = fmt::counts(&self.cells);
+        let bodies: Vec<Arc<[u8]>> = bodies.into_iter().map(Arc::from).collect();
         if let Some(w) = lock(&self.journal).as_mut() {
             if let Some(c) = config {
                 w.set_config(c);
             }
-            w.rewrite(&counts, &bodies).map_err(|f| fault(py, f))?;
+            w.rewrite(&counts, bodies.clone())
+                .map_err(|f| fault(py, f))?;
         }
         for (wo, body) in orders.iter().zip(bodies) {
             if let Ok(mut w) = wo.try_borrow_mut() {
-                w.journal = Some(body.into_boxed_slice());
+                w.journal = Some(body);
             }
         }
         Ok(())
@@ -383,6 +430,7 @@ impl Registry {
             None
         };
         let journaled = mark.is_some();
+        let open = journaled.then(|| Open::new(&self.open));
         let g = self.bump();
         let dict = self.working.bind(py);
         let old = match guard("trade_id", key, insert_or_replace(dict, key, wo)) {
@@ -423,6 +471,7 @@ impl Registry {
             let added = wo.try_borrow().map_or(0, |w| {
                 w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
             });
+            drop(open);
             self.after_change(py, added, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)
@@ -505,6 +554,7 @@ impl Registry {
             ),
             None => None,
         };
+        let open = Open::new(&self.open);
         self.bump();
         if let Err(err) = dict.del_item(key) {
             self.undo(mark);
@@ -524,6 +574,7 @@ impl Registry {
         if let Some(c) = counter {
             self.cells.inc(c);
         }
+        drop(open);
         self.after_change(py, 0, body_len);
         self.notify(py, intern!(py, "pop"), key, &wo)?;
         Ok(Some(wo))

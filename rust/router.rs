@@ -834,6 +834,22 @@ impl ExecutionRouter {
             .map(|b| PyBytes::new(py, &b))
     }
 
+    /// Wait for a pending compaction (with `wait`, else only if it is done)
+    /// and switch to its file; whether one was pending.
+    #[pyo3(signature = (wait = true))]
+    fn _journal_settle(&self, wait: bool) -> bool {
+        self.registry.settle(wait)
+    }
+
+    /// Tests: hold finished compactions back until a settle (`hold`), or
+    /// fail the next ones with `fail_errno` (0: none).
+    #[pyo3(signature = (hold = None, fail_errno = None))]
+    fn _journal_knobs(&self, hold: Option<bool>, fail_errno: Option<i32>) -> bool {
+        self.registry
+            .with_journal(|w| w.set_knobs(hold, fail_errno))
+            .is_some()
+    }
+
     /// Rewrite the attached journal from the orders' current fields.
     fn _journal_sync(&self, py: Python<'_>) -> PyResult<()> {
         let config = journal_config(self.config(py).bind(py))?;
@@ -843,9 +859,19 @@ impl ExecutionRouter {
 
     /// The attached journal's statistics, or None.
     fn _journal_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some((s, end, cap, mode, compact_at)) = self
+        let Some((s, end, cap, mode, compact_at, compacting, ready)) = self
             .registry
-            .with_journal(|w| (w.stats(), w.end(), w.capacity(), w.mode(), w.compact_at()))
+            .with_journal(|w| {
+                (
+                    w.stats(),
+                    w.end(),
+                    w.capacity(),
+                    w.mode(),
+                    w.compact_at(),
+                    w.compacting(),
+                    w.compaction_ready(),
+                )
+            })
         else {
             return Ok(None);
         };
@@ -855,8 +881,11 @@ impl ExecutionRouter {
         d.set_item("capacity", cap)?;
         d.set_item("compact_at", compact_at)?;
         d.set_item("compactions", s.compactions)?;
+        d.set_item("compacting", compacting)?;
+        d.set_item("compaction_ready", ready)?;
         d.set_item("compaction_errors", s.compaction_errors)?;
         d.set_item("last_compaction_s", s.last_compaction_s)?;
+        d.set_item("last_switch_s", s.last_switch_s)?;
         d.set_item("syncs", s.syncs)?;
         d.set_item("last_sync_s", s.last_sync_s)?;
         d.set_item("max_sync_s", s.max_sync_s)?;

@@ -2,7 +2,7 @@
 //! that behaves as a dataclass; assigning `deadline` or `action` re-indexes
 //! the order in the registry that holds it.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -51,8 +51,9 @@ pub struct WorkingOrder {
     pub base_trade_id: Py<PyAny>,
     pub retry_n: i64,
     pub link: Option<Link>,
-    /// The journal's PUT body of this order, while a journal is attached.
-    pub journal: Option<Box<[u8]>>,
+    /// The journal's PUT body of this order, while a journal is attached
+    /// (shared: a compaction collects the bodies by reference).
+    pub journal: Option<Arc<[u8]>>,
 }
 
 impl WorkingOrder {

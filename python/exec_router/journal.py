@@ -143,6 +143,7 @@ class Journal:
             _OPEN[self._real] = self
         try:
             fd = self._open_locked()
+            _remove_stale_snapshots(self._real)
             file_id = self._file_id if self._file_id is not None else os.urandom(16)
             router._journal_attach(
                 fd,
@@ -200,8 +201,15 @@ class Journal:
             raise RuntimeError("Journal.sync(): no router attached")
         self._router._journal_sync()
 
+    def _settle(self) -> bool:
+        """Wait for a compaction running in the background (native core) and switch
+        to its file; whether one was pending. ``detach``/``close`` do it too."""
+        self._check_open()
+        return self._router is not None and bool(self._router._journal_settle())
+
     def detach(self) -> None:
-        """Stop journaling; the file keeps the registry as of the last change."""
+        """Stop journaling (a pending compaction is finished first); the file keeps
+        the registry as of the last change."""
         router, self._router = self._router, None
         if router is not None:
             try:
@@ -233,8 +241,9 @@ class Journal:
         return f"<Journal {str(self.path)!r} {status}>"
 
     def stats(self) -> dict[str, Any]:
-        """Records and bytes in the file, compactions and the last one's duration
-        (s), syncs and their latency (s), the sync mode; empty when detached."""
+        """Records and bytes in the file, compactions (``compacting``: one is running
+        in the background) and the last one's duration (s), syncs and their latency
+        (s), the sync mode; empty when detached."""
         self._check_open()
         if self._router is None:
             return {}
@@ -433,6 +442,26 @@ def _create(path: str) -> None:
         raise JournalError(f"cannot create journal {path!r}: {err}") from err
     finally:
         _unlink(tmp)
+
+
+def _remove_stale_snapshots(path: str) -> None:
+    """Remove the snapshot files (``.<name>.<16 hex>.new``) a killed writer of
+    ``path`` left beside it; the caller holds the file's lock, so none is in use."""
+    directory, name = os.path.split(path)
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(directory or ".")
+    except OSError:
+        return
+    for entry in entries:
+        middle = entry[len(prefix) : -len(".new")]
+        if (
+            entry.startswith(prefix)
+            and entry.endswith(".new")
+            and len(middle) == 16
+            and all(c in "0123456789abcdef" for c in middle)
+        ):
+            _unlink(os.path.join(directory, entry))
 
 
 def _unlink(path: str) -> None:

@@ -235,6 +235,16 @@ def round_up(n: int) -> int:
     return (n // CHUNK + 1) * CHUNK
 
 
+def threshold(floor: int, live: int) -> int:
+    """Compact past max(floor, 4x live), moved so that the frame crossing it does not
+    also grow the file (it grows at whole chunks): never within a quarter chunk below
+    a chunk boundary."""
+    room = CHUNK // 4
+    t = max(floor, 4 * live)
+    boundary = -(-t // CHUNK) * CHUNK
+    return boundary + CHUNK - room if boundary - t < room else t
+
+
 def boot_id() -> bytes:
     """The 16 bytes of /proc/sys/kernel/random/boot_id, or zeros."""
     try:
@@ -750,7 +760,7 @@ class Writer:
             _unlink(tmp)
             raise JournalError(f"journal {self.path}: cannot write a snapshot: {exc}") from exc
         self.live = sum(frame_len(len(b)) for b in bodies.values())
-        self.threshold = max(self.floor, 4 * self.live)
+        self.threshold = threshold(self.floor, self.live)
         self.compactions += 1
         self.last_compaction_s = time.perf_counter() - t
         with self._sync_lock:
@@ -816,8 +826,11 @@ class Writer:
             "capacity": len(self.mm) if self.mm is not None else 0,
             "compact_at": self.threshold,
             "compactions": self.compactions,
+            "compacting": False,
+            "compaction_ready": False,
             "compaction_errors": self.compaction_errors,
             "last_compaction_s": self.last_compaction_s,
+            "last_switch_s": self.last_compaction_s,
             "syncs": self.syncs,
             "last_sync_s": self.last_sync_s,
             "max_sync_s": self.max_sync_s,

@@ -995,6 +995,14 @@ class ExecutionRouter:
         jr = self._journal
         return None if jr is None else jr.data()
 
+    def _journal_settle(self, wait: bool = True) -> bool:
+        """Compaction here is synchronous: never one pending."""
+        return False
+
+    def _journal_knobs(self, hold: bool | None = None, fail_errno: int | None = None) -> bool:
+        """The native core's test knobs; nothing to hold here."""
+        return self._journal is not None
+
     def _journal_sync(self) -> None:
         jr = self._journal
         if jr is None:
