@@ -7,7 +7,7 @@
 //! the observer.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -66,32 +66,12 @@ pub struct Registry {
     journal: Mutex<Option<Box<Writer>>>,
     /// Whether `journal` is set, readable without the lock.
     journaled: AtomicBool,
-    /// Changes between their record and their end (one, or more when a key's
-    /// `__eq__` makes a change inside another): no compaction starts or
-    /// switches files meanwhile, or it would drop the outer change's record.
-    open: AtomicU32,
     /// Tests only: `fn() -> (wall, boot)` instead of the system clocks.
     times_fn: Mutex<Option<Py<PyAny>>>,
 }
 
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
     journal_error(py, &f.0)
-}
-
-/// A journaled change under way (see `Registry::open`); closed when dropped.
-struct Open<'a>(&'a AtomicU32);
-
-impl<'a> Open<'a> {
-    fn new(count: &'a AtomicU32) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Open(count)
-    }
-}
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Registry {
@@ -105,7 +85,6 @@ impl Registry {
             cells,
             journal: Mutex::new(None),
             journaled: AtomicBool::new(false),
-            open: AtomicU32::new(0),
             times_fn: Mutex::new(None),
         }
     }
@@ -176,13 +155,13 @@ impl Registry {
     }
 
     /// After a journaled change: account the live size, switch to a finished
-    /// compaction, start one if due. Inside another change, only the size.
+    /// compaction, start one if due. No change runs inside another's window
+    /// (journaled keys compare without Python), so none is half made here.
     fn after_change(&self, py: Python<'_>, added: usize, removed: usize) {
-        let outer = self.open.load(Ordering::Acquire) == 0;
         let due = match lock(&self.journal).as_mut() {
             Some(w) => {
                 w.live = (w.live + added).saturating_sub(removed);
-                if outer && !w.forked() {
+                if !w.forked() {
                     w.settle(false);
                     if w.wants_compaction() && w.compacting() {
                         // The log outgrew the next threshold before the
@@ -430,7 +409,6 @@ impl Registry {
             None
         };
         let journaled = mark.is_some();
-        let open = journaled.then(|| Open::new(&self.open));
         let g = self.bump();
         let dict = self.working.bind(py);
         let old = match guard("trade_id", key, insert_or_replace(dict, key, wo)) {
@@ -471,7 +449,6 @@ impl Registry {
             let added = wo.try_borrow().map_or(0, |w| {
                 w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
             });
-            drop(open);
             self.after_change(py, added, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)
@@ -554,7 +531,6 @@ impl Registry {
             ),
             None => None,
         };
-        let open = Open::new(&self.open);
         self.bump();
         if let Err(err) = dict.del_item(key) {
             self.undo(mark);
@@ -574,7 +550,6 @@ impl Registry {
         if let Some(c) = counter {
             self.cells.inc(c);
         }
-        drop(open);
         self.after_change(py, 0, body_len);
         self.notify(py, intern!(py, "pop"), key, &wo)?;
         Ok(Some(wo))
