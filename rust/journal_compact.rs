@@ -13,8 +13,8 @@ use std::io::{BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -161,13 +161,31 @@ impl Job {
             Ok(())
         };
         frame.extend_from_slice(&fmt::header(&self.file_id, &self.boot_id, self.wall));
-        fmt::frame(&mut frame, Kind::Config, self.seq + 1, &self.counts, &self.config);
+        fmt::frame(
+            &mut frame,
+            Kind::Config,
+            self.seq + 1,
+            &self.counts,
+            &self.config,
+        );
         let n = self.bodies.len() as u64;
         let snap = fmt::snapshot_body(n);
-        fmt::frame(&mut frame, Kind::Snapshot, self.seq + 2, &self.counts, &snap);
+        fmt::frame(
+            &mut frame,
+            Kind::Snapshot,
+            self.seq + 2,
+            &self.counts,
+            &snap,
+        );
         put(&mut frame)?;
         for (i, body) in self.bodies.iter().enumerate() {
-            fmt::frame(&mut frame, Kind::Put, self.seq + 3 + i as u64, &self.counts, body);
+            fmt::frame(
+                &mut frame,
+                Kind::Put,
+                self.seq + 3 + i as u64,
+                &self.counts,
+                body,
+            );
             put(&mut frame)?;
         }
         out.flush()?;
@@ -344,9 +362,7 @@ impl Writer {
                         if let Err(e) = sync_dir(&path) {
                             let mut b = lock(&background);
                             b.errors += 1;
-                            b.last_error = Some(
-                                io_fault("sync the directory", &path, &e).0,
-                            );
+                            b.last_error = Some(io_fault("sync the directory", &path, &e).0);
                         }
                     }
                     drop(s.old);
@@ -454,10 +470,9 @@ impl Writer {
             work_s,
         } = built;
         let path = self.path.clone();
-        let tail = self
-            .map
-            .get(from..self.end)
-            .ok_or_else(|| JournalFault(format!("journal {}: bad compaction point", path.display())))?;
+        let tail = self.map.get(from..self.end).ok_or_else(|| {
+            JournalFault(format!("journal {}: bad compaction point", path.display()))
+        })?;
         let stop = len + tail.len();
         let (cap, tail_frames) = grown(len, map.len(), tail);
         if cap > map.len() {
@@ -468,7 +483,10 @@ impl Writer {
             prefault(&mut map, stop);
         }
         let Some(slot) = map.get_mut(len..stop) else {
-            return Err(JournalFault(format!("journal {}: snapshot too small", path.display())));
+            return Err(JournalFault(format!(
+                "journal {}: snapshot too small",
+                path.display()
+            )));
         };
         slot.copy_from_slice(tail);
         if self.mode != SyncMode::Process && stop > len {
@@ -535,7 +553,13 @@ mod tests {
     #[test]
     fn grown_follows_whole_frames() {
         let mut tail = Vec::new();
-        fmt::frame(&mut tail, Kind::Pop, 1, &[0; crate::counters::KEYS.len()], b"ab");
+        fmt::frame(
+            &mut tail,
+            Kind::Pop,
+            1,
+            &[0; crate::counters::KEYS.len()],
+            b"ab",
+        );
         let one = tail.len();
         tail.extend_from_within(..);
         tail.extend_from_slice(&[1, 0]);

@@ -206,9 +206,7 @@ impl Registry {
     /// Wait for a pending compaction (with `wait`) and switch to its file;
     /// whether one was pending.
     pub fn settle(&self, wait: bool) -> bool {
-        lock(&self.journal)
-            .as_mut()
-            .is_some_and(|w| w.settle(wait))
+        lock(&self.journal).as_mut().is_some_and(|w| w.settle(wait))
     }
 
     /// Attach a journal: encode every registered order (at clock reading

@@ -859,9 +859,8 @@ impl ExecutionRouter {
 
     /// The attached journal's statistics, or None.
     fn _journal_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some((s, end, cap, mode, compact_at, compacting, ready)) = self
-            .registry
-            .with_journal(|w| {
+        let Some((s, end, cap, mode, compact_at, compacting, ready)) =
+            self.registry.with_journal(|w| {
                 (
                     w.stats(),
                     w.end(),

@@ -123,7 +123,8 @@ def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path) -> Non
     old = journal.stats()["bytes"]
     assert journal._settle()
     after = journal.stats()
-    assert after["compactions"] == before["compactions"] + 1 and not after["compacting"]
+    assert after["compactions"] == before["compactions"] + 1
+    assert not after["compacting"]
     assert after["bytes"] < old
     assert _temp_files(path) == []
     _same_as_disk(path, router)
@@ -225,7 +226,8 @@ def test_detach_close_and_sync_finish_a_pending_compaction(tmp_path: Path, how: 
     else:
         getattr(journal, how)()
     assert _temp_files(path) == []
-    assert path.stat().st_ino != inode and path.stat().st_size <= size  # switched
+    assert path.stat().st_ino != inode
+    assert path.stat().st_size <= size
     if router is not None:
         _same_as_disk(path, router)
     else:
@@ -266,10 +268,12 @@ def test_a_forked_child_never_switches_a_pending_compaction(tmp_path: Path) -> N
         os.waitpid(pid, 0)
         os.close(r)
         os.close(w)
-    assert path.stat().st_ino == inode and _temp_files(path) == temp
+    assert path.stat().st_ino == inode
+    assert _temp_files(path) == temp
     _register(router, NATIVE, "parent", 2)
     assert journal._settle()
-    assert path.stat().st_ino != inode and _temp_files(path) == []
+    assert path.stat().st_ino != inode
+    assert _temp_files(path) == []
     _same_as_disk(path, router)
     journal.close()
 
