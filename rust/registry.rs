@@ -191,7 +191,13 @@ impl Registry {
     fn bodies(&self, py: Python<'_>) -> Vec<Arc<[u8]>> {
         let dict = self.working.bind(py);
         let mut out = Vec::with_capacity(dict.len());
-        for (_, v) in dict.iter() {
+        let (mut pos, mut key, mut value) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+        // Borrowed references, no refcount traffic (a key's object is never
+        // touched): nothing here calls Python or changes the dict.
+        // SAFETY: a dict iterated under the GIL, its items borrowed only while it holds them.
+        while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+            // SAFETY: `value` is a live object the dict holds.
+            let v = unsafe { Borrowed::from_ptr(py, value) };
             if let Ok(wo) = v.cast::<WorkingOrder>() {
                 if let Ok(w) = wo.try_borrow() {
                     if let Some(b) = &w.journal {
