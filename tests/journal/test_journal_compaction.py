@@ -39,8 +39,13 @@ def _register(router: Any, module: Any, tid: Any, n: int, pad: int = 0) -> None:
     )
 
 
-def _attach(path: Path, router: Any, clock: FakeClock, compact_bytes: int = 8192) -> Journal:
-    journal = Journal(path)
+def _attach(
+    path: Path, router: Any, clock: FakeClock, compact_bytes: int = 8192, sync: str = "process"
+) -> Journal:
+    if sync == "group":
+        journal = Journal(path, sync="power", group_ms=1.0)
+    else:
+        journal = Journal(path, sync="power" if sync == "power" else "process")
     journal._file_id = bytes(range(16))
     journal._times = lambda: (FIXED[0] + clock.now, FIXED[1] + clock.now)
     journal._compact_bytes = compact_bytes
@@ -104,11 +109,12 @@ def _written(path: Path) -> list[str]:
     raise AssertionError("no snapshot file")
 
 
-def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["process", "power", "group"])
+def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path, sync: str) -> None:
     clock = FakeClock(100.0)
     router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
     path = tmp_path / "j.journal"
-    journal = _attach(path, router, clock)
+    journal = _attach(path, router, clock, sync=sync)
     assert router._journal_knobs(hold=True)
     rng = random.Random(5)
     n = _until_pending(router, journal, rng, 0)
@@ -130,6 +136,9 @@ def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path) -> Non
     _same_as_disk(path, router)
     r = _on_disk(path)
     assert r.records == after["records"]
+    assert after["sync"] == ("process" if sync == "process" else "power")
+    if sync == "power":
+        assert after["syncs"] > before["syncs"]
     journal.close()
 
 
