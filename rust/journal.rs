@@ -19,6 +19,38 @@ use crate::sync::lock;
 #[path = "journal_compact.rs"]
 mod compact;
 
+/// Tests only: an errno the journal's system calls fail with, by call
+/// (a read-only file system cannot be simulated while a file is mapped).
+pub mod faults {
+    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+    /// `fallocate`: growing the file, a compaction reserving its new one.
+    pub const GROW: u32 = 1;
+    /// Opening a compaction's new file.
+    pub const OPEN: u32 = 2;
+    /// `msync`, `fsync`, `fdatasync`: of the map, a new file, the directory.
+    pub const SYNC: u32 = 4;
+
+    static POINTS: AtomicU32 = AtomicU32::new(0);
+    static ERRNO: AtomicI32 = AtomicI32::new(0);
+
+    /// Fail the calls `points` selects with `errno` (0 or no points: none).
+    pub fn set(points: u32, errno: i32) {
+        ERRNO.store(errno, Ordering::Relaxed);
+        POINTS.store(if errno == 0 { 0 } else { points }, Ordering::Release);
+    }
+
+    /// The injected error of `point`, if any.
+    pub fn check(point: u32) -> std::io::Result<()> {
+        if POINTS.load(Ordering::Acquire) & point == 0 {
+            return Ok(());
+        }
+        Err(std::io::Error::from_raw_os_error(
+            ERRNO.load(Ordering::Relaxed),
+        ))
+    }
+}
+
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
 
@@ -154,6 +186,7 @@ fn round_up(n: usize) -> usize {
 
 /// Reserve bytes `from..to` of `file` on disk (the bytes before are already).
 fn allocate(file: &File, from: usize, to: usize) -> std::io::Result<()> {
+    faults::check(faults::GROW)?;
     let big = |_| std::io::Error::from_raw_os_error(libc::EFBIG);
     let off = libc::off_t::try_from(from).map_err(big)?;
     let len = libc::off_t::try_from(to.saturating_sub(from)).map_err(big)?;
@@ -189,6 +222,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    faults::check(faults::SYNC)?;
     File::open(dir)?.sync_all()
 }
 
@@ -261,7 +295,7 @@ impl Writer {
                 }
                 let file = lock(&g.file).clone();
                 let t = Instant::now();
-                let ok = file.sync_data();
+                let ok = faults::check(faults::SYNC).and_then(|()| file.sync_data());
                 let dt = t.elapsed().as_secs_f64();
                 let mut s = lock(&g.stats);
                 match ok {
@@ -365,7 +399,9 @@ impl Writer {
         slot.copy_from_slice(payload);
         if self.mode == SyncMode::Power {
             let t = Instant::now();
-            if let Err(e) = self.map.flush_range(start, frame.len()) {
+            let synced =
+                faults::check(faults::SYNC).and_then(|()| self.map.flush_range(start, frame.len()));
+            if let Err(e) = synced {
                 if let Some(slot) = self.map.get_mut(start..stop) {
                     slot.fill(0);
                 }
@@ -458,8 +494,8 @@ impl Writer {
             return Ok(());
         }
         let t = Instant::now();
-        self.map
-            .flush()
+        faults::check(faults::SYNC)
+            .and_then(|()| self.map.flush())
             .map_err(|e| JournalFault::io("sync", &self.path, &e))?;
         self.note_sync(t.elapsed().as_secs_f64());
         Ok(())

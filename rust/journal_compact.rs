@@ -22,17 +22,16 @@ use std::time::Instant;
 use memmap2::{MmapMut, MmapOptions};
 
 use super::{
-    allocate, lock_fd, prefault, rand_u64, round_up, sync_dir, JournalFault, SyncMode, Writer,
+    allocate, faults, lock_fd, prefault, rand_u64, round_up, sync_dir, JournalFault, SyncMode,
+    Writer,
 };
 use crate::journal_format::{self as fmt, Counts, Kind};
 use crate::sync::lock;
 
-/// Tests only: hold finished compactions back, or fail them.
+/// Tests only: hold finished compactions back (`super::faults` fails them).
 #[derive(Clone, Default)]
 pub struct Knobs {
     pub hold: Option<Arc<Gate>>,
-    /// An errno the next compactions fail with, on opening the new file (0: none).
-    pub fail_errno: i32,
 }
 
 /// A latch a compaction thread waits at before handing its file over.
@@ -73,7 +72,6 @@ struct Job {
     counts: Counts,
     bodies: Vec<Arc<[u8]>>,
     seq: u64,
-    fail_errno: i32,
 }
 
 /// The new file: written, synced, locked, mapped, its spare room prefaulted.
@@ -117,9 +115,7 @@ impl Job {
     /// Write the snapshot to `tmp`, sync it, lock it, map it.
     fn run(self) -> std::io::Result<Built> {
         let t = Instant::now();
-        if self.fail_errno != 0 {
-            return Err(std::io::Error::from_raw_os_error(self.fail_errno));
-        }
+        faults::check(faults::OPEN)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -129,6 +125,7 @@ impl Job {
         let written = self.fill(&file).and_then(|len| {
             let cap = round_up(len);
             allocate(&file, 0, cap)?;
+            faults::check(faults::SYNC)?;
             file.sync_data()?;
             lock_fd(file.as_raw_fd())?;
             // SAFETY: the new file is ours and locked; nothing else maps it.
@@ -256,8 +253,8 @@ impl Writer {
             .is_some_and(|p| p.ready.load(Ordering::Acquire))
     }
 
-    /// Tests: hold finished compactions back (until `settle(true)`), or fail them.
-    pub fn set_knobs(&mut self, hold: Option<bool>, fail_errno: Option<i32>) {
+    /// Tests: hold finished compactions back (until `settle(true)`).
+    pub fn set_knobs(&mut self, hold: Option<bool>) {
         match hold {
             Some(true) => self.knobs.hold = Some(Gate::held()),
             Some(false) => {
@@ -266,9 +263,6 @@ impl Writer {
                 }
             }
             None => {}
-        }
-        if let Some(e) = fail_errno {
-            self.knobs.fail_errno = e;
         }
     }
 
@@ -292,7 +286,6 @@ impl Writer {
             counts: *counts,
             bodies,
             seq: self.seq,
-            fail_errno: self.knobs.fail_errno,
         }
     }
 
@@ -490,7 +483,8 @@ impl Writer {
         };
         slot.copy_from_slice(tail);
         if self.mode != SyncMode::Process && stop > len {
-            map.flush_range(len, stop - len)
+            faults::check(faults::SYNC)
+                .and_then(|()| map.flush_range(len, stop - len))
                 .map_err(|e| io_fault("sync", &path, &e))?;
         }
         std::fs::rename(tmp, &path).map_err(|e| io_fault("write a snapshot", &path, &e))?;

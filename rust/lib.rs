@@ -39,6 +39,14 @@ fn _crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// Tests only: fail the journal's system calls that `points` selects (1:
+/// fallocate, 2: opening a compaction's file, 4: msync/fsync) with `errno`;
+/// `errno` 0 clears it.
+#[pyfunction]
+fn _journal_faults(points: u32, errno: i32) {
+    journal::faults::set(points, errno);
+}
+
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -51,6 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     m.add_function(wrap_pyfunction!(_crc32c, m)?)?;
     m.add_function(wrap_pyfunction!(journal_read::_journal_read, m)?)?;
+    m.add_function(wrap_pyfunction!(_journal_faults, m)?)?;
     m.add_function(wrap_pyfunction!(csv_columns::csv_columns, m)?)?;
     // A MutableMapping for isinstance checks and the ABC's users (`dict(c)`, `json.dumps`).
     m.py()

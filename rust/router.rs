@@ -841,12 +841,10 @@ impl ExecutionRouter {
         self.registry.settle(wait)
     }
 
-    /// Tests: hold finished compactions back until a settle (`hold`), or
-    /// fail the next ones with `fail_errno` (0: none).
-    #[pyo3(signature = (hold = None, fail_errno = None))]
-    fn _journal_knobs(&self, hold: Option<bool>, fail_errno: Option<i32>) -> bool {
+    /// Tests: hold finished compactions back until a settle.
+    fn _journal_hold(&self, hold: bool) -> bool {
         self.registry
-            .with_journal(|w| w.set_knobs(hold, fail_errno))
+            .with_journal(|w| w.set_knobs(Some(hold)))
             .is_some()
     }
 

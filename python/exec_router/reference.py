@@ -1004,8 +1004,8 @@ class ExecutionRouter:
         """Compaction here is synchronous: never one pending."""
         return False
 
-    def _journal_knobs(self, hold: bool | None = None, fail_errno: int | None = None) -> bool:
-        """The native core's test knobs; nothing to hold here."""
+    def _journal_hold(self, hold: bool) -> bool:
+        """The native core's test knob; nothing to hold here."""
         return self._journal is not None
 
     def _journal_sync(self) -> None:

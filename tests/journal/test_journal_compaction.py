@@ -23,6 +23,8 @@ from ..conftest import FakeClock
 from .journal_child import order_fields
 from .test_journal_faults import FIXED, journal_equals_registry
 
+GROW, OPEN, SYNC = 1, 2, 4  # the native core's injectable system calls
+
 pytestmark = pytest.mark.skipif(NATIVE is None, reason="the native core compacts in a thread")
 
 
@@ -115,7 +117,7 @@ def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path, sync: 
     router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
     path = tmp_path / "j.journal"
     journal = _attach(path, router, clock, sync=sync)
-    assert router._journal_knobs(hold=True)
+    assert router._journal_hold(True)
     rng = random.Random(5)
     n = _until_pending(router, journal, rng, 0)
     before = journal.stats()
@@ -159,7 +161,7 @@ def _lockstep(tmp_path: Path, hold: bool) -> tuple[list[int], dict[str, bytes]]:
             _step(routers[name], module, rngs[name], n)
         stats = native.stats()
         if hold and not stats["compacting"]:
-            routers["native"]._journal_knobs(hold=True)
+            routers["native"]._journal_hold(True)
         if not stats["compacting"]:
             assert routers["native"]._journal_bytes() == routers["pure"]._journal_bytes()
             compared.append(n)
@@ -178,12 +180,15 @@ def test_the_settled_file_holds_the_pure_backends_bytes(tmp_path: Path, hold: bo
         assert j.replay().records > 0
 
 
-def test_a_failing_background_compaction_loses_nothing_and_is_retried(tmp_path: Path) -> None:
+def test_a_failing_background_compaction_loses_nothing_and_is_retried(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     clock = FakeClock(100.0)
     router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
     path = tmp_path / "j.journal"
     journal = _attach(path, router, clock)
-    router._journal_knobs(fail_errno=errno.ENOSPC)
+    NATIVE._journal_faults(OPEN, errno.ENOSPC)  # type: ignore[union-attr]
+    request.addfinalizer(lambda: NATIVE._journal_faults(0, 0))  # type: ignore[union-attr]
     rng = random.Random(9)
     n = 0
     while journal.stats()["compaction_errors"] == 0:
@@ -198,7 +203,7 @@ def test_a_failing_background_compaction_loses_nothing_and_is_retried(tmp_path: 
     journal_equals_registry(router)
     _same_as_disk(path, router)
     assert _temp_files(path) == []
-    router._journal_knobs(fail_errno=0)  # space returns
+    NATIVE._journal_faults(0, 0)  # space returns
     while journal.stats()["compactions"] == 0:
         _step(router, NATIVE, rng, n)
         n += 1
@@ -215,7 +220,7 @@ def test_detach_close_and_sync_finish_a_pending_compaction(tmp_path: Path, how: 
     router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
     path = tmp_path / "j.journal"
     journal = _attach(path, router, clock)
-    router._journal_knobs(hold=True)
+    router._journal_hold(True)
     rng = random.Random(3)
     n = _until_pending(router, journal, rng, 0)
     for _ in range(5):
@@ -249,7 +254,7 @@ def test_a_forked_child_never_switches_a_pending_compaction(tmp_path: Path) -> N
     router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
     path = tmp_path / "j.journal"
     journal = _attach(path, router, clock)
-    router._journal_knobs(hold=True)
+    router._journal_hold(True)
     rng = random.Random(4)
     _until_pending(router, journal, rng, 0)
     temp = _written(path)
