@@ -304,3 +304,40 @@ def test_stale_snapshot_files_are_removed_at_attach(tmp_path: Path) -> None:
             journal.attach(module.ExecutionRouter())
             assert not stale.exists()
             assert all(p.exists() for p in others)
+
+
+def test_a_kill_while_a_compaction_is_pending_restores_and_the_next_attach_cleans_up(
+    tmp_path: Path,
+) -> None:
+    from .test_journal_faults import _in_child
+
+    path = tmp_path / "j.journal"
+    child = _in_child(
+        """
+        import os
+        r = mod.ExecutionRouter()
+        j = Journal(path); j._compact_bytes = 8192; j.attach(r); r._journal_hold(True)
+        n = 0
+        while not j.stats()["compacting"]:
+            r.register_working(trade_id=f"t{n % 30}", asset="X", position_side="LONG", plan=plan)
+            n += 1
+        for k in range(10):  # acknowledged while the compaction is pending
+            r.note_fill(f"t{(n + k) % 30}")
+        print(sorted(wo.trade_id for wo in r.working_orders()), dict(r.counters)["fills_working"])
+        sys.stdout.flush()
+        while not any(p.endswith(".new") for p in os.listdir(os.path.dirname(path))):
+            pass
+        os.kill(os.getpid(), 9)
+        """,
+        path,
+        "native",
+    )
+    assert child.returncode == -9, child.stderr
+    assert len(_temp_files(path)) == 1  # the held snapshot, never renamed
+    with Journal(path) as j:
+        r = j.restore(router_type=NATIVE.ExecutionRouter)  # type: ignore[union-attr]
+        assert child.stdout.strip() == (
+            f"{sorted(wo.trade_id for wo in r.working_orders())} {r.counters['fills_working']}"
+        )
+        j.attach(r)
+        assert _temp_files(path) == []
