@@ -78,6 +78,8 @@ struct Job {
 pub struct Built {
     file: File,
     map: MmapMut,
+    /// The snapshot's length, as written.
+    len: usize,
     work_s: f64,
 }
 
@@ -131,12 +133,13 @@ impl Job {
             // SAFETY: the new file is ours and locked; nothing else maps it.
             let mut map = unsafe { MmapOptions::new().map_mut(&file)? };
             prefault(&mut map, len);
-            Ok(map)
+            Ok((map, len))
         });
         match written {
-            Ok(map) => Ok(Built {
+            Ok((map, len)) => Ok(Built {
                 file,
                 map,
+                len,
                 work_s: t.elapsed().as_secs_f64(),
             }),
             Err(e) => {
@@ -227,6 +230,11 @@ pub fn threshold(floor: usize, live: usize) -> usize {
     }
 }
 
+/// The length of a snapshot holding `live` bytes of PUT frames.
+fn snapshot_len(config: usize, live: usize) -> usize {
+    fmt::HEADER_LEN + fmt::frame_len(config) + fmt::frame_len(8) + live
+}
+
 fn io_fault(what: &str, path: &Path, e: &std::io::Error) -> JournalFault {
     JournalFault::io(what, path, e)
 }
@@ -298,13 +306,12 @@ impl Writer {
         let frames = 2 + bodies.len() as u64;
         let job = self.job(counts, bodies);
         let tmp = job.tmp.clone();
-        let len = fmt::HEADER_LEN + fmt::frame_len(self.config.len()) + fmt::frame_len(8) + live;
         let built = job
             .run()
             .map_err(|e| io_fault("write a snapshot", &self.path, &e))?;
         let from = self.end;
         self.seq += frames;
-        let old = match self.switch(from, len, frames, &tmp, built) {
+        let old = match self.switch(from, frames, &tmp, built) {
             Ok(old) => old,
             Err(f) => {
                 self.seq -= frames;
@@ -329,7 +336,7 @@ impl Writer {
         self.finishing.retain(|h| !h.is_finished());
         let live: usize = bodies.iter().map(|b| fmt::frame_len(b.len())).sum();
         let frames = 2 + bodies.len() as u64;
-        let len = fmt::HEADER_LEN + fmt::frame_len(self.config.len()) + fmt::frame_len(8) + live;
+        let len = snapshot_len(self.config.len(), live);
         let job = self.job(counts, bodies);
         let tmp = job.tmp.clone();
         let (result_tx, result) = mpsc::channel();
@@ -405,7 +412,7 @@ impl Writer {
         };
         let Pending {
             from,
-            len,
+            len: _,
             frames,
             tmp,
             ready: _,
@@ -414,7 +421,7 @@ impl Writer {
             handle,
         } = *p;
         let outcome = match got {
-            Some(Ok(built)) => self.switch(from, len, frames, &tmp, built),
+            Some(Ok(built)) => self.switch(from, frames, &tmp, built),
             Some(Err(e)) => Err(io_fault("write a snapshot", &self.path, &e)),
             None => Err(JournalFault(format!(
                 "journal {}: the compaction thread stopped",
@@ -446,12 +453,11 @@ impl Writer {
     }
 
     /// Copy the frames appended since `from` after the new file's snapshot
-    /// (`len` bytes, `frames` frames), rename it over the journal, and take
-    /// it as the writer's file. Returns the old file, to drop off the hot path.
+    /// (`frames` frames), rename it over the journal, and take it as the
+    /// writer's file. Returns the old file, to drop off the hot path.
     fn switch(
         &mut self,
         from: usize,
-        len: usize,
         frames: u64,
         tmp: &Path,
         built: Built,
@@ -460,6 +466,7 @@ impl Writer {
         let Built {
             file,
             mut map,
+            len,
             work_s,
         } = built;
         let path = self.path.clone();
@@ -542,6 +549,28 @@ mod tests {
         assert_eq!(threshold(c, c / 2 + 1), 2 * c + 4);
         let t = threshold(c, 3 * c / 4 + 10);
         assert!(t % c <= c - c / 4 && t >= 3 * c + 40);
+    }
+
+    #[test]
+    fn a_snapshot_has_the_length_the_writer_expects() {
+        let bodies: Vec<Arc<[u8]>> = vec![Arc::from(&b"abc"[..]), Arc::from(&[7_u8; 300][..])];
+        let live = bodies.iter().map(|b| fmt::frame_len(b.len())).sum();
+        let tmp = std::env::temp_dir().join(format!(".exec-router-snap-{:016x}.new", rand_u64()));
+        let job = Job {
+            tmp: tmp.clone(),
+            file_id: [1; 16],
+            boot_id: [2; 16],
+            wall: 3.0,
+            config: b"cfg".to_vec(),
+            counts: [5; crate::counters::KEYS.len()],
+            bodies,
+            seq: 9,
+        };
+        let built = job.run().map_err(|e| e.to_string()).unwrap();
+        assert_eq!(built.len, snapshot_len(3, live));
+        assert_eq!(built.map.len(), round_up(built.len));
+        assert_eq!(built.map[..8], fmt::MAGIC);
+        let _ = std::fs::remove_file(&tmp);
     }
 
     #[test]
