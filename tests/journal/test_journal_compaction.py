@@ -8,6 +8,8 @@ import errno
 import gc
 import os
 import random
+import select
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,10 @@ def test_a_forked_child_never_switches_a_pending_compaction(tmp_path: Path) -> N
         os.write(w, bytes([code]))
         os._exit(code)
     try:
+        ready, _, _ = select.select([r], [], [], 60)
+        if not ready:  # the child waits for a thread it does not have
+            os.kill(pid, signal.SIGKILL)
+        assert ready, "the forked child hung"
         assert os.read(r, 1) == b"\x00"
     finally:
         os.waitpid(pid, 0)
