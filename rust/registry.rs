@@ -428,6 +428,70 @@ impl Registry {
         self.notify(py, intern!(py, "put"), key, wo)
     }
 
+    /// Register restored orders (`journal_restore::prepare`), in order: at
+    /// once when the registry is empty, unjournaled and unobserved (the
+    /// dict merged from `source`, the journal's own, unless its keys are not
+    /// the orders' ids; the index built in one pass), else by `put`.
+    pub fn restore(
+        &self,
+        source: Option<&Bound<'_, PyDict>>,
+        orders: Vec<crate::journal_restore::Restored<'_>>,
+        now: f64,
+    ) -> PyResult<usize> {
+        let n = orders.len();
+        let Some(first) = orders.first() else {
+            return Ok(0);
+        };
+        let py = first.0.py();
+        let dict = self.working.bind(py);
+        let bulk = !self.journaled()
+            && !self.observed.load(Ordering::Acquire)
+            && dict.is_empty()
+            && lock(&self.slots).is_empty();
+        if !bulk {
+            for (key, wo, deadline, enter) in &orders {
+                self.put("restore", key, wo, *deadline, *enter, now)?;
+            }
+            return Ok(n);
+        }
+        self.bump();
+        let filled = match source {
+            // SAFETY: two live dicts; -1 with an exception set on failure.
+            Some(src) if src.len() == n => {
+                if unsafe { ffi::PyDict_Update(dict.as_ptr(), src.as_ptr()) } < 0 {
+                    Err(PyErr::fetch(py))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => orders
+                .iter()
+                .try_for_each(|(key, wo, _, _)| dict.set_item(key, wo)),
+        };
+        if let Err(err) = filled.and_then(|()| {
+            if dict.len() == n {
+                Ok(())
+            } else {
+                Err(journal_error(py, "journal has a bad order: a duplicate trade id"))
+            }
+        }) {
+            dict.clear();
+            return Err(err);
+        }
+        let positions = lock(&self.slots).extend(
+            orders
+                .iter()
+                .map(|(_, wo, deadline, enter)| (wo.clone().unbind(), *deadline, *enter)),
+        );
+        for ((_, wo, _, _), pos) in orders.iter().zip(positions) {
+            wo.try_borrow_mut()?.link = Some(Link {
+                slots: Arc::downgrade(&self.slots),
+                pos,
+            });
+        }
+        Ok(n)
+    }
+
     /// Remove the order under `trade_id` and bump `counter` (recorded with
     /// the change), then tell the observer.
     pub fn pop<'py>(

@@ -19,6 +19,7 @@ __all__ = [
     "ExecutionRouter",
     "HookHandle",
     "WorkingOrder",
+    "_RestoreTimes",
     "__version__",
     "_crc32c",
     "_journal_read",
@@ -234,7 +235,13 @@ class ExecutionRouter:
         compact_bytes: int | None = None,
     ) -> None: ...
     def _journal_restore(
-        self, orders: Any, now: float, wall_now: float, boot_now: float, same_boot: bool
+        self,
+        orders: dict[Any, WorkingOrder],
+        times: _RestoreTimes,
+        now: float,
+        wall_now: float,
+        boot_now: float,
+        same_boot: bool,
     ) -> int: ...
     def _journal_detach(self) -> bool: ...
     def _journal_bytes(self) -> bytes | None: ...
@@ -242,7 +249,11 @@ class ExecutionRouter:
     def _journal_stats(self) -> dict[str, Any] | None: ...
 
 def _crc32c(data: bytes) -> int: ...
-def _journal_read(data: bytes, name: str) -> tuple[Any, ...]: ...
+@final
+class _RestoreTimes:
+    """When each order of a journal read back was written (for ``_journal_restore``)."""
+
+def _journal_read(data: bytes, name: str, working: bool = False) -> tuple[Any, ...]: ...
 def parse_capture(
     path: str,
     *,

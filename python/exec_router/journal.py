@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import journal_format as _jf
 from . import journal_sqlite as _legacy
 from .config import ExecConfig
+from .constants import COUNTER_KEYS
 from .errors import JournalError
 
 if TYPE_CHECKING:
@@ -332,14 +333,21 @@ class Journal:
             return self._restore(config, logger, clock, router_type)
 
     def _restore(self, config: ExecConfig | None, logger: Any, clock: Any, router_type: Any) -> Any:
-        r = self.replay()
+        times = None
+        if _native_type(router_type):  # orders read straight into WorkingOrders
+            from ._core import _journal_read
+
+            *fields, times = _journal_read(self._read(), str(self.path), True)
+            r = _replay(fields)
+        else:
+            r = self.replay()
         if config is None:
             try:
                 config = ExecConfig(**r.config) if r.config is not None else ExecConfig()
             except (TypeError, ValueError) as err:
                 raise JournalError(f"journal {str(self.path)!r} has a bad config: {err}") from err
         router = router_type(config, logger=logger, clock=clock)
-        restore_orders(router, r)
+        restore_orders(router, r, times)
         for key, value in r.counters.items():
             router.counters[key] = value
         return router
@@ -366,6 +374,21 @@ def _is_pure(router: Any) -> bool:
     return isinstance(router, reference.ExecutionRouter)
 
 
+def _native_type(router_type: Any) -> bool:
+    """Whether ``router_type`` is the native core's router (or a subclass)."""
+    try:
+        from ._core import ExecutionRouter as Native
+    except ImportError:
+        return False
+    return isinstance(router_type, type) and issubclass(router_type, Native)
+
+
+def _replay(fields: list[Any]) -> _jf.Replay:
+    fid, boot, created, cfg, counts, found, end, torn, seq, records = fields
+    counted = dict(zip(COUNTER_KEYS, counts, strict=True))
+    return _jf.Replay(fid, boot, created, cfg, counted, found, end, torn, seq, records)
+
+
 def _plan_type(router: Any) -> Any:
     from . import reference
 
@@ -376,17 +399,20 @@ def _plan_type(router: Any) -> Any:
     return ExecutionPlan
 
 
-def restore_orders(router: Any, r: _jf.Replay) -> None:
-    """Register ``r``'s orders on ``router`` with their remaining TTLs."""
+def restore_orders(router: Any, r: _jf.Replay, times: Any = None) -> None:
+    """Register ``r``'s orders on ``router`` with their remaining TTLs.
+
+    With ``times`` (from ``_journal_read(..., working=True)``), ``r.orders``
+    are the native core's ``WorkingOrder``s, registered in one native call;
+    otherwise they are ``journal_format.Order`` tuples."""
     from . import state as _state
 
     plan_type = _plan_type(router)
     now = _state._clock_reading(router)
     wall_now, boot_now = (_clocks or _jf.now)()
     same_boot = r.boot_id != bytes(16) and r.boot_id == _jf.boot_id()
-    native = getattr(router, "_journal_restore", None)
-    if native is not None and not _is_pure(router):  # the native core: one call
-        native(r.orders.values(), now, wall_now, boot_now, same_boot)
+    if times is not None:
+        router._journal_restore(r.orders, times, now, wall_now, boot_now, same_boot)
         return
     register = router.register_working
     for o in r.orders.values():
