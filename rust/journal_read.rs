@@ -169,8 +169,12 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
             return self.string(true);
         }
         // Decoded for its own errors first, as the spec does.
-        self.value(0, false)?;
-        Err(self.err("a str field holds another type"))
+        let v = self.value(0, false)?;
+        let name = v
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        Err(self.err(&format!("a str field holds {name}")))
     }
 
     /// A tagged value; its strs interned when `intern` (dict keys always are).
