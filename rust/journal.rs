@@ -112,6 +112,7 @@ struct Group {
 pub struct Mark {
     start: usize,
     seq: u64,
+    last: Option<(u64, Counts)>,
 }
 
 pub struct Writer {
@@ -134,6 +135,9 @@ pub struct Writer {
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
     scratch: Vec<u8>,
+    /// The counters of the last frame appended, with its seq: a put or pop
+    /// right after it carries only those that changed since.
+    last: Option<(u64, Counts)>,
 }
 
 fn round_up(n: usize) -> usize {
@@ -217,6 +221,7 @@ impl Writer {
             stats: Stats::default(),
             group: None,
             scratch: Vec::new(),
+            last: None,
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
@@ -294,22 +299,37 @@ impl Writer {
         body: &[u8],
     ) -> Result<Mark, JournalFault> {
         self.check_fork()?;
+        let mask = self.mask(kind, counts);
         let mut frame = std::mem::take(&mut self.scratch);
         frame.clear();
-        fmt::frame(&mut frame, kind, self.seq + 1, counts, body);
+        fmt::frame_masked(&mut frame, kind, self.seq + 1, mask, counts, body);
         let result = self.write_at_end(&frame);
         self.scratch = frame;
         let start = result?;
         let mark = Mark {
             start,
             seq: self.seq,
+            last: self.last,
         };
         self.seq += 1;
+        self.last = Some((self.seq, *counts));
         self.stats.records += 1;
         if let Some((g, _)) = &self.group {
             g.written.store(self.seq, Ordering::Release);
         }
         Ok(mark)
+    }
+
+    /// The counters a frame of `kind` carries: a put or pop right after the
+    /// writer's last frame, those that changed; anything else, all (so a
+    /// config or snapshot frame, and the first frame after one, stand alone).
+    fn mask(&self, kind: Kind, counts: &Counts) -> fmt::Mask {
+        match (kind, &self.last) {
+            (Kind::Put | Kind::Pop, Some((seq, prev))) if *seq == self.seq => {
+                fmt::changed(prev, counts)
+            }
+            _ => fmt::ALL,
+        }
     }
 
     fn write_at_end(&mut self, frame: &[u8]) -> Result<usize, JournalFault> {
@@ -358,6 +378,7 @@ impl Writer {
         }
         self.end = mark.start;
         self.seq = mark.seq;
+        self.last = mark.last;
         self.stats.records = self.stats.records.saturating_sub(1);
     }
 
@@ -547,4 +568,75 @@ fn rand_u64() -> u64 {
         let _ = std::io::Read::read_exact(&mut f, &mut buf);
     }
     u64::from_le_bytes(buf) ^ (clock(libc::CLOCK_MONOTONIC).to_bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::KEYS;
+    use std::os::fd::IntoRawFd;
+
+    fn writer(name: &str) -> Writer {
+        let dir = std::env::temp_dir().join(format!(
+            "exec-router-journal-{name}-{}-{:x}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        lock_fd(f.as_raw_fd()).unwrap();
+        let counts = [0; KEYS.len()];
+        Writer::create(
+            f.into_raw_fd(),
+            path,
+            SyncMode::Process,
+            [7; 16],
+            Some((1.0, 2.0)),
+            b"\x08\x00\x00\x00\x00".to_vec(),
+            &counts,
+            &[],
+            CHUNK,
+        )
+        .map_err(|f| f.0)
+        .unwrap()
+    }
+
+    /// The counter mask of the frame at `at`.
+    fn mask_at(w: &Writer, at: usize) -> fmt::Mask {
+        let b = w.bytes();
+        u16::from_le_bytes([b[at + 17], b[at + 18]])
+    }
+
+    #[test]
+    fn a_frame_after_an_undone_one_carries_what_that_one_did() {
+        let mut w = writer("undo");
+        let mut counts = [0; KEYS.len()];
+        let first = w.end();
+        w.append(Kind::Put, &counts, b"a").unwrap();
+        assert_eq!(mask_at(&w, first), fmt::ALL); // the first after the snapshot
+        let second = w.end();
+        w.append(Kind::Put, &counts, b"b").unwrap();
+        assert_eq!(mask_at(&w, second), 0);
+        counts[13] = 1;
+        let third = w.end();
+        let mark = w.append(Kind::Pop, &counts, b"a").unwrap();
+        assert_eq!(mask_at(&w, third), 1 << 13);
+        w.undo(mark);
+        assert_eq!(w.end(), third);
+        assert!(w.bytes().len() == third);
+        counts[14] = 1;
+        w.append(Kind::Pop, &counts, b"a").unwrap();
+        // Counter 13 was never written: the frame that follows the undo carries it.
+        assert_eq!(mask_at(&w, third), 1 << 13 | 1 << 14);
+        let fourth = w.end();
+        w.append(Kind::Put, &counts, b"c").unwrap();
+        assert_eq!(mask_at(&w, fourth), 0);
+        let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
+    }
 }

@@ -10,7 +10,8 @@ use crate::plan::ExecutionPlan;
 use crate::working::WorkingOrder;
 
 pub const MAGIC: [u8; 8] = *b"\x89ERJRNL\n";
-pub const VERSION: u32 = 1;
+/// Format 1 (16 counters in every frame) was a development format, never released.
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 64;
 /// `[u32 length][u32 CRC-32C]` before each payload.
 pub const FRAME_HEAD: usize = 8;
@@ -18,6 +19,14 @@ pub const FRAME_HEAD: usize = 8;
 pub const MAX_NESTING: u32 = 32;
 
 pub type Counts = [i64; KEYS.len()];
+
+/// A frame's counters: a u16 mask of those it carries, then their values in
+/// `KEYS` order. Config and snapshot frames carry them all.
+pub type Mask = u16;
+const _: () = assert!(KEYS.len() == Mask::BITS as usize);
+pub const ALL: Mask = Mask::MAX;
+/// `[u8 kind][u64 seq]` before the counters.
+pub const KIND_SEQ: usize = 1 + 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -75,32 +84,69 @@ pub fn header(file_id: &[u8; 16], boot_id: &[u8; 16], wall: f64) -> Vec<u8> {
     h
 }
 
-/// Append one frame: `[len][crc][kind seq counters body]`.
+/// The counters of `now` that differ from `prev`.
+pub fn changed(prev: &Counts, now: &Counts) -> Mask {
+    prev.iter()
+        .zip(now)
+        .enumerate()
+        .fold(0, |m, (i, (a, b))| if a == b { m } else { m | 1 << i })
+}
+
+/// The bytes of the counters `mask` selects.
+pub fn counters_len(mask: Mask) -> usize {
+    2 + 8 * mask.count_ones() as usize
+}
+
+/// Append one frame carrying all the counters: `[len][crc][kind seq counters body]`.
 pub fn frame(out: &mut Vec<u8>, kind: Kind, seq: u64, counts: &Counts, body: &[u8]) {
+    frame_masked(out, kind, seq, ALL, counts, body);
+}
+
+/// Append one frame carrying the counters `mask` selects.
+pub fn frame_masked(
+    out: &mut Vec<u8>,
+    kind: Kind,
+    seq: u64,
+    mask: Mask,
+    counts: &Counts,
+    body: &[u8],
+) {
     let start = out.len();
+    out.reserve(FRAME_HEAD + KIND_SEQ + counters_len(mask) + body.len());
     out.extend_from_slice(&[0; FRAME_HEAD]);
-    out.push(kind as u8);
-    out.extend_from_slice(&seq.to_le_bytes());
-    for c in counts {
-        out.extend_from_slice(&c.to_le_bytes());
-    }
+    prefix(out, kind, seq, mask, counts);
     out.extend_from_slice(body);
     let payload = out.get(start + FRAME_HEAD..).unwrap_or(&[]);
-    let len = payload.len() as u32;
-    let crc = crc32c::crc32c(payload);
-    let head: Vec<u8> = len
-        .to_le_bytes()
-        .into_iter()
-        .chain(crc.to_le_bytes())
-        .collect();
+    let head = frame_head(payload.len(), crc32c::crc32c(payload));
     if let Some(slot) = out.get_mut(start..start + FRAME_HEAD) {
         slot.copy_from_slice(&head);
     }
 }
 
-/// The size of a frame holding `body`.
+/// `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
+pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
+    out.push(kind as u8);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&mask.to_le_bytes());
+    for (i, c) in counts.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+    }
+}
+
+/// `[u32 length][u32 CRC-32C]` of a payload.
+pub fn frame_head(len: usize, crc: u32) -> [u8; FRAME_HEAD] {
+    let mut head = [0; FRAME_HEAD];
+    let (l, c) = head.split_at_mut(4);
+    l.copy_from_slice(&(len as u32).to_le_bytes());
+    c.copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// The size of a frame holding `body` and all the counters.
 pub fn frame_len(body: usize) -> usize {
-    FRAME_HEAD + 1 + 8 + 8 * KEYS.len() + body
+    FRAME_HEAD + KIND_SEQ + counters_len(ALL) + body
 }
 
 fn str_bytes(out: &mut Vec<u8>, s: &Bound<'_, PyString>, what: &str) -> Result<(), Refusal> {
@@ -264,5 +310,28 @@ mod tests {
             out.len() - 8
         );
         assert_eq!(out[8], Kind::Pop as u8);
+        assert_eq!(out[17..19], ALL.to_le_bytes());
+    }
+
+    #[test]
+    fn a_frame_carries_the_changed_counters() {
+        let prev: Counts = [0; KEYS.len()];
+        let mut now = prev;
+        now[0] = 5;
+        now[13] = -1;
+        let mask = changed(&prev, &now);
+        assert_eq!(mask, 1 | 1 << 13);
+        let mut out = Vec::new();
+        frame_masked(&mut out, Kind::Put, 3, mask, &now, b"xy");
+        assert_eq!(out.len(), FRAME_HEAD + KIND_SEQ + 2 + 16 + 2);
+        assert_eq!(out[17..19], mask.to_le_bytes());
+        assert_eq!(out[19..27], 5_i64.to_le_bytes());
+        assert_eq!(out[27..35], (-1_i64).to_le_bytes());
+        assert_eq!(&out[35..], b"xy");
+        let crc = crc32c::crc32c(&out[8..]);
+        assert_eq!(out[..8], frame_head(out.len() - 8, crc));
+        let mut none = Vec::new();
+        frame_masked(&mut none, Kind::Pop, 4, 0, &now, b"");
+        assert_eq!(none.len(), FRAME_HEAD + KIND_SEQ + 2);
     }
 }

@@ -14,9 +14,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::journal_error;
-use crate::journal_format::{Kind, FRAME_HEAD, HEADER_LEN, MAGIC, MAX_NESTING, VERSION};
+use crate::journal_format::{
+    counters_len, Kind, Mask, ALL, FRAME_HEAD, HEADER_LEN, KIND_SEQ, MAGIC, MAX_NESTING, VERSION,
+};
 
-const PREFIX_LEN: usize = 1 + 8 + 8 * crate::counters::KEYS.len();
+/// The shortest payload: kind, seq and an empty counter mask.
+const PREFIX_MIN: usize = KIND_SEQ + 2;
 
 const STR: u8 = 5;
 const DICT: u8 = 8;
@@ -361,16 +364,6 @@ fn arr16(data: &[u8], at: usize) -> [u8; 16] {
     a
 }
 
-/// A record's sequence number and counters (the payload after its kind).
-fn prefix(d: &mut Dec<'_, '_, '_>, counters: usize) -> PyResult<(u64, Vec<i64>)> {
-    let rseq = u64::from_le_bytes(d.arr8()?);
-    let mut counts = Vec::with_capacity(counters);
-    for _ in 0..counters {
-        counts.push(d.i64()?);
-    }
-    Ok((rseq, counts))
-}
-
 /// Walk `data` (a whole journal named `name`) by the spec's rules, handing
 /// each registry change to `sink`.
 pub fn walk<'py, S: Sink<'py>>(
@@ -412,11 +405,17 @@ pub fn walk<'py, S: Sink<'py>>(
             "{shown} is a damaged exec-router journal: bad header at offset 0"
         )));
     }
+    if version < VERSION {
+        return Err(fail(format!(
+            "{shown} is an exec-router journal of format {version}, a development format that \
+             was never released; this exec_router reads format {VERSION}"
+        )));
+    }
     let mut created = [0_u8; 8];
     created.copy_from_slice(data.get(48..56).unwrap_or(&[0; 8]));
     let mut strings = Interner::new(py);
     let mut config = py.None().into_bound(py);
-    let mut counters = vec![0_i64; crate::counters::KEYS.len()];
+    let mut counters = [0_i64; crate::counters::KEYS.len()];
     let (size, mut pos, mut seq, mut records, mut torn) =
         (data.len(), HEADER_LEN, 0_u64, 0_u64, false);
     let mut snapshot_left: u64 = 0;
@@ -431,7 +430,7 @@ pub fn walk<'py, S: Sink<'py>>(
             break;
         }
         let payload = data.get(pos + FRAME_HEAD..stop);
-        let good = length >= PREFIX_LEN && payload.is_some_and(|p| crc32c::crc32c(p) == crc);
+        let good = length >= PREFIX_MIN && payload.is_some_and(|p| crc32c::crc32c(p) == crc);
         let Some(payload) = payload.filter(|_| good) else {
             if zero(data, stop.min(size)) && length < (1 << 31) {
                 torn = true;
@@ -453,8 +452,19 @@ pub fn walk<'py, S: Sink<'py>>(
             at: &at,
             strings: &mut strings,
         };
-        let (rseq, counts) = prefix(&mut d, counters.len())?;
-        let body = payload.get(PREFIX_LEN..).unwrap_or(&[]);
+        let rseq = u64::from_le_bytes(d.arr8()?);
+        let mask = Mask::from_le_bytes([d.u8()?, d.u8()?]);
+        let full = kind == Kind::Config as u8 || kind == Kind::Snapshot as u8;
+        if full && mask != ALL {
+            return Err(fail(format!("{at}: bad counters (mask {mask:#06x})")));
+        }
+        let mut counts = counters;
+        for (i, slot) in counts.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *slot = d.i64()?;
+            }
+        }
+        let body = payload.get(KIND_SEQ + counters_len(mask)..).unwrap_or(&[]);
         let mut d = Dec {
             py,
             data: body,
@@ -503,7 +513,7 @@ pub fn walk<'py, S: Sink<'py>>(
         boot_id: arr16(data, 32),
         created: f64::from_le_bytes(created),
         config,
-        counters,
+        counters: counters.to_vec(),
         end: pos,
         torn,
         seq,

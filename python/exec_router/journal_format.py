@@ -4,7 +4,10 @@
 the byte table. A file is a 64-byte header, then frames::
 
     [u32 length][u32 CRC-32C of the payload][payload]
-    payload = u8 kind, u64 seq, 16 x i64 counters, body
+    payload = u8 kind, u64 seq, u16 mask, an i64 per counter the mask selects, body
+
+A put or pop frame carries the counters that changed since the frame before it
+(a reader keeps the others); config and snapshot frames carry all of them.
 
 All integers are little-endian. Values (trade ids, assets, metadata, the
 config) use a tagged encoding of exactly None, bool, int (64-bit), finite
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"\x89ERJRNL\n"
-VERSION = 1
+VERSION = 2  # format 1 (all counters in every frame) was never released
 HEADER_LEN = 64
 FRAME_HEAD = 8
 MAX_NESTING = 32
@@ -58,8 +61,10 @@ _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _HEAD = struct.Struct("<II")
-_PREFIX = struct.Struct("<BQ" + "q" * len(COUNTER_KEYS))
+_PREFIX = struct.Struct("<BQH")  # kind, seq, counter mask
 _PREFIX_LEN = _PREFIX.size
+ALL = 0xFFFF  # a bit per counter
+assert len(COUNTER_KEYS) == 16
 
 
 # ── CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) ──────────────────
@@ -219,16 +224,28 @@ def header(file_id: bytes, boot: bytes, wall: float) -> bytes:
     return h + _U32.pack(crc32c(h))
 
 
-def frame(kind: int, seq: int, counts: Iterable[int], body: bytes) -> bytes:
+def changed(prev: list[int], counts: list[int]) -> int:
+    """The mask of the counters that differ."""
+    mask = 0
+    for i, (a, b) in enumerate(zip(prev, counts, strict=True)):
+        if a != b:
+            mask |= 1 << i
+    return mask
+
+
+def frame(kind: int, seq: int, counts: Iterable[int], body: bytes, mask: int = ALL) -> bytes:
+    """A frame carrying the counters ``mask`` selects (all by default)."""
+    values = [c for i, c in enumerate(counts) if mask >> i & 1]
     try:
-        payload = _PREFIX.pack(kind, seq, *counts) + body
+        payload = _PREFIX.pack(kind, seq, mask) + struct.pack(f"<{len(values)}q", *values) + body
     except struct.error as exc:
         raise JournalError(f"the journal cannot write the counters: {exc}") from None
     return _HEAD.pack(len(payload), crc32c(payload)) + payload
 
 
 def frame_len(body_len: int) -> int:
-    return FRAME_HEAD + _PREFIX_LEN + body_len
+    """The size of a frame holding ``body_len`` bytes and all the counters."""
+    return FRAME_HEAD + _PREFIX_LEN + 8 * len(COUNTER_KEYS) + body_len
 
 
 def round_up(n: int) -> int:
@@ -417,6 +434,11 @@ def check_header(data: bytes, name: str) -> tuple[bytes, bytes, float]:
     (crc,) = _U32.unpack_from(data, 60)
     if version < 1 or length != HEADER_LEN or crc32c(data[:60]) != crc:
         raise JournalError(f"{name!r} is a damaged exec-router journal: bad header at offset 0")
+    if version < VERSION:
+        raise JournalError(
+            f"{name!r} is an exec-router journal of format {version}, a development format "
+            f"that was never released; this exec_router reads format {VERSION}"
+        )
     (wall,) = _F64.unpack_from(data, 48)
     return bytes(data[16:32]), bytes(data[32:48]), wall
 
@@ -472,9 +494,17 @@ def read(data: bytes, name: str, *, native: bool = True) -> Replay:
                 f"{name!r} is a damaged exec-router journal: bad record at offset {pos}"
             )
         payload = data[pos + FRAME_HEAD : stop]
-        kind, rseq, *counts = _PREFIX.unpack_from(payload)
-        body = payload[_PREFIX_LEN:]
+        kind, rseq, mask = _PREFIX.unpack_from(payload)
         where = f"{name!r}: record at offset {pos}"
+        if kind in (CONFIG, SNAPSHOT) and mask != ALL:
+            raise JournalError(f"{where}: bad counters (mask {mask:#06x})")
+        counts = list(counters)
+        d = _Decoder(payload, where)
+        d.pos = _PREFIX_LEN
+        for i in range(len(counts)):
+            if mask >> i & 1:
+                counts[i] = d.i64()
+        body = payload[d.pos :]
         if kind not in _KINDS or rseq <= seq:
             raise JournalError(f"{where} is damaged (kind {kind}, seq {rseq})")
         if snapshot_left and kind != PUT:
@@ -561,6 +591,7 @@ class Writer:
         "fixed_times",
         "floor",
         "forks",
+        "last",
         "last_compaction_s",
         "last_error",
         "last_sync_s",
@@ -602,6 +633,9 @@ class Writer:
         self.forks = _forks
         self.config = config
         self.end = self.seq = self.records = self.live = 0
+        # (seq, counters) of the last frame appended: the caller sets it with the
+        # change; a put or pop right after it carries only the counters that changed.
+        self.last: tuple[int, list[int]] | None = None
         self.threshold = floor
         self.compactions = self.compaction_errors = self.syncs = 0
         self.last_compaction_s = self.last_sync_s = self.max_sync_s = 0.0
@@ -652,7 +686,10 @@ class Writer:
         undo it; the map has room. The caller stores the head first, then the
         payload (a kill between leaves a torn tail, never a hole)."""
         self.check_fork()
-        data = frame(kind, self.seq + 1, counts, body)
+        mask, last = ALL, self.last
+        if kind in (PUT, POP) and last is not None and last[0] == self.seq:
+            mask = changed(last[1], counts)
+        data = frame(kind, self.seq + 1, counts, body, mask)
         start = self.end
         stop = start + len(data)
         mm = self.mm

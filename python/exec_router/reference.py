@@ -847,7 +847,8 @@ class ExecutionRouter:
             body = _jf.config_body(config)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"config(): {exc}") from None
-        head, payload, start, stop, blank = jr.prepare(_jf.CONFIG, _jf._counts(self), body)
+        counts = _jf._counts(self)
+        head, payload, start, stop, blank = jr.prepare(_jf.CONFIG, counts, body)
         mm, seq = jr.mm, jr.seq + 1
         assert mm is not None
         mm[start : start + 8] = head
@@ -861,6 +862,7 @@ class ExecutionRouter:
         jr.config = body
         jr.end = stop
         jr.seq = seq
+        jr.last = (seq, counts)
         jr.records += 1
 
     def _journaled_put(
@@ -881,7 +883,8 @@ class ExecutionRouter:
             if "journal" not in str(exc):
                 raise _Invalid("trade_id", trade_id, exc).error(method) from exc
             raise type(exc)(f"{method}(): {exc}") from None
-        head, payload, start, stop, blank = jr.prepare(_jf.PUT, _jf._counts(self), body)
+        counts = _jf._counts(self)
+        head, payload, start, stop, blank = jr.prepare(_jf.PUT, counts, body)
         change = _jf.frame_len(len(body)) - (0 if old is None else _jf.frame_len(len(old)))
         working, bodies, mm, seq = self._working, jr.bodies, jr.mm, jr.seq + 1
         assert mm is not None
@@ -900,6 +903,7 @@ class ExecutionRouter:
         bodies[trade_id] = body
         jr.end = stop
         jr.seq = seq
+        jr.last = (seq, counts)
         jr.records += 1
         jr.live += change
         jr.after_change(self)
@@ -942,6 +946,7 @@ class ExecutionRouter:
             counters[counter] = counters[counter] + 1
         jr.end = stop
         jr.seq = seq
+        jr.last = (seq, counts)
         jr.records += 1
         jr.live -= removed
         jr.after_change(self)
