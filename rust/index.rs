@@ -173,6 +173,11 @@ impl<T> Index<T> {
         pos
     }
 
+    /// The position `new_pos` hands out next.
+    pub fn next_pos(&self) -> u64 {
+        self.next_pos
+    }
+
     /// Put `item` at `pos`; returns the item it displaces.
     pub fn insert(&mut self, pos: u64, item: T, deadline: f64, enter: bool) -> Option<T> {
         let deadline = key(deadline);

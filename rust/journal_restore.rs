@@ -3,8 +3,7 @@
 //! orders while the journal is read ([`Image`]), their times moved to the
 //! new router's clock ([`prepare`]), then put in its registry at once.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Weak;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -16,7 +15,8 @@ use crate::errors::journal_error;
 use crate::journal::SyncMode;
 use crate::journal_read::{Put, Sink, Where};
 use crate::plan::{Action, ExecutionPlan};
-use crate::working::WorkingOrder;
+use crate::registry::Slots;
+use crate::working::{Link, WorkingOrder};
 
 /// The journal's sync mode from `Journal(sync=..., group_ms=...)`.
 pub fn sync_mode(sync: &str, group_ms: Option<f64>) -> PyResult<SyncMode> {
@@ -46,38 +46,25 @@ pub fn journal_config(config: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(out)
 }
 
-/// Object addresses: aligned, so shifted and multiplied.
-#[derive(Default, Clone, Copy)]
-struct PtrHasher(u64);
-
-impl Hasher for PtrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = ((n as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// When an order was written: (router clock, wall clock, boot clock).
 type Written = [f64; 3];
 
-/// The clock readings of a read-back journal's orders, by the address of
-/// each live `WorkingOrder` (never dereferenced: a key only). Rust data
-/// only, so no GC support is needed.
+/// The clock readings of a read-back journal's orders, in the order their
+/// PUTs were read. Until the orders are registered, each one's `link`
+/// holds its place here, its index reference dangling (no index has it).
+/// Rust data only, so no GC support is needed.
 #[pyclass(module = "exec_router._core", name = "_RestoreTimes", frozen)]
 pub struct RestoreTimes {
-    written: HashMap<usize, Written, BuildHasherDefault<PtrHasher>>,
+    written: Vec<Written>,
     /// Whether an order replaced one under an equal key: the dict then
     /// holds the first key, the registry must hold the order's own.
     rekeyed: bool,
+}
+
+impl RestoreTimes {
+    pub fn rekeyed(&self) -> bool {
+        self.rekeyed
+    }
 }
 
 /// The sink of a restore: trade id -> `WorkingOrder` (times as written),
@@ -93,7 +80,7 @@ impl<'py> Image<'py> {
         Self {
             orders: PyDict::new(py),
             times: RestoreTimes {
-                written: HashMap::default(),
+                written: Vec::new(),
                 rekeyed: false,
             },
         }
@@ -127,6 +114,10 @@ impl<'py> Sink<'py> for Image<'py> {
             o.suppress,
             o.metadata,
         );
+        let place = Link {
+            slots: Weak::new(),
+            pos: self.times.written.len() as u64,
+        };
         let wo = Bound::new(
             py,
             WorkingOrder {
@@ -140,7 +131,7 @@ impl<'py> Sink<'py> for Image<'py> {
                 retries_left: o.retries_left,
                 base_trade_id: o.base_trade_id.unbind(),
                 retry_n: o.retry_n,
-                link: None,
+                link: Some(place),
                 journal: None,
             },
         )?;
@@ -155,13 +146,12 @@ impl<'py> Sink<'py> for Image<'py> {
             return Err(journal_error(py, &format!("{at}: an unhashable trade id")));
         }
         if found != wo.as_ptr() {
-            self.times.written.remove(&(found as usize));
             self.times.rekeyed = true;
             self.orders.set_item(&o.trade_id, &wo)?;
         }
         self.times
             .written
-            .insert(wo.as_ptr() as usize, [o.clock_at, o.wall_at, o.boot_at]);
+            .push([o.clock_at, o.wall_at, o.boot_at]);
         Ok(())
     }
 
@@ -169,22 +159,34 @@ impl<'py> Sink<'py> for Image<'py> {
         let py = self.orders.py();
         let found = self
             .orders
-            .get_item(&key)
+            .contains(&key)
             .map_err(|_| journal_error(py, &format!("{at}: an unhashable trade id")))?;
-        if let Some(wo) = found {
-            self.times.written.remove(&(wo.as_ptr() as usize));
+        if found {
             self.orders.del_item(key)?;
         }
         Ok(())
     }
 }
 
-/// A restored order: its trade id, the order, its deadline, whether an entry.
-pub type Restored<'py> = (Bound<'py, PyAny>, Bound<'py, WorkingOrder>, f64, bool);
+/// A restored order, ready for the registry: the order, its deadline,
+/// whether an entry, and its trade id when asked for.
+pub struct Restored<'py> {
+    pub wo: Py<WorkingOrder>,
+    pub deadline: f64,
+    pub enter: bool,
+    pub trade_id: Option<Bound<'py, PyAny>>,
+}
+
+/// Where a bulk restore puts its orders: the registry's index and the
+/// first position it hands out.
+pub type Place = (Weak<Slots>, u64);
 
 /// `orders` (from `_journal_read(..., working=True)`) with their times moved
 /// by `now - clock_at - elapsed` seconds, elapsed by the boot clock when
-/// `same_boot`, else by the wall clock (never negative); in order.
+/// `same_boot`, else by the wall clock (never negative); in order. With
+/// `place`, each order is linked to its position there (the index is
+/// filled next, with no Python between); otherwise it is left unlinked.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare<'py>(
     orders: &Bound<'py, PyDict>,
     times: &RestoreTimes,
@@ -192,43 +194,52 @@ pub fn prepare<'py>(
     wall_now: f64,
     boot_now: f64,
     same_boot: bool,
+    place: Option<&Place>,
+    with_ids: bool,
 ) -> PyResult<Vec<Restored<'py>>> {
     let py = orders.py();
     let bad =
         |what: &str| crate::errors::journal_error(py, &format!("journal has a bad order: {what}"));
     let mut out = Vec::with_capacity(orders.len());
-    for value in orders.values().iter() {
+    for (i, (_, value)) in orders.iter().enumerate() {
         let wo = value
             .cast_into::<WorkingOrder>()
             .map_err(|_| bad("not a WorkingOrder"))?;
-        let [clock_at, wall_at, boot_at] = *times
-            .written
-            .get(&(wo.as_ptr() as usize))
-            .ok_or_else(|| bad("not read from this journal"))?;
+        let mut w = wo.try_borrow_mut()?;
+        let written = w
+            .link
+            .as_ref()
+            .filter(|l| l.slots.strong_count() == 0)
+            .and_then(|l| usize::try_from(l.pos).ok())
+            .and_then(|at| times.written.get(at));
+        let Some(&[clock_at, wall_at, boot_at]) = written else {
+            return Err(bad("not read from this journal"));
+        };
         let elapsed = if same_boot {
             boot_now - boot_at
         } else {
             wall_now - wall_at
         };
         let shift = now - clock_at - elapsed.max(0.0);
-        let (trade_id, deadline, enter) = {
-            let mut w = wo.try_borrow_mut()?;
-            let (submitted_at, deadline) = (w.submitted_at + shift, w.deadline + shift);
-            if !(deadline.is_finite() && submitted_at.is_finite()) {
-                return Err(bad("a time that is not finite"));
-            }
-            w.submitted_at = submitted_at;
-            w.deadline = deadline;
-            let enter = Action::is_named(w.action.bind(py), Action::Enter);
-            (w.trade_id.clone_ref(py).into_bound(py), deadline, enter)
-        };
-        out.push((trade_id, wo, deadline, enter));
+        let (submitted_at, deadline) = (w.submitted_at + shift, w.deadline + shift);
+        if !(deadline.is_finite() && submitted_at.is_finite()) {
+            return Err(bad("a time that is not finite"));
+        }
+        w.submitted_at = submitted_at;
+        w.deadline = deadline;
+        w.link = place.map(|(slots, first)| Link {
+            slots: slots.clone(),
+            pos: first + i as u64,
+        });
+        let enter = Action::is_named(w.action.bind(py), Action::Enter);
+        let trade_id = with_ids.then(|| w.trade_id.clone_ref(py).into_bound(py));
+        drop(w);
+        out.push(Restored {
+            wo: wo.unbind(),
+            deadline,
+            enter,
+            trade_id,
+        });
     }
     Ok(out)
-}
-
-impl RestoreTimes {
-    pub fn rekeyed(&self) -> bool {
-        self.rekeyed
-    }
 }

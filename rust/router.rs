@@ -813,11 +813,26 @@ impl ExecutionRouter {
         boot_now: f64,
         same_boot: bool,
     ) -> PyResult<usize> {
+        let py = orders.py();
         let times = times.get();
-        let restored =
-            journal_restore::prepare(orders, times, now, wall_now, boot_now, same_boot)?;
-        let source = (!times.rekeyed()).then_some(orders);
-        self.registry.restore(source, restored, now)
+        let place = self.registry.bulk_place(py);
+        let restored = journal_restore::prepare(
+            orders,
+            times,
+            now,
+            wall_now,
+            boot_now,
+            same_boot,
+            place.as_ref(),
+            place.is_none() || times.rekeyed(),
+        )?;
+        match place {
+            Some((_, first)) => {
+                let source = (!times.rekeyed()).then_some(orders);
+                self.registry.restore_bulk(py, source, restored, first)
+            }
+            None => self.registry.restore_each(py, restored, now),
+        }
     }
 
     /// Stop journaling: sync (power, group) and close the file; whether one was attached.
