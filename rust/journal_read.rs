@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -591,6 +593,31 @@ impl<'py> Sink<'py> for Tuples<'py> {
 #[pyfunction]
 #[pyo3(signature = (data, name, working = false))]
 pub fn _journal_read<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    name: &str,
+    working: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    if let Ok(b) = data.cast::<PyBytes>() {
+        return read(py, b.as_bytes(), name, working);
+    }
+    // A read-only map of the file (no copy): held for the whole read.
+    let buf = PyBuffer::<u8>::get(data)?;
+    if !buf.is_c_contiguous() {
+        return Err(PyTypeError::new_err(
+            "_journal_read() got an invalid data: not a contiguous buffer",
+        ));
+    }
+    // SAFETY: a contiguous buffer of `len_bytes` bytes, exported until `buf`
+    // drops. Bytes another process changes meanwhile are read as they are
+    // (every access is bounds-checked, every record CRC-checked).
+    let bytes = unsafe { std::slice::from_raw_parts(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) };
+    let out = read(py, bytes, name, working);
+    drop(buf);
+    out
+}
+
+fn read<'py>(
     py: Python<'py>,
     data: &[u8],
     name: &str,

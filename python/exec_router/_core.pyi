@@ -1,5 +1,6 @@
 """Type stub of the native core (`rust/`). Kept honest by mypy.stubtest."""
 
+import mmap
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import Field
 from typing import Any, ClassVar, Final, TypeVar, final, overload
@@ -253,7 +254,9 @@ def _crc32c(data: bytes) -> int: ...
 class _RestoreTimes:
     """When each order of a journal read back was written (for ``_journal_restore``)."""
 
-def _journal_read(data: bytes, name: str, working: bool = False) -> tuple[Any, ...]: ...
+def _journal_read(
+    data: bytes | mmap.mmap, name: str, working: bool = False
+) -> tuple[Any, ...]: ...
 def parse_capture(
     path: str,
     *,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import mmap
 import os
 import threading
 import time
@@ -122,6 +123,31 @@ class Journal:
                 return f.read() if limit is None else f.read(limit)
         except OSError as err:
             raise JournalError(f"cannot read journal {str(self.path)!r}: {err}") from err
+
+    @contextlib.contextmanager
+    def _bytes_to_read(self) -> Iterator[bytes | mmap.mmap]:
+        """The file's bytes for a replay or restore: through the writer while this
+        process has it attached, else the file mapped read-only for the native
+        reader (no copy of a file of a million orders)."""
+        with _OPEN_LOCK:
+            holder = _OPEN.get(self._real)
+        if _jf._NATIVE_READ is None or (holder is not None and holder._router is not None):
+            yield self._read()
+            return
+        try:
+            f = open(self._real, "rb")
+        except OSError as err:
+            raise JournalError(f"cannot read journal {str(self.path)!r}: {err}") from err
+        with f:
+            try:
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # an empty file, or one that cannot be mapped
+                mapped = None
+            if mapped is None:
+                yield self._read()
+                return
+            with mapped:
+                yield mapped
 
     # ── lifecycle ────────────────────────────────────────────────────────────
 
@@ -249,7 +275,12 @@ class Journal:
         self._check_open()
         if self._legacy:
             raise JournalError(f"journal {str(self.path)!r} is in the former SQLite format")
-        return _jf.read(self._read(), str(self.path))
+        with self._bytes_to_read() as data:
+            if isinstance(data, mmap.mmap):  # only for the native reader
+                from ._core import _journal_read
+
+                return _replay(list(_journal_read(data, str(self.path))))
+            return _jf.read(data, str(self.path))
 
     def state(self) -> dict[str, Any]:
         """The journaled registry as an ``exec_router.state`` dict (wall-clock times)."""
@@ -337,7 +368,8 @@ class Journal:
         if _native_type(router_type):  # orders read straight into WorkingOrders
             from ._core import _journal_read
 
-            *fields, times = _journal_read(self._read(), str(self.path), True)
+            with self._bytes_to_read() as data:
+                *fields, times = _journal_read(data, str(self.path), True)
             r = _replay(fields)
         else:
             r = self.replay()
