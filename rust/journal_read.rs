@@ -69,7 +69,15 @@ const INTERN_MAX: usize = 1 << 16;
 /// reasons, order types and metadata keys repeat across orders).
 pub struct Interner<'a, 'py> {
     map: HashMap<&'a [u8], Bound<'py, PyString>, BuildHasherDefault<Fnv>>,
+    /// The last string of each field.
+    recent: [Option<(&'a [u8], Bound<'py, PyString>)>; SLOTS],
 }
+
+/// The interned fields: asset, side, action, order type, plan action,
+/// reason, and the metadata keys.
+const SLOTS: usize = 7;
+const ASSET: usize = 0;
+const KEYS: usize = 6;
 
 impl<'a, 'py> Interner<'a, 'py> {
     pub fn new(py: Python<'py>) -> Self {
@@ -79,21 +87,35 @@ impl<'a, 'py> Interner<'a, 'py> {
         for name in ["ENTER", "EXIT", "LIMIT", "MARKET"] {
             map.insert(name.as_bytes(), PyString::intern(py, name));
         }
-        Self { map }
+        Self {
+            map,
+            recent: Default::default(),
+        }
     }
 
-    /// `raw` as a str, or None when it is not UTF-8.
-    fn get(&mut self, py: Python<'py>, raw: &'a [u8]) -> Option<Bound<'py, PyString>> {
+    /// `raw` as a str, or None when it is not UTF-8. A field of each
+    /// `slot` mostly repeats the one before: that is checked first.
+    fn get(&mut self, py: Python<'py>, raw: &'a [u8], slot: usize) -> Option<Bound<'py, PyString>> {
         if raw.len() > INTERN_MAX_LEN {
             return std::str::from_utf8(raw).ok().map(|s| PyString::new(py, s));
         }
-        if let Some(s) = self.map.get(raw) {
-            return Some(s.clone());
+        let recent = self.recent.get_mut(slot)?;
+        if let Some((last, s)) = recent.as_ref() {
+            if *last == raw {
+                return Some(s.clone());
+            }
         }
-        let s = PyString::new(py, std::str::from_utf8(raw).ok()?);
-        if self.map.len() < INTERN_MAX {
-            self.map.insert(raw, s.clone());
-        }
+        let s = match self.map.get(raw) {
+            Some(s) => s.clone(),
+            None => {
+                let s = PyString::new(py, std::str::from_utf8(raw).ok()?);
+                if self.map.len() < INTERN_MAX {
+                    self.map.insert(raw, s.clone());
+                }
+                s
+            }
+        };
+        *recent = Some((raw, s.clone()));
         Some(s)
     }
 }
@@ -153,12 +175,12 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
         self.data.get(self.pos).copied()
     }
 
-    /// A STR's bytes (its tag read) as a str, interned when `intern`.
-    fn string(&mut self, intern: bool) -> PyResult<Bound<'py, PyString>> {
+    /// A STR's bytes (its tag read) as a str, interned in `intern`'s slot.
+    fn string(&mut self, intern: Option<usize>) -> PyResult<Bound<'py, PyString>> {
         let n = self.u32()? as usize;
         let raw = self.take(n)?;
-        let s = if intern {
-            self.strings.get(self.py, raw)
+        let s = if let Some(slot) = intern {
+            self.strings.get(self.py, raw, slot)
         } else {
             std::str::from_utf8(raw)
                 .ok()
@@ -167,14 +189,14 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
         s.ok_or_else(|| self.err("a str that is not UTF-8"))
     }
 
-    /// A field that must be a str (interned).
-    fn text(&mut self) -> PyResult<Bound<'py, PyString>> {
+    /// A field that must be a str (interned in `slot`).
+    fn text(&mut self, slot: usize) -> PyResult<Bound<'py, PyString>> {
         if self.peek() == Some(STR) {
             self.pos += 1;
-            return self.string(true);
+            return self.string(Some(slot));
         }
         // Decoded for its own errors first, as the spec does.
-        let v = self.value(0, false)?;
+        let v = self.value(0, None)?;
         let name = v
             .get_type()
             .name()
@@ -182,8 +204,8 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
         Err(self.err(&format!("a str field holds {name}")))
     }
 
-    /// A tagged value; its strs interned when `intern` (dict keys always are).
-    pub fn value(&mut self, depth: u32, intern: bool) -> PyResult<Bound<'py, PyAny>> {
+    /// A tagged value; a str interned in `intern`'s slot (dict keys always are).
+    pub fn value(&mut self, depth: u32, intern: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         if depth > MAX_NESTING {
             return Err(self.err("a value nested too deep"));
@@ -199,7 +221,7 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
                 let n = self.u32()? as usize;
                 let mut items = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
-                    items.push(self.value(depth + 1, false)?);
+                    items.push(self.value(depth + 1, None)?);
                 }
                 if tag == 6 {
                     PyTuple::new(py, items)?.into_any()
@@ -211,8 +233,8 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
                 let n = self.u32()?;
                 let d = PyDict::new(py);
                 for _ in 0..n {
-                    let k = self.value(depth + 1, true)?;
-                    let v = self.value(depth + 1, false)?;
+                    let k = self.value(depth + 1, Some(KEYS))?;
+                    let v = self.value(depth + 1, None)?;
                     d.set_item(k, v)
                         .map_err(|_| self.err("an unhashable dict key"))?;
                 }
@@ -230,7 +252,7 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
             self.pos += empty.len();
             return Ok(None);
         }
-        let metadata = self.value(0, false)?;
+        let metadata = self.value(0, None)?;
         if !metadata.is_exact_instance_of::<PyDict>() {
             return Err(self.err("plan.metadata is not a dict"));
         }
@@ -240,23 +262,23 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
     /// A PUT body.
     fn put(&mut self) -> PyResult<Put<'py>> {
         let put = Put {
-            trade_id: self.value(0, false)?,
-            asset: self.value(0, true)?,
-            side: self.text()?,
-            action: self.text()?,
-            order_type: self.text()?,
+            trade_id: self.value(0, None)?,
+            asset: self.value(0, Some(ASSET))?,
+            side: self.text(1)?,
+            action: self.text(2)?,
+            order_type: self.text(3)?,
             limit_price: self.f64()?,
             post_only: self.u8()? != 0,
             ttl_s: self.f64()?,
             is_maker: self.u8()? != 0,
-            plan_action: self.text()?,
-            reason: self.text()?,
+            plan_action: self.text(4)?,
+            reason: self.text(5)?,
             suppress: self.u8()? != 0,
             metadata: self.metadata()?,
             submitted_at: self.f64()?,
             deadline: self.f64()?,
             retries_left: self.i64()?,
-            base_trade_id: self.value(0, false)?,
+            base_trade_id: self.value(0, None)?,
             retry_n: self.i64()?,
             clock_at: self.f64()?,
             wall_at: self.f64()?,
@@ -491,10 +513,10 @@ pub fn walk<'py, S: Sink<'py>>(
             sink.put(put, &at)?;
             snapshot_left = snapshot_left.saturating_sub(1);
         } else if kind == Kind::Pop as u8 {
-            let key = d.value(0, false)?;
+            let key = d.value(0, None)?;
             sink.pop(key, &at)?;
         } else {
-            let cfg = d.value(0, false)?;
+            let cfg = d.value(0, None)?;
             if !cfg.is_exact_instance_of::<PyDict>() {
                 return Err(fail(format!("{at}: the config is not a mapping")));
             }

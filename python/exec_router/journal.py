@@ -391,10 +391,20 @@ class Journal:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
+    """No GC pass while a restore allocates its objects (two per order); then
+    they join the oldest generation, not the youngest, so the next young
+    collection (at the first allocation after ``gc.enable()``, still inside
+    the restore) does not traverse them all, nor later a middle one.
+    ``gc.freeze()`` + ``gc.unfreeze()`` moves every tracked object there in
+    O(1); skipped when the process keeps objects frozen (unfreeze would
+    release them)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
     finally:
         if was:
             gc.enable()

@@ -4,7 +4,9 @@ backend, on hand-made files: trade-id identity, damaged bodies, the index."""
 
 from __future__ import annotations
 
+import gc
 import struct
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +296,41 @@ def test_a_busy_native_router_restores_order_by_order(tmp_path: Path, busy: str)
     assert native == pure
     if busy == "registered":
         assert [t for _, t, _ in native] == ["pre", 1.0, "mid", "x"]
+
+
+def test_a_restore_leaves_its_orders_in_the_oldest_gc_generation(tmp_path: Path) -> None:
+    """No young collection traverses the restored orders right after a restore;
+    they stay collectable, the GC's state and the process's frozen objects
+    are left as they were."""
+    path = tmp_path / "j"
+    path.write_bytes(journal_bytes([(PUT, put_body(f"t{i}")) for i in range(50)]))
+    for name, module in BACKENDS:
+        impl = Impl(name, module)
+        router = restored(path, impl)
+        wo = router.working_orders()[7]
+        assert gc.isenabled()
+        assert gc.is_tracked(wo)
+        assert any(o is wo for o in gc.get_objects(generation=2)), name
+        assert not any(o is wo for o in gc.get_objects(generation=0)), name
+        # A cycle through a restored order is still collected.
+        wo.plan.metadata["me"] = wo
+        gone = weakref.ref(wo.plan)
+        router.clear_working("t7")
+        del wo
+        gc.collect()
+        assert gone() is None, name
+        gc.disable()
+        try:
+            restored(path, impl)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+        keep = [object(), {}]
+        gc.freeze()
+        try:
+            frozen = gc.get_freeze_count()
+            restored(path, impl)
+            assert gc.get_freeze_count() == frozen  # nothing frozen was released
+        finally:
+            gc.unfreeze()
+        del keep
