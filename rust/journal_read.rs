@@ -134,41 +134,63 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
         journal_error(self.py, &format!("{}: {what}", self.at))
     }
 
+    #[cold]
+    #[inline(never)]
+    fn ends_early(&self) -> PyErr {
+        self.err("a record ends early")
+    }
+
+    #[inline]
     fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or_else(|| self.err("a record ends early"))?;
+        match self.pos.checked_add(n).and_then(|end| Some((end, data.get(self.pos..end)?))) {
+            Some((end, chunk)) => {
+                self.pos = end;
+                Ok(chunk)
+            }
+            None => Err(self.ends_early()),
+        }
+    }
+
+    #[inline]
+    fn array<const N: usize>(&mut self) -> PyResult<[u8; N]> {
+        let data: &'a [u8] = self.data;
         let chunk = data
-            .get(self.pos..end)
-            .ok_or_else(|| self.err("a record ends early"))?;
-        self.pos = end;
-        Ok(chunk)
+            .get(self.pos..)
+            .and_then(|rest| rest.first_chunk::<N>());
+        match chunk {
+            Some(a) => {
+                self.pos += N;
+                Ok(*a)
+            }
+            None => Err(self.ends_early()),
+        }
     }
 
+    #[inline]
     fn u8(&mut self) -> PyResult<u8> {
-        Ok(self.take(1)?.first().copied().unwrap_or(0))
+        let [b] = self.array::<1>()?;
+        Ok(b)
     }
 
+    #[inline]
     fn arr8(&mut self) -> PyResult<[u8; 8]> {
-        let mut a = [0_u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(a)
+        self.array::<8>()
     }
 
+    #[inline]
     fn f64(&mut self) -> PyResult<f64> {
-        Ok(f64::from_le_bytes(self.arr8()?))
+        Ok(f64::from_le_bytes(self.array::<8>()?))
     }
 
+    #[inline]
     fn i64(&mut self) -> PyResult<i64> {
-        Ok(i64::from_le_bytes(self.arr8()?))
+        Ok(i64::from_le_bytes(self.array::<8>()?))
     }
 
+    #[inline]
     fn u32(&mut self) -> PyResult<u32> {
-        let mut a = [0_u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(a))
+        Ok(u32::from_le_bytes(self.array::<4>()?))
     }
 
     fn peek(&self) -> Option<u8> {
