@@ -434,7 +434,10 @@ mod tests {
                     one.insert(pos, *i + 1000, *d, *e);
                 }
                 let positions = bulk.extend(items.iter().map(|(i, d, e)| (*i + 1000, *d, *e)));
-                assert_eq!(positions, (start as u64..(start + n) as u64).collect::<Vec<_>>());
+                assert_eq!(
+                    positions,
+                    (start as u64..(start + n) as u64).collect::<Vec<_>>()
+                );
                 for now in [-10.0, -1.0, 0.0, 2.5, 7.0, 100.0] {
                     assert_eq!(one.due(now), bulk.due(now));
                 }

@@ -143,7 +143,11 @@ impl<'a, 'py> Dec<'a, '_, 'py> {
     #[inline]
     fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        match self.pos.checked_add(n).and_then(|end| Some((end, data.get(self.pos..end)?))) {
+        match self
+            .pos
+            .checked_add(n)
+            .and_then(|end| Some((end, data.get(self.pos..end)?)))
+        {
             Some((end, chunk)) => {
                 self.pos = end;
                 Ok(chunk)

@@ -149,9 +149,7 @@ impl<'py> Sink<'py> for Image<'py> {
             self.times.rekeyed = true;
             self.orders.set_item(&o.trade_id, &wo)?;
         }
-        self.times
-            .written
-            .push([o.clock_at, o.wall_at, o.boot_at]);
+        self.times.written.push([o.clock_at, o.wall_at, o.boot_at]);
         Ok(())
     }
 

@@ -475,18 +475,18 @@ impl Registry {
             if dict.len() == n {
                 Ok(())
             } else {
-                Err(journal_error(py, "journal has a bad order: a duplicate trade id"))
+                Err(journal_error(
+                    py,
+                    "journal has a bad order: a duplicate trade id",
+                ))
             }
         });
         if let Err(err) = filled {
             dict.clear();
             return Err(err);
         }
-        let positions = lock(&self.slots).extend(
-            orders
-                .into_iter()
-                .map(|o| (o.wo, o.deadline, o.enter)),
-        );
+        let positions =
+            lock(&self.slots).extend(orders.into_iter().map(|o| (o.wo, o.deadline, o.enter)));
         if positions.first().is_some_and(|p| *p != first) {
             // Not where `prepare` linked them (never: nothing ran between).
             for (wo, pos) in dict.values().iter().zip(positions) {

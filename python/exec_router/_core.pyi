@@ -250,13 +250,12 @@ class ExecutionRouter:
     def _journal_stats(self) -> dict[str, Any] | None: ...
 
 def _crc32c(data: bytes) -> int: ...
+
 @final
 class _RestoreTimes:
     """When each order of a journal read back was written (for ``_journal_restore``)."""
 
-def _journal_read(
-    data: bytes | mmap.mmap, name: str, working: bool = False
-) -> tuple[Any, ...]: ...
+def _journal_read(data: bytes | mmap.mmap, name: str, working: bool = False) -> tuple[Any, ...]: ...
 def parse_capture(
     path: str,
     *,

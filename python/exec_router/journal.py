@@ -135,19 +135,20 @@ class Journal:
             yield self._read()
             return
         try:
-            f = open(self._real, "rb")
+            fd = os.open(self._real, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:
             raise JournalError(f"cannot read journal {str(self.path)!r}: {err}") from err
-        with f:
-            try:
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError):  # an empty file, or one that cannot be mapped
-                mapped = None
-            if mapped is None:
-                yield self._read()
-                return
-            with mapped:
-                yield mapped
+        try:  # the map keeps its own descriptor
+            mapped: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # an empty file, or one that cannot be mapped
+            mapped = None
+        finally:
+            os.close(fd)
+        if mapped is None:
+            yield self._read()
+            return
+        with mapped:
+            yield mapped
 
     # ── lifecycle ────────────────────────────────────────────────────────────
 

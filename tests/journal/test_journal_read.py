@@ -157,13 +157,17 @@ def test_restored_strings_are_shared_and_metadata_is_each_plans_own(tmp_path: Pa
         a, b, c, d = restored(path, Impl(name, module)).working_orders()
         assert a.plan.metadata == b.plan.metadata == {}
         a.plan.metadata["mine"] = 1
-        assert b.plan.metadata == {} and a.plan.metadata == {"mine": 1}
-        assert c.asset == long and c.plan.metadata == {"k": [1, {"n": None}]}
+        assert b.plan.metadata == {}
+        assert a.plan.metadata == {"mine": 1}
+        assert c.asset == long
+        assert c.plan.metadata == {"k": [1, {"n": None}]}
         assert d.plan.metadata == {"k": "v"}
         assert [o.action for o in (a, b, c, d)] == ["EXIT"] * 4
         if name == "native":  # one str per distinct string
-            assert a.asset is b.asset and a.side is b.side and a.plan.reason is b.plan.reason
-            assert list(c.plan.metadata)[0] is list(d.plan.metadata)[0]
+            assert a.asset is b.asset
+            assert a.side is b.side
+            assert a.plan.reason is b.plan.reason
+            assert next(iter(c.plan.metadata)) is next(iter(d.plan.metadata))
 
 
 def nested(depth: int) -> bytes:
@@ -181,9 +185,21 @@ BAD = {
     "reason not UTF-8": (PUT, put_body(reason=raw_str(b"\xc3"))),
     "long asset not UTF-8": (PUT, put_body(asset=raw_str(b"\xff" * 100))),
     "metadata a list": (PUT, put_body(metadata=enc([]))),
-    "metadata cut": (PUT, put_body(metadata=b"\x08\x00\x00", times=b"", retries_left=b"",
-                                   base_trade_id=b"", retry_n=b"", clocks=b"")),  # fmt: skip
-    "metadata key unhashable": (PUT, put_body(metadata=b"\x08\x01\x00\x00\x00" + enc([1]) + enc(1))),
+    "metadata cut": (
+        PUT,
+        put_body(
+            metadata=b"\x08\x00\x00",
+            times=b"",
+            retries_left=b"",
+            base_trade_id=b"",
+            retry_n=b"",
+            clocks=b"",
+        ),
+    ),
+    "metadata key unhashable": (
+        PUT,
+        put_body(metadata=b"\x08\x01\x00\x00\x00" + enc([1]) + enc(1)),
+    ),
     "metadata too deep": (PUT, put_body(metadata=b"\x08\x01\x00\x00\x00" + enc("k") + nested(32))),
     "bytes after": (PUT, put_body() + b"\x00"),
     "ends early": (PUT, put_body()[:-3]),
@@ -236,7 +252,7 @@ def test_the_index_after_a_restore_matches_the_reference(tmp_path: Path) -> None
     path = tmp_path / "j"
     path.write_bytes(journal_bytes(records))
     seen = []
-    for name, module in BACKENDS:
+    for _, module in BACKENDS:
         clock = FakeClock(1000.0)
         with Journal(path) as journal:
             router = journal.restore(router_type=module.ExecutionRouter, clock=clock)
@@ -260,7 +276,9 @@ def test_the_index_after_a_restore_matches_the_reference(tmp_path: Path) -> None
         seen.append(steps)
     native, pure = seen
     assert native == pure
-    assert "t17" in native[-3] and "t5" not in native[-3] and "t9" not in native[-3]
+    assert "t17" in native[-3]
+    assert "t5" not in native[-3]
+    assert "t9" not in native[-3]
     assert native[-4] == [True, "working_entry_exists:t5"]  # t1 came back as an exit
     assert native[-2] == ["working_entry_exists:t17"]
 
@@ -276,12 +294,13 @@ def test_a_busy_native_router_restores_order_by_order(tmp_path: Path, busy: str)
     for name, module in BACKENDS:
         router = Impl(name, module).router(clock=FakeClock(1000.0))
         seen: list[tuple[str, Any]] = []
+        note = seen.append
         if busy == "registered":
             plan = module.ExecutionPlan(order_type="LIMIT", limit_price=1.0, action="EXIT")
             for tid in ("pre", 1, "mid"):
                 router.register_working(trade_id=tid, asset="X", position_side="LONG", plan=plan)
         elif name == "native":
-            router._observe_registry(lambda op, tid, wo: seen.append((op, tid)))
+            router._observe_registry(lambda op, tid, wo, note=note: note((op, tid)))
         times = None
         if name == "native":
             *fields, times = module._journal_read(data, str(path), True)
