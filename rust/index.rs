@@ -201,12 +201,17 @@ impl<T> Index<T> {
     }
 
     /// Put each `(item, deadline, enter)` at a new position, in order (one
-    /// sort, not a tree insert each); returns the positions.
-    pub fn extend(&mut self, items: impl ExactSizeIterator<Item = (T, f64, bool)>) -> Vec<u64> {
+    /// sort, not a tree insert each); returns the positions, and the items
+    /// displaced (none: the positions are new) for the caller to drop.
+    pub fn extend(
+        &mut self,
+        items: impl ExactSizeIterator<Item = (T, f64, bool)>,
+    ) -> (Vec<u64>, Vec<T>) {
         let n = items.len();
         let mut positions = Vec::with_capacity(n);
         let mut deadlines = Vec::with_capacity(n);
         let mut entries = Vec::new();
+        let mut displaced = Vec::new();
         self.slots.reserve(n);
         for (item, deadline, enter) in items {
             let pos = self.new_pos();
@@ -222,16 +227,16 @@ impl<T> Index<T> {
                 deadline,
                 enter,
             };
-            // New positions displace nothing.
             if let Some(old) = self.slots.insert(pos, slot) {
                 self.unindex(pos, &old);
+                displaced.push(old.item);
             }
             positions.push(pos);
         }
         deadlines.sort_unstable();
         self.by_deadline.extend_sorted(deadlines);
         self.entries.extend_sorted(entries);
-        positions
+        (positions, displaced)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -433,7 +438,9 @@ mod tests {
                     let pos = one.new_pos();
                     one.insert(pos, *i + 1000, *d, *e);
                 }
-                let positions = bulk.extend(items.iter().map(|(i, d, e)| (*i + 1000, *d, *e)));
+                let (positions, displaced) =
+                    bulk.extend(items.iter().map(|(i, d, e)| (*i + 1000, *d, *e)));
+                assert!(displaced.is_empty());
                 assert_eq!(
                     positions,
                     (start as u64..(start + n) as u64).collect::<Vec<_>>()

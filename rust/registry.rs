@@ -485,8 +485,10 @@ impl Registry {
             dict.clear();
             return Err(err);
         }
-        let positions =
+        let (positions, displaced) =
             lock(&self.slots).extend(orders.into_iter().map(|o| (o.wo, o.deadline, o.enter)));
+        // Released here, unlocked.
+        drop(displaced);
         if positions.first().is_some_and(|p| *p != first) {
             // Not where `prepare` linked them (never: nothing ran between).
             for (wo, pos) in dict.values().iter().zip(positions) {
