@@ -99,8 +99,7 @@ impl<'a, 'py> Interner<'a, 'py> {
         if raw.len() > INTERN_MAX_LEN {
             return std::str::from_utf8(raw).ok().map(|s| PyString::new(py, s));
         }
-        let recent = self.recent.get_mut(slot)?;
-        if let Some((last, s)) = recent.as_ref() {
+        if let Some(Some((last, s))) = self.recent.get(slot) {
             if *last == raw {
                 return Some(s.clone());
             }
@@ -115,7 +114,9 @@ impl<'a, 'py> Interner<'a, 'py> {
                 s
             }
         };
-        *recent = Some((raw, s.clone()));
+        if let Some(recent) = self.recent.get_mut(slot) {
+            *recent = Some((raw, s.clone()));
+        }
         Some(s)
     }
 }
