@@ -369,6 +369,7 @@ class Journal:
         if _native_type(router_type):  # orders read straight into WorkingOrders
             from ._core import _journal_read
 
+            self._check_open()
             with self._bytes_to_read() as data:
                 *fields, times = _journal_read(data, str(self.path), True)
             r = _replay(fields)
@@ -409,12 +410,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-def _is_pure(router: Any) -> bool:
-    from . import reference
-
-    return isinstance(router, reference.ExecutionRouter)
 
 
 def _native_type(router_type: Any) -> bool:

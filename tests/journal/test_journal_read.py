@@ -353,3 +353,14 @@ def test_a_restore_leaves_its_orders_in_the_oldest_gc_generation(tmp_path: Path)
         finally:
             gc.unfreeze()
         del keep
+
+
+def test_a_closed_journal_does_not_restore(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_bytes(journal_bytes([(PUT, put_body("a"))]))
+    for name, module in BACKENDS:
+        journal = Journal(path)
+        journal.close()
+        with pytest.raises(RuntimeError, match="is closed"):
+            journal.restore(router_type=module.ExecutionRouter)
+        assert len(restored(path, Impl(name, module)).working_orders()) == 1
