@@ -105,6 +105,17 @@ impl<K: Ord + Copy> Keys<K> {
         }
     }
 
+    /// Add `keys`, sorted and distinct: built at once into an empty set.
+    fn extend_sorted(&mut self, keys: Vec<K>) {
+        if !self.is_empty() {
+            keys.into_iter().for_each(|k| self.insert(k));
+        } else if keys.len() <= SMALL {
+            *self = Keys::Small(keys);
+        } else {
+            *self = Keys::Large(keys.into_iter().collect());
+        }
+    }
+
     fn first(&self) -> Option<&K> {
         match self {
             Keys::Small(v) => v.first(),
@@ -162,6 +173,11 @@ impl<T> Index<T> {
         pos
     }
 
+    /// The position `new_pos` hands out next.
+    pub fn next_pos(&self) -> u64 {
+        self.next_pos
+    }
+
     /// Put `item` at `pos`; returns the item it displaces.
     pub fn insert(&mut self, pos: u64, item: T, deadline: f64, enter: bool) -> Option<T> {
         let deadline = key(deadline);
@@ -182,6 +198,49 @@ impl<T> Index<T> {
             self.entries.insert(pos);
         }
         old
+    }
+
+    /// Put each `(item, deadline, enter)` at a new position, in order (one
+    /// sort, not a tree insert each); returns the positions, and the items
+    /// displaced (none: the positions are new) for the caller to drop.
+    pub fn extend(
+        &mut self,
+        items: impl ExactSizeIterator<Item = (T, f64, bool)>,
+    ) -> (Vec<u64>, Vec<T>) {
+        let n = items.len();
+        let mut positions = Vec::with_capacity(n);
+        let mut deadlines = Vec::with_capacity(n);
+        let mut entries = Vec::new();
+        let mut displaced = Vec::new();
+        self.slots.reserve(n);
+        for (item, deadline, enter) in items {
+            let pos = self.new_pos();
+            let deadline = key(deadline);
+            if let Some(k) = deadline {
+                deadlines.push((k, pos));
+            }
+            if enter {
+                entries.push(pos);
+            }
+            let slot = Slot {
+                item,
+                deadline,
+                enter,
+            };
+            if let Some(old) = self.slots.insert(pos, slot) {
+                self.unindex(pos, &old);
+                displaced.push(old.item);
+            }
+            positions.push(pos);
+        }
+        deadlines.sort_unstable();
+        self.by_deadline.extend_sorted(deadlines);
+        self.entries.extend_sorted(entries);
+        (positions, displaced)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     fn unindex(&mut self, pos: u64, slot: &Slot<T>) {
@@ -364,6 +423,37 @@ mod tests {
         }
         assert!(!ix.has_entry());
         assert_eq!(ix.due(100.0), vec![&49]);
+    }
+
+    #[test]
+    fn extend_matches_inserting_one_by_one() {
+        for n in [0_usize, 3, SMALL, SMALL + 1, 100] {
+            let items: Vec<(usize, f64, bool)> = (0..n)
+                .map(|i| (i, f64::from(((i * 37) % 11) as u32) - 3.0, i % 3 == 0))
+                .collect();
+            for start in [0_usize, 2, 40] {
+                let mut one = index(&vec![7.0; start]);
+                let mut bulk = index(&vec![7.0; start]);
+                for (i, d, e) in &items {
+                    let pos = one.new_pos();
+                    one.insert(pos, *i + 1000, *d, *e);
+                }
+                let (positions, displaced) =
+                    bulk.extend(items.iter().map(|(i, d, e)| (*i + 1000, *d, *e)));
+                assert!(displaced.is_empty());
+                assert_eq!(
+                    positions,
+                    (start as u64..(start + n) as u64).collect::<Vec<_>>()
+                );
+                for now in [-10.0, -1.0, 0.0, 2.5, 7.0, 100.0] {
+                    assert_eq!(one.due(now), bulk.due(now));
+                }
+                assert_eq!(one.first_entry(), bulk.first_entry());
+                assert_eq!(one.has_entry(), bulk.has_entry());
+                let p = bulk.new_pos();
+                assert_eq!(p, one.new_pos());
+            }
+        }
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! Between the journal and the router: the sync mode and config an attach
-//! writes, and the orders a restore registers again.
+//! writes, and the orders a restore registers again: built as working
+//! orders while the journal is read ([`Image`]), their times moved to the
+//! new router's clock ([`prepare`]), then put in its registry at once.
+
+use std::sync::Weak;
 
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::PyDict;
 
+use crate::errors::journal_error;
 use crate::journal::SyncMode;
-use crate::plan::ExecutionPlan;
-use crate::working::WorkingOrder;
+use crate::journal_read::{Put, Sink, Where};
+use crate::plan::{Action, ExecutionPlan};
+use crate::registry::Slots;
+use crate::working::{Link, WorkingOrder};
 
 /// The journal's sync mode from `Journal(sync=..., group_ms=...)`.
 pub fn sync_mode(sync: &str, group_ms: Option<f64>) -> PyResult<SyncMode> {
@@ -39,87 +46,198 @@ pub fn journal_config(config: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(out)
 }
 
-/// One order of a journal read back (a `journal_format.Order` tuple), its
-/// times moved by `now - clock_at - elapsed` seconds, elapsed by the boot
-/// clock when `same_boot`, else by the wall clock (never negative). Returns
-/// the trade id, the order, its deadline and whether it is an entry.
-pub fn order<'py>(
-    item: &Bound<'py, PyAny>,
+/// When an order was written: (router clock, wall clock, boot clock).
+type Written = [f64; 3];
+
+/// The clock readings of a read-back journal's orders, in the order their
+/// PUTs were read. Until the orders are registered, each one's `link`
+/// holds its place here, its index reference dangling (no index has it).
+/// Rust data only, so no GC support is needed.
+#[pyclass(module = "exec_router._core", name = "_RestoreTimes", frozen)]
+pub struct RestoreTimes {
+    written: Vec<Written>,
+    /// Whether an order replaced one under an equal key: the dict then
+    /// holds the first key, the registry must hold the order's own.
+    rekeyed: bool,
+}
+
+impl RestoreTimes {
+    pub fn rekeyed(&self) -> bool {
+        self.rekeyed
+    }
+}
+
+/// The sink of a restore: trade id -> `WorkingOrder` (times as written),
+/// with dict semantics for the ids (a later put of an equal key replaces in
+/// place; 1 == 1.0 == True).
+pub struct Image<'py> {
+    orders: Bound<'py, PyDict>,
+    times: RestoreTimes,
+}
+
+impl<'py> Image<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        Self {
+            orders: PyDict::new(py),
+            times: RestoreTimes {
+                written: Vec::new(),
+                rekeyed: false,
+            },
+        }
+    }
+
+    pub fn finish(
+        self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, RestoreTimes>)> {
+        Ok((self.orders, Bound::new(py, self.times)?))
+    }
+}
+
+impl<'py> Sink<'py> for Image<'py> {
+    fn clear(&mut self) {
+        self.orders.clear();
+        self.times.written.clear();
+        self.times.rekeyed = false;
+    }
+
+    fn put(&mut self, o: Put<'py>, at: &Where<'_>) -> PyResult<()> {
+        let py = self.orders.py();
+        let plan = ExecutionPlan::from_journal(
+            o.order_type,
+            o.limit_price,
+            o.post_only,
+            o.ttl_s,
+            o.is_maker,
+            o.plan_action,
+            o.reason,
+            o.suppress,
+            o.metadata,
+        );
+        let place = Link {
+            slots: Weak::new(),
+            pos: self.times.written.len() as u64,
+        };
+        let wo = Bound::new(
+            py,
+            WorkingOrder {
+                trade_id: o.trade_id.clone().unbind(),
+                asset: o.asset.unbind(),
+                side: o.side.unbind(),
+                action: o.action.unbind(),
+                plan: Py::new(py, plan)?,
+                submitted_at: o.submitted_at,
+                deadline: o.deadline,
+                retries_left: o.retries_left,
+                base_trade_id: o.base_trade_id.unbind(),
+                retry_n: o.retry_n,
+                link: Some(place),
+                journal: None,
+            },
+        )?;
+        // SAFETY: live objects; the result is borrowed from the dict (or
+        // NULL with an exception set). A journal's keys hash and compare
+        // without Python code.
+        let found = unsafe {
+            ffi::PyDict_SetDefault(self.orders.as_ptr(), o.trade_id.as_ptr(), wo.as_ptr())
+        };
+        if found.is_null() {
+            drop(PyErr::fetch(py));
+            return Err(journal_error(py, &format!("{at}: an unhashable trade id")));
+        }
+        if found != wo.as_ptr() {
+            self.times.rekeyed = true;
+            self.orders.set_item(&o.trade_id, &wo)?;
+        }
+        self.times.written.push([o.clock_at, o.wall_at, o.boot_at]);
+        Ok(())
+    }
+
+    fn pop(&mut self, key: Bound<'py, PyAny>, at: &Where<'_>) -> PyResult<()> {
+        let py = self.orders.py();
+        let found = self
+            .orders
+            .contains(&key)
+            .map_err(|_| journal_error(py, &format!("{at}: an unhashable trade id")))?;
+        if found {
+            self.orders.del_item(key)?;
+        }
+        Ok(())
+    }
+}
+
+/// A restored order, ready for the registry: the order, its deadline,
+/// whether an entry, and its trade id when asked for.
+pub struct Restored<'py> {
+    pub wo: Py<WorkingOrder>,
+    pub deadline: f64,
+    pub enter: bool,
+    pub trade_id: Option<Bound<'py, PyAny>>,
+}
+
+/// Where a bulk restore puts its orders: the registry's index and the
+/// first position it hands out.
+pub type Place = (Weak<Slots>, u64);
+
+/// `orders` (from `_journal_read(..., working=True)`) with their times moved
+/// by `now - clock_at - elapsed` seconds, elapsed by the boot clock when
+/// `same_boot`, else by the wall clock (never negative); in order. With
+/// `place`, each order is linked to its position there (the index is
+/// filled next, with no Python between); otherwise it is left unlinked.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare<'py>(
+    orders: &Bound<'py, PyDict>,
+    times: &RestoreTimes,
     now: f64,
     wall_now: f64,
     boot_now: f64,
     same_boot: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, WorkingOrder>, f64, bool)> {
-    let py = item.py();
+    place: Option<&Place>,
+    with_ids: bool,
+) -> PyResult<Vec<Restored<'py>>> {
+    let py = orders.py();
     let bad =
         |what: &str| crate::errors::journal_error(py, &format!("journal has a bad order: {what}"));
-    let t = item.cast::<PyTuple>().map_err(|_| bad("not a tuple"))?;
-    if t.len() != 13 {
-        return Err(bad("not 13 fields"));
-    }
-    let f = |i: usize| t.get_item(i);
-    let (trade_id, asset) = (f(0)?, f(1)?);
-    let side = f(2)?.cast_into::<PyString>().map_err(|_| bad("side"))?;
-    let action = f(3)?.cast_into::<PyString>().map_err(|_| bad("action"))?;
-    let plan = f(4)?.cast_into::<PyDict>().map_err(|_| bad("plan"))?;
-    fn field<'py>(
-        plan: &Bound<'py, PyDict>,
-        k: &Bound<'py, PyString>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        plan.get_item(k)?.ok_or_else(|| {
-            crate::errors::journal_error(plan.py(), &format!("journal has a bad order: {k}"))
-        })
-    }
-    let get = |k: &Bound<'py, PyString>| field(&plan, k);
-    let text = |k: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyString>> {
-        field(&plan, k)?
-            .cast_into::<PyString>()
-            .map_err(|_| bad(&k.to_string()))
-    };
-    let p = ExecutionPlan::from_journal(
-        text(intern!(py, "order_type"))?,
-        get(intern!(py, "limit_price"))?.extract()?,
-        get(intern!(py, "post_only"))?.extract()?,
-        get(intern!(py, "ttl_s"))?.extract()?,
-        get(intern!(py, "is_maker"))?.extract()?,
-        text(intern!(py, "action"))?,
-        text(intern!(py, "reason"))?,
-        get(intern!(py, "suppress"))?.extract()?,
-        get(intern!(py, "metadata"))?
-            .cast_into::<PyDict>()
-            .map_err(|_| bad("metadata"))?,
-    );
-    let (submitted, deadline): (f64, f64) = (f(5)?.extract()?, f(6)?.extract()?);
-    let (retries_left, retry_n): (i64, i64) = (f(7)?.extract()?, f(9)?.extract()?);
-    let (clock_at, wall_at, boot_at): (f64, f64, f64) =
-        (f(10)?.extract()?, f(11)?.extract()?, f(12)?.extract()?);
-    let elapsed = if same_boot {
-        boot_now - boot_at
-    } else {
-        wall_now - wall_at
-    };
-    let shift = now - clock_at - elapsed.max(0.0);
-    let (submitted_at, deadline) = (submitted + shift, deadline + shift);
-    if !(deadline.is_finite() && submitted_at.is_finite()) {
-        return Err(bad("a time that is not finite"));
-    }
-    let enter = action.to_str().is_ok_and(|a| a == "ENTER");
-    let wo = Bound::new(
-        py,
-        WorkingOrder {
-            trade_id: trade_id.clone().unbind(),
-            asset: asset.unbind(),
-            side: side.unbind(),
-            action: action.unbind(),
-            plan: Py::new(py, p)?,
-            submitted_at,
+    let mut out = Vec::with_capacity(orders.len());
+    for (i, (_, value)) in orders.iter().enumerate() {
+        let wo = value
+            .cast_into::<WorkingOrder>()
+            .map_err(|_| bad("not a WorkingOrder"))?;
+        let mut w = wo.try_borrow_mut()?;
+        let written = w
+            .link
+            .as_ref()
+            .filter(|l| l.slots.strong_count() == 0)
+            .and_then(|l| usize::try_from(l.pos).ok())
+            .and_then(|at| times.written.get(at));
+        let Some(&[clock_at, wall_at, boot_at]) = written else {
+            return Err(bad("not read from this journal"));
+        };
+        let elapsed = if same_boot {
+            boot_now - boot_at
+        } else {
+            wall_now - wall_at
+        };
+        let shift = now - clock_at - elapsed.max(0.0);
+        let (submitted_at, deadline) = (w.submitted_at + shift, w.deadline + shift);
+        if !(deadline.is_finite() && submitted_at.is_finite()) {
+            return Err(bad("a time that is not finite"));
+        }
+        w.submitted_at = submitted_at;
+        w.deadline = deadline;
+        w.link = place.map(|(slots, first)| Link {
+            slots: slots.clone(),
+            pos: first + i as u64,
+        });
+        let enter = Action::is_named(w.action.bind(py), Action::Enter);
+        let trade_id = with_ids.then(|| w.trade_id.clone_ref(py).into_bound(py));
+        drop(w);
+        out.push(Restored {
+            wo: wo.unbind(),
             deadline,
-            retries_left,
-            base_trade_id: f(8)?.unbind(),
-            retry_n,
-            link: None,
-            journal: None,
-        },
-    )?;
-    Ok((trade_id, wo, deadline, enter))
+            enter,
+            trade_id,
+        });
+    }
+    Ok(out)
 }

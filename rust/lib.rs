@@ -56,6 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install_router_methods(&m.py().get_type::<router::ExecutionRouter>())?;
     m.add_class::<hooks::HookHandle>()?;
     m.add_class::<counters::Counters>()?;
+    m.add_class::<journal_restore::RestoreTimes>()?;
     m.add_function(wrap_pyfunction!(capture::parse_capture, m)?)?;
     m.add_function(wrap_pyfunction!(_crc32c, m)?)?;
     m.add_function(wrap_pyfunction!(journal_read::_journal_read, m)?)?;

@@ -224,7 +224,8 @@ impl ExecutionPlan {
         self.action.bind(py).clone()
     }
 
-    /// A plan read back from the journal (its fields already checked there).
+    /// A plan read back from the journal (its fields already checked there);
+    /// no metadata stands for an empty dict, made on first access.
     #[allow(clippy::too_many_arguments)]
     pub fn from_journal(
         order_type: Bound<'_, PyString>,
@@ -235,7 +236,7 @@ impl ExecutionPlan {
         action: Bound<'_, PyString>,
         reason: Bound<'_, PyString>,
         suppress: bool,
-        metadata: Bound<'_, PyDict>,
+        metadata: Option<Bound<'_, PyDict>>,
     ) -> Self {
         Self {
             order_type: order_type.unbind(),
@@ -246,7 +247,7 @@ impl ExecutionPlan {
             action: action.unbind(),
             reason: reason.unbind(),
             suppress,
-            metadata: Mutex::new(Some(metadata.unbind())),
+            metadata: Mutex::new(metadata.map(Bound::unbind)),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::errors::journal_error;
 use crate::index::Index;
 use crate::journal::{JournalFault, Mark, Writer};
 use crate::journal_format::{self as fmt, Kind};
+use crate::journal_restore::{Place, Restored};
 use crate::sync::lock;
 use crate::working::{Link, WorkingOrder};
 
@@ -456,6 +457,98 @@ impl Registry {
             self.after_change(py, added, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)
+    }
+
+    /// Where a restore may put its orders at once: the index and its next
+    /// position, when the registry is empty, unjournaled and unobserved.
+    pub fn bulk_place(&self, py: Python<'_>) -> Option<Place> {
+        if self.journaled()
+            || self.observed.load(Ordering::Acquire)
+            || !self.working.bind(py).is_empty()
+        {
+            return None;
+        }
+        let slots = lock(&self.slots);
+        slots
+            .is_empty()
+            .then(|| (Arc::downgrade(&self.slots), slots.next_pos()))
+    }
+
+    /// Register restored orders at once, linked by `prepare` to positions
+    /// from `first` (`bulk_place`): the dict merged from `source`, the
+    /// journal's own (else filled from the orders' ids), the index in one pass.
+    pub fn restore_bulk(
+        &self,
+        py: Python<'_>,
+        source: Option<&Bound<'_, PyDict>>,
+        orders: Vec<Restored<'_>>,
+        first: u64,
+    ) -> PyResult<usize> {
+        let n = orders.len();
+        let dict = self.working.bind(py);
+        self.bump();
+        let filled = match source {
+            // SAFETY: two live dicts; -1 with an exception set on failure.
+            Some(src) if src.len() == n => {
+                if unsafe { ffi::PyDict_Update(dict.as_ptr(), src.as_ptr()) } < 0 {
+                    Err(PyErr::fetch(py))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => orders.iter().try_for_each(|o| match &o.trade_id {
+                Some(key) => dict.set_item(key, o.wo.bind(py)),
+                None => Err(journal_error(py, "journal has a bad order: no trade id")),
+            }),
+        }
+        .and_then(|()| {
+            if dict.len() == n {
+                Ok(())
+            } else {
+                Err(journal_error(
+                    py,
+                    "journal has a bad order: a duplicate trade id",
+                ))
+            }
+        });
+        if let Err(err) = filled {
+            dict.clear();
+            return Err(err);
+        }
+        let (positions, displaced) =
+            lock(&self.slots).extend(orders.into_iter().map(|o| (o.wo, o.deadline, o.enter)));
+        // Released here, unlocked.
+        drop(displaced);
+        if positions.first().is_some_and(|p| *p != first) {
+            // Not where `prepare` linked them (never: nothing ran between).
+            for (wo, pos) in dict.values().iter().zip(positions) {
+                if let Ok(wo) = wo.cast_into::<WorkingOrder>() {
+                    wo.try_borrow_mut()?.link = Some(Link {
+                        slots: Arc::downgrade(&self.slots),
+                        pos,
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Register restored orders one by one (`put`), in order.
+    pub fn restore_each(
+        &self,
+        py: Python<'_>,
+        orders: Vec<Restored<'_>>,
+        now: f64,
+    ) -> PyResult<usize> {
+        let n = orders.len();
+        for o in orders {
+            let wo = o.wo.into_bound(py);
+            let Some(key) = o.trade_id else {
+                return Err(journal_error(py, "journal has a bad order: no trade id"));
+            };
+            self.put("restore", &key, &wo, o.deadline, o.enter, now)?;
+        }
+        Ok(n)
     }
 
     /// Remove the order under `trade_id` and bump `counter` (recorded with

@@ -798,28 +798,41 @@ impl ExecutionRouter {
         )
     }
 
-    /// Register the orders of a journal read back (`journal_format.Order`
-    /// tuples), their times moved by `shift(clock_at, wall_at, boot_at)`
-    /// seconds: `now - clock_at - elapsed`, elapsed by the boot clock when
-    /// `same_boot`, else by the wall clock (never negative).
-    #[pyo3(signature = (orders, now, wall_now, boot_now, same_boot))]
+    /// Register the orders of a journal read back by
+    /// `_journal_read(data, name, working=True)` (its orders and times),
+    /// their times moved by `now - clock_at - elapsed` seconds, elapsed by
+    /// the boot clock when `same_boot`, else by the wall clock (never
+    /// negative). Returns how many.
+    #[pyo3(signature = (orders, times, now, wall_now, boot_now, same_boot))]
     fn _journal_restore<'py>(
         &self,
-        orders: &Bound<'py, PyAny>,
+        orders: &Bound<'py, PyDict>,
+        times: &Bound<'py, journal_restore::RestoreTimes>,
         now: f64,
         wall_now: f64,
         boot_now: f64,
         same_boot: bool,
     ) -> PyResult<usize> {
-        let mut n = 0;
-        for item in orders.try_iter()? {
-            let (trade_id, wo, deadline, enter) =
-                journal_restore::order(&item?, now, wall_now, boot_now, same_boot)?;
-            self.registry
-                .put("restore", &trade_id, &wo, deadline, enter, now)?;
-            n += 1;
+        let py = orders.py();
+        let times = times.get();
+        let place = self.registry.bulk_place(py);
+        let restored = journal_restore::prepare(
+            orders,
+            times,
+            now,
+            wall_now,
+            boot_now,
+            same_boot,
+            place.as_ref(),
+            place.is_none() || times.rekeyed(),
+        )?;
+        match place {
+            Some((_, first)) => {
+                let source = (!times.rekeyed()).then_some(orders);
+                self.registry.restore_bulk(py, source, restored, first)
+            }
+            None => self.registry.restore_each(py, restored, now),
         }
-        Ok(n)
     }
 
     /// Stop journaling: sync (power, group) and close the file; whether one was attached.

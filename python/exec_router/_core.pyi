@@ -1,5 +1,6 @@
 """Type stub of the native core (`rust/`). Kept honest by mypy.stubtest."""
 
+import mmap
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import Field
 from typing import Any, ClassVar, Final, TypeVar, final, overload
@@ -19,6 +20,7 @@ __all__ = [
     "ExecutionRouter",
     "HookHandle",
     "WorkingOrder",
+    "_RestoreTimes",
     "__version__",
     "_crc32c",
     "_journal_faults",
@@ -235,7 +237,13 @@ class ExecutionRouter:
         compact_bytes: int | None = None,
     ) -> None: ...
     def _journal_restore(
-        self, orders: Any, now: float, wall_now: float, boot_now: float, same_boot: bool
+        self,
+        orders: dict[Any, WorkingOrder],
+        times: _RestoreTimes,
+        now: float,
+        wall_now: float,
+        boot_now: float,
+        same_boot: bool,
     ) -> int: ...
     def _journal_detach(self) -> bool: ...
     def _journal_bytes(self) -> bytes | None: ...
@@ -245,7 +253,11 @@ class ExecutionRouter:
     def _journal_stats(self) -> dict[str, Any] | None: ...
 
 def _crc32c(data: bytes) -> int: ...
-def _journal_read(data: bytes, name: str) -> tuple[Any, ...]: ...
+@final
+class _RestoreTimes:
+    """When each order of a journal read back was written (for ``_journal_restore``)."""
+
+def _journal_read(data: bytes | mmap.mmap, name: str, working: bool = False) -> tuple[Any, ...]: ...
 def _journal_faults(points: int, errno: int) -> None: ...
 def parse_capture(
     path: str,

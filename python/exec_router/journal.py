@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import mmap
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import journal_format as _jf
 from . import journal_sqlite as _legacy
 from .config import ExecConfig
+from .constants import COUNTER_KEYS
 from .errors import JournalError
 
 if TYPE_CHECKING:
@@ -121,6 +123,32 @@ class Journal:
                 return f.read() if limit is None else f.read(limit)
         except OSError as err:
             raise JournalError(f"cannot read journal {str(self.path)!r}: {err}") from err
+
+    @contextlib.contextmanager
+    def _bytes_to_read(self) -> Iterator[bytes | mmap.mmap]:
+        """The file's bytes for a replay or restore: through the writer while this
+        process has it attached, else the file mapped read-only for the native
+        reader (no copy of a file of a million orders)."""
+        with _OPEN_LOCK:
+            holder = _OPEN.get(self._real)
+        if _jf._NATIVE_READ is None or (holder is not None and holder._router is not None):
+            yield self._read()
+            return
+        try:
+            fd = os.open(self._real, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise JournalError(f"cannot read journal {str(self.path)!r}: {err}") from err
+        try:  # the map keeps its own descriptor
+            mapped: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # an empty file, or one that cannot be mapped
+            mapped = None
+        finally:
+            os.close(fd)
+        if mapped is None:
+            yield self._read()
+            return
+        with mapped:
+            yield mapped
 
     # ── lifecycle ────────────────────────────────────────────────────────────
 
@@ -257,7 +285,12 @@ class Journal:
         self._check_open()
         if self._legacy:
             raise JournalError(f"journal {str(self.path)!r} is in the former SQLite format")
-        return _jf.read(self._read(), str(self.path))
+        with self._bytes_to_read() as data:
+            if isinstance(data, mmap.mmap):  # only for the native reader
+                from ._core import _journal_read
+
+                return _replay(list(_journal_read(data, str(self.path))))
+            return _jf.read(data, str(self.path))
 
     def state(self) -> dict[str, Any]:
         """The journaled registry as an ``exec_router.state`` dict (wall-clock times)."""
@@ -341,14 +374,23 @@ class Journal:
             return self._restore(config, logger, clock, router_type)
 
     def _restore(self, config: ExecConfig | None, logger: Any, clock: Any, router_type: Any) -> Any:
-        r = self.replay()
+        times = None
+        if _native_type(router_type):  # orders read straight into WorkingOrders
+            from ._core import _journal_read
+
+            self._check_open()
+            with self._bytes_to_read() as data:
+                *fields, times = _journal_read(data, str(self.path), True)
+            r = _replay(fields)
+        else:
+            r = self.replay()
         if config is None:
             try:
                 config = ExecConfig(**r.config) if r.config is not None else ExecConfig()
             except (TypeError, ValueError) as err:
                 raise JournalError(f"journal {str(self.path)!r} has a bad config: {err}") from err
         router = router_type(config, logger=logger, clock=clock)
-        restore_orders(router, r)
+        restore_orders(router, r, times)
         for key, value in r.counters.items():
             router.counters[key] = value
         return router
@@ -360,19 +402,38 @@ class Journal:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
+    """No GC pass while a restore allocates its objects (two per order); then
+    they join the oldest generation, not the youngest, so the next young
+    collection (at the first allocation after ``gc.enable()``, still inside
+    the restore) does not traverse them all, nor later a middle one.
+    ``gc.freeze()`` + ``gc.unfreeze()`` moves every tracked object there in
+    O(1); skipped when the process keeps objects frozen (unfreeze would
+    release them)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
     finally:
         if was:
             gc.enable()
 
 
-def _is_pure(router: Any) -> bool:
-    from . import reference
+def _native_type(router_type: Any) -> bool:
+    """Whether ``router_type`` is the native core's router (or a subclass)."""
+    try:
+        from ._core import ExecutionRouter as Native
+    except ImportError:
+        return False
+    return isinstance(router_type, type) and issubclass(router_type, Native)
 
-    return isinstance(router, reference.ExecutionRouter)
+
+def _replay(fields: list[Any]) -> _jf.Replay:
+    fid, boot, created, cfg, counts, found, end, torn, seq, records = fields
+    counted = dict(zip(COUNTER_KEYS, counts, strict=True))
+    return _jf.Replay(fid, boot, created, cfg, counted, found, end, torn, seq, records)
 
 
 def _plan_type(router: Any) -> Any:
@@ -385,17 +446,20 @@ def _plan_type(router: Any) -> Any:
     return ExecutionPlan
 
 
-def restore_orders(router: Any, r: _jf.Replay) -> None:
-    """Register ``r``'s orders on ``router`` with their remaining TTLs."""
+def restore_orders(router: Any, r: _jf.Replay, times: Any = None) -> None:
+    """Register ``r``'s orders on ``router`` with their remaining TTLs.
+
+    With ``times`` (from ``_journal_read(..., working=True)``), ``r.orders``
+    are the native core's ``WorkingOrder``s, registered in one native call;
+    otherwise they are ``journal_format.Order`` tuples."""
     from . import state as _state
 
     plan_type = _plan_type(router)
     now = _state._clock_reading(router)
     wall_now, boot_now = (_clocks or _jf.now)()
     same_boot = r.boot_id != bytes(16) and r.boot_id == _jf.boot_id()
-    native = getattr(router, "_journal_restore", None)
-    if native is not None and not _is_pure(router):  # the native core: one call
-        native(r.orders.values(), now, wall_now, boot_now, same_boot)
+    if times is not None:
+        router._journal_restore(r.orders, times, now, wall_now, boot_now, same_boot)
         return
     register = router.register_working
     for o in r.orders.values():
