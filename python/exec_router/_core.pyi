@@ -253,6 +253,7 @@ class ExecutionRouter:
     def _journal_stats(self) -> dict[str, Any] | None: ...
 
 def _crc32c(data: bytes) -> int: ...
+
 @final
 class _RestoreTimes:
     """When each order of a journal read back was written (for ``_journal_restore``)."""
