@@ -134,7 +134,6 @@ pub struct Writer {
     threshold: usize,
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
-    scratch: Vec<u8>,
     /// The counters of the last frame appended, with its seq: a put or pop
     /// right after it carries only those that changed since.
     last: Option<(u64, Counts)>,
@@ -220,7 +219,6 @@ impl Writer {
             threshold: floor,
             stats: Stats::default(),
             group: None,
-            scratch: Vec::new(),
             last: None,
         };
         w.rewrite(counts, bodies)?;
@@ -300,12 +298,11 @@ impl Writer {
     ) -> Result<Mark, JournalFault> {
         self.check_fork()?;
         let mask = self.mask(kind, counts);
-        let mut frame = std::mem::take(&mut self.scratch);
-        frame.clear();
-        fmt::frame_masked(&mut frame, kind, self.seq + 1, mask, counts, body);
-        let result = self.write_at_end(&frame);
-        self.scratch = frame;
-        let start = result?;
+        let (prefix, n) = fmt::prefix_bytes(kind, self.seq + 1, mask, counts);
+        let prefix = prefix.get(..n).unwrap_or(&[]);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(prefix), body);
+        let head = fmt::frame_head(n + body.len(), crc);
+        let start = self.write_at_end(&head, prefix, body)?;
         let mark = Mark {
             start,
             seq: self.seq,
@@ -332,28 +329,37 @@ impl Writer {
         }
     }
 
-    fn write_at_end(&mut self, frame: &[u8]) -> Result<usize, JournalFault> {
+    /// Copy a frame (head, then prefix and body) into the map at `end`.
+    fn write_at_end(
+        &mut self,
+        head: &[u8; fmt::FRAME_HEAD],
+        prefix: &[u8],
+        body: &[u8],
+    ) -> Result<usize, JournalFault> {
         let start = self.end;
-        let stop = start + frame.len();
+        let len = head.len() + prefix.len() + body.len();
+        let stop = start + len;
         if stop > self.map.len() {
             self.grow(stop)?;
         }
+        let Some(slot) = self.map.get_mut(start..stop) else {
+            return Err(JournalFault("journal: mapping too small".to_owned()));
+        };
         // The head (length, CRC) first, then the payload: a process killed
         // in between leaves a head whose CRC fails and zeros after the frame,
-        // a torn tail. One copy could store the payload's end first.
-        let (head, payload) = frame.split_at(fmt::FRAME_HEAD.min(frame.len()));
-        let Some(slot) = self.map.get_mut(start..start + head.len()) else {
+        // a torn tail, never a payload without its head.
+        let Some((h, payload)) = slot.split_at_mut_checked(head.len()) else {
             return Err(JournalFault("journal: mapping too small".to_owned()));
         };
-        slot.copy_from_slice(head);
+        h.copy_from_slice(head);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        let Some(slot) = self.map.get_mut(start + head.len()..stop) else {
-            return Err(JournalFault("journal: mapping too small".to_owned()));
-        };
-        slot.copy_from_slice(payload);
+        if let Some((p, b)) = payload.split_at_mut_checked(prefix.len()) {
+            p.copy_from_slice(prefix);
+            b.copy_from_slice(body);
+        }
         if self.mode == SyncMode::Power {
             let t = Instant::now();
-            if let Err(e) = self.map.flush_range(start, frame.len()) {
+            if let Err(e) = self.map.flush_range(start, len) {
                 if let Some(slot) = self.map.get_mut(start..stop) {
                     slot.fill(0);
                 }

@@ -123,16 +123,39 @@ pub fn frame_masked(
     }
 }
 
-/// `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
-pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
-    out.push(kind as u8);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&mask.to_le_bytes());
+/// The longest prefix: kind, seq, mask and every counter.
+pub const PREFIX_MAX: usize = KIND_SEQ + 2 + 8 * KEYS.len();
+
+/// `[u8 kind][u64 seq][u16 mask][the counters mask selects]`, and its length.
+pub fn prefix_bytes(
+    kind: Kind,
+    seq: u64,
+    mask: Mask,
+    counts: &Counts,
+) -> ([u8; PREFIX_MAX], usize) {
+    let mut buf = [0_u8; PREFIX_MAX];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(slot) = buf.get_mut(n..n + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            n += bytes.len();
+        }
+    };
+    put(&[kind as u8]);
+    put(&seq.to_le_bytes());
+    put(&mask.to_le_bytes());
     for (i, c) in counts.iter().enumerate() {
         if mask & (1 << i) != 0 {
-            out.extend_from_slice(&c.to_le_bytes());
+            put(&c.to_le_bytes());
         }
     }
+    (buf, n)
+}
+
+/// Append `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
+pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
+    let (buf, n) = prefix_bytes(kind, seq, mask, counts);
+    out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
 }
 
 /// `[u32 length][u32 CRC-32C]` of a payload.
@@ -236,24 +259,13 @@ fn f64s(out: &mut Vec<u8>, xs: &[f64]) {
     }
 }
 
-/// The body of a PUT: the whole order, with the clocks at the time of writing.
-pub fn order_body(
-    wo: &Bound<'_, WorkingOrder>,
-    clock_at: f64,
-    wall: f64,
-    boot: f64,
-) -> Result<Vec<u8>, Refusal> {
-    let py = wo.py();
-    let w = wo
-        .try_borrow()
-        .map_err(|_| Refusal::Value("the order: it is being changed".to_owned()))?;
-    let plan = w.plan.bind(py);
-    let p: &ExecutionPlan = plan.get();
-    let mut out = Vec::with_capacity(160);
-    value(&mut out, w.trade_id.bind(py), "trade_id", 0)?;
-    value(&mut out, w.asset.bind(py), "asset", 0)?;
-    str_bytes(&mut out, w.side.bind(py), "side")?;
-    str_bytes(&mut out, w.action.bind(py), "action")?;
+/// The plan's fields before its metadata, encoded on the plan's first
+/// journaled registration and kept with it (they are immutable).
+fn plan_fields<'p>(py: Python<'_>, p: &'p ExecutionPlan) -> Result<&'p [u8], Refusal> {
+    if let Some(done) = p.journaled().get() {
+        return Ok(done);
+    }
+    let mut out = Vec::with_capacity(64);
     str_bytes(&mut out, &p.order_type_str(py), "plan.order_type")?;
     f64s(&mut out, &[p.limit_price]);
     out.push(u8::from(p.post_only));
@@ -262,16 +274,57 @@ pub fn order_body(
     str_bytes(&mut out, &p.action_str(py), "plan.action")?;
     str_bytes(&mut out, &p.reason_str(py), "plan.reason")?;
     out.push(u8::from(p.suppress));
-    value(&mut out, p.metadata_dict(py).as_any(), "plan.metadata", 0)?;
+    Ok(p.journaled().get_or_init(|| out.into_boxed_slice()))
+}
+
+/// The body of a PUT but for its last 16 bytes, the wall and boot clocks
+/// (`order_body` adds them; the writer reads the clocks as it appends).
+pub fn order_body_head(
+    out: &mut Vec<u8>,
+    wo: &Bound<'_, WorkingOrder>,
+    clock_at: f64,
+) -> Result<(), Refusal> {
+    let py = wo.py();
+    let w = wo
+        .try_borrow()
+        .map_err(|_| Refusal::Value("the order: it is being changed".to_owned()))?;
+    let plan = w.plan.bind(py);
+    let p: &ExecutionPlan = plan.get();
+    value(out, w.trade_id.bind(py), "trade_id", 0)?;
+    value(out, w.asset.bind(py), "asset", 0)?;
+    str_bytes(out, w.side.bind(py), "side")?;
+    str_bytes(out, w.action.bind(py), "action")?;
+    out.extend_from_slice(plan_fields(py, p)?);
+    // The metadata is a mutable dict: encoded each time.
+    match p.metadata_if_any(py) {
+        Some(m) => value(out, m.as_any(), "plan.metadata", 0)?,
+        None => {
+            out.push(DICT);
+            out.extend_from_slice(&0_u32.to_le_bytes());
+        }
+    }
     let times = [w.submitted_at, w.deadline];
     if times.iter().any(|t| !t.is_finite()) {
         return Err(Refusal::Value("the order: a non-finite time".to_owned()));
     }
-    f64s(&mut out, &times);
+    f64s(out, &times);
     out.extend_from_slice(&w.retries_left.to_le_bytes());
-    value(&mut out, w.base_trade_id.bind(py), "base_trade_id", 0)?;
+    value(out, w.base_trade_id.bind(py), "base_trade_id", 0)?;
     out.extend_from_slice(&w.retry_n.to_le_bytes());
-    f64s(&mut out, &[clock_at, wall, boot]);
+    f64s(out, &[clock_at]);
+    Ok(())
+}
+
+/// The body of a PUT: the whole order, with the clocks at the time of writing.
+pub fn order_body(
+    wo: &Bound<'_, WorkingOrder>,
+    clock_at: f64,
+    wall: f64,
+    boot: f64,
+) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::with_capacity(192);
+    order_body_head(&mut out, wo, clock_at)?;
+    f64s(&mut out, &[wall, boot]);
     Ok(out)
 }
 
@@ -280,6 +333,22 @@ pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity(24);
     value(&mut out, trade_id, "trade_id", 0)?;
     Ok(out)
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's scratch buffer, cleared (a nested call gets a
+/// fresh one): bodies are encoded there with no allocation once it has grown.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    buf.clear();
+    let out = f(&mut buf);
+    if buf.capacity() <= 1 << 16 {
+        let _ = SCRATCH.try_with(|cell| cell.set(buf));
+    }
+    out
 }
 
 /// The body of a SNAPSHOT: how many PUT frames follow.

@@ -68,6 +68,8 @@ pub struct Registry {
     journaled: AtomicBool,
     /// Tests only: `fn() -> (wall, boot)` instead of the system clocks.
     times_fn: Mutex<Option<Py<PyAny>>>,
+    /// Whether `times_fn` is set, readable without the lock.
+    timed: AtomicBool,
 }
 
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
@@ -86,24 +88,35 @@ impl Registry {
             journal: Mutex::new(None),
             journaled: AtomicBool::new(false),
             times_fn: Mutex::new(None),
+            timed: AtomicBool::new(false),
         }
     }
 
     /// (wall, boot) now: the system clocks, or the tests' `times_fn` (called
     /// before any append; the writer keeps the reading for its snapshots).
     fn read_times(&self, py: Python<'_>) -> PyResult<(f64, f64)> {
+        if let Some(t) = self.call_times_fn(py)? {
+            return Ok(t);
+        }
+        Ok(match lock(&self.journal).as_ref() {
+            Some(w) => w.times(),
+            None => crate::journal::now(None),
+        })
+    }
+
+    /// Tests: the reading of `times_fn` (Python, so called with no lock
+    /// held), kept by the writer; None without one.
+    fn call_times_fn(&self, py: Python<'_>) -> PyResult<Option<(f64, f64)>> {
+        if !self.timed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let f = lock(&self.times_fn).as_ref().map(|f| f.clone_ref(py));
-        let Some(f) = f else {
-            return Ok(match lock(&self.journal).as_ref() {
-                Some(w) => w.times(),
-                None => crate::journal::now(None),
-            });
-        };
+        let Some(f) = f else { return Ok(None) };
         let t: (f64, f64) = f.bind(py).call0()?.extract()?;
         if let Some(w) = lock(&self.journal).as_mut() {
             w.fix_times(t);
         }
-        Ok(t)
+        Ok(Some(t))
     }
 
     // ── journal ──────────────────────────────────────────────────────────
@@ -113,7 +126,8 @@ impl Registry {
     }
 
     /// Encode and append the PUT of `wo` (registered at clock reading `now`).
-    /// All Python (type checks) runs here, before the append.
+    /// All Python (type checks, the tests' clocks) runs here, before the
+    /// append; the journal is locked once, to read the clocks and append.
     fn journal_put(
         &self,
         method: &str,
@@ -122,11 +136,7 @@ impl Registry {
         now: f64,
     ) -> PyResult<Option<Mark>> {
         let py = wo.py();
-        match lock(&self.journal).as_ref() {
-            Some(w) => w.check_fork().map_err(|f| fault(py, f))?,
-            None => return Ok(None),
-        }
-        let times = self.read_times(py)?;
+        let fixed = self.call_times_fn(py)?;
         // The key is checked too (the order's body holds it when it is the
         // order's trade id): a key the journal can write hashes and compares
         // without Python code.
@@ -134,18 +144,25 @@ impl Registry {
         if !same {
             fmt::pop_body(key).map_err(|r| r.into_err(method))?;
         }
-        let body = fmt::order_body(wo, now, times.0, times.1).map_err(|r| r.into_err(method))?;
-        let counts = fmt::counts(&self.cells);
-        let mark = match lock(&self.journal).as_mut() {
-            Some(w) => w
-                .append(Kind::Put, &counts, &body)
-                .map_err(|f| fault(py, f))?,
-            None => return Ok(None),
-        };
-        if let Ok(mut w) = wo.try_borrow_mut() {
-            w.journal = Some(body.into_boxed_slice());
-        }
-        Ok(Some(mark))
+        fmt::with_scratch(|body| {
+            fmt::order_body_head(body, wo, now).map_err(|r| r.into_err(method))?;
+            let counts = fmt::counts(&self.cells);
+            let mark = {
+                let mut slot = lock(&self.journal);
+                let Some(w) = slot.as_mut() else {
+                    return Ok(None);
+                };
+                let (wall, boot) = fixed.unwrap_or_else(|| w.times());
+                body.extend_from_slice(&wall.to_le_bytes());
+                body.extend_from_slice(&boot.to_le_bytes());
+                w.append(Kind::Put, &counts, body)
+                    .map_err(|f| fault(py, f))?
+            };
+            if let Ok(mut w) = wo.try_borrow_mut() {
+                w.journal = Some(Box::from(body.as_slice()));
+            }
+            Ok(Some(mark))
+        })
     }
 
     fn undo(&self, mark: Option<Mark>) {
@@ -213,7 +230,11 @@ impl Registry {
                 "Journal.attach(): the router already has a journal attached",
             ));
         }
-        let old = std::mem::replace(&mut *lock(&self.times_fn), times_fn.map(Bound::unbind));
+        let old = {
+            let mut slot = lock(&self.times_fn);
+            self.timed.store(times_fn.is_some(), Ordering::Release);
+            std::mem::replace(&mut *slot, times_fn.map(Bound::unbind))
+        };
         drop(old);
         let (wall, boot) = match self.read_times(py) {
             Ok(t) => t,
@@ -308,7 +329,11 @@ impl Registry {
 
     /// Detach the journal: sync it (power and group modes) and close the file.
     pub fn detach(&self) -> bool {
-        let times_fn = lock(&self.times_fn).take();
+        let times_fn = {
+            let mut slot = lock(&self.times_fn);
+            self.timed.store(false, Ordering::Release);
+            slot.take()
+        };
         drop(times_fn);
         let old = {
             let mut slot = lock(&self.journal);
@@ -485,25 +510,32 @@ impl Registry {
         counter: Option<Counter>,
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
-        let Ok(body) = fmt::pop_body(key) else {
-            return Ok(None);
-        };
         let dict = self.working.bind(py);
-        let found = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
-        let Some(found) = found else {
+        let appended = fmt::with_scratch(|body| {
+            if fmt::value(body, key, "trade_id", 0).is_err() {
+                return Ok(None);
+            }
+            let found =
+                guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
+            let Some(found) = found else {
+                return Ok(None);
+            };
+            let wo = found.cast_into::<WorkingOrder>()?;
+            let mut counts = fmt::counts(&self.cells);
+            if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
+                *slot = slot.saturating_add(1);
+            }
+            let mark = match lock(&self.journal).as_mut() {
+                Some(w) => Some(
+                    w.append(Kind::Pop, &counts, body)
+                        .map_err(|f| fault(py, f))?,
+                ),
+                None => None,
+            };
+            PyResult::Ok(Some((wo, mark)))
+        })?;
+        let Some((wo, mark)) = appended else {
             return Ok(None);
-        };
-        let wo = found.cast_into::<WorkingOrder>()?;
-        let mut counts = fmt::counts(&self.cells);
-        if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
-            *slot = slot.saturating_add(1);
-        }
-        let mark = match lock(&self.journal).as_mut() {
-            Some(w) => Some(
-                w.append(Kind::Pop, &counts, &body)
-                    .map_err(|f| fault(py, f))?,
-            ),
-            None => None,
         };
         self.bump();
         if let Err(err) = dict.del_item(key) {
