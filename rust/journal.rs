@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,6 +20,16 @@ use crate::sync::lock;
 
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
+/// Bytes past the end that an append prefetches for the next ones.
+const PREFETCH: usize = 256;
+/// The writer maps this much address space (or twice the file) once, so
+/// that growing the file only allocates: no remap, no page-table rebuild.
+const RESERVE: usize = 1 << 30;
+/// The pretoucher keeps this much of the file ahead of the end populated.
+const AHEAD: usize = 256 << 10;
+/// Pages populated per `madvise` call (the map's lock is held for one).
+const TOUCH_STEP: usize = 64 << 10;
+const PAGE: usize = 4096;
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
 static AT_FORK: Once = Once::new();
@@ -112,7 +122,6 @@ struct Group {
 pub struct Mark {
     start: usize,
     seq: u64,
-    last: Option<(u64, Counts)>,
 }
 
 pub struct Writer {
@@ -134,9 +143,19 @@ pub struct Writer {
     threshold: usize,
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
+    /// Bytes of the file allocated (and safe to store to) from the map's start.
+    cap: usize,
+    /// Where `map` starts: a map replaced elsewhere (a compaction) is noticed.
+    mapped_at: usize,
+    /// Populates the pages ahead of the end from another thread.
+    toucher: Option<Toucher>,
+    /// The end of the range last handed to the toucher.
+    asked: usize,
     /// The counters of the last frame appended, with its seq: a put or pop
     /// right after it carries only those that changed since.
     last: Option<(u64, Counts)>,
+    /// `last` before the latest append, for `undo`.
+    undo_last: Option<(u64, Counts)>,
 }
 
 fn round_up(n: usize) -> usize {
@@ -219,10 +238,16 @@ impl Writer {
             threshold: floor,
             stats: Stats::default(),
             group: None,
+            cap: 0,
+            mapped_at: 0,
+            toucher: None,
+            asked: 0,
             last: None,
+            undo_last: None,
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
+        w.toucher = if std::env::var_os("XX_NO_TOUCH").is_some() { None } else { Toucher::start() };
         if let SyncMode::Group(every) = mode {
             w.start_group(every);
         }
@@ -296,20 +321,33 @@ impl Writer {
         counts: &Counts,
         body: &[u8],
     ) -> Result<Mark, JournalFault> {
+        fmt::with_scratch(|buf| {
+            buf.resize(fmt::ROOM, 0);
+            buf.extend_from_slice(body);
+            self.append_sealed(kind, counts, buf)
+        })
+    }
+
+    /// [`Writer::append`] of the body in `buf` from [`fmt::ROOM`] on: the
+    /// head and prefix are written in front of it, and the frame copied once.
+    pub fn append_sealed(
+        &mut self,
+        kind: Kind,
+        counts: &Counts,
+        buf: &mut [u8],
+    ) -> Result<Mark, JournalFault> {
         self.check_fork()?;
         let mask = self.mask(kind, counts);
-        let (prefix, n) = fmt::prefix_bytes(kind, self.seq + 1, mask, counts);
-        let prefix = prefix.get(..n).unwrap_or(&[]);
-        let crc = crc32c::crc32c_append(crc32c::crc32c(prefix), body);
-        let head = fmt::frame_head(n + body.len(), crc);
-        let start = self.write_at_end(&head, prefix, body)?;
+        let start = fmt::seal(buf, kind, self.seq + 1, mask, counts)
+            .ok_or_else(|| JournalFault("journal: a body buffer without room".to_owned()))?;
+        let frame = buf.get(start..).unwrap_or(&[]);
+        let at = self.write_at_end(frame)?;
         let mark = Mark {
-            start,
+            start: at,
             seq: self.seq,
-            last: self.last,
         };
+        self.undo_last = self.last.replace((self.seq + 1, *counts));
         self.seq += 1;
-        self.last = Some((self.seq, *counts));
         self.stats.records += 1;
         if let Some((g, _)) = &self.group {
             g.written.store(self.seq, Ordering::Release);
@@ -329,34 +367,36 @@ impl Writer {
         }
     }
 
-    /// Copy a frame (head, then prefix and body) into the map at `end`.
-    fn write_at_end(
-        &mut self,
-        head: &[u8; fmt::FRAME_HEAD],
-        prefix: &[u8],
-        body: &[u8],
-    ) -> Result<usize, JournalFault> {
+    /// Copy a frame into the map at `end`: its head, then its payload.
+    fn write_at_end(&mut self, frame: &[u8]) -> Result<usize, JournalFault> {
         let start = self.end;
-        let len = head.len() + prefix.len() + body.len();
+        let len = frame.len();
         let stop = start + len;
-        if stop > self.map.len() {
+        if self.map.as_ptr() as usize != self.mapped_at {
+            // Replaced by a compaction: a map of the whole new file.
+            self.cap = self.map.len();
+            self.mapped_at = self.map.as_ptr() as usize;
+            self.asked = 0;
+            self.retarget();
+        }
+        if stop > self.cap {
             self.grow(stop)?;
         }
-        let Some(slot) = self.map.get_mut(start..stop) else {
+        let Some(slot) = self.map.get_mut(start..stop).filter(|_| stop <= self.cap) else {
             return Err(JournalFault("journal: mapping too small".to_owned()));
         };
         // The head (length, CRC) first, then the payload: a process killed
         // in between leaves a head whose CRC fails and zeros after the frame,
         // a torn tail, never a payload without its head.
-        let Some((h, payload)) = slot.split_at_mut_checked(head.len()) else {
-            return Err(JournalFault("journal: mapping too small".to_owned()));
+        let (Some((h, payload)), Some((head, rest))) = (
+            slot.split_at_mut_checked(fmt::FRAME_HEAD),
+            frame.split_at_checked(fmt::FRAME_HEAD),
+        ) else {
+            return Err(JournalFault("journal: a frame without its head".to_owned()));
         };
         h.copy_from_slice(head);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if let Some((p, b)) = payload.split_at_mut_checked(prefix.len()) {
-            p.copy_from_slice(prefix);
-            b.copy_from_slice(body);
-        }
+        payload.copy_from_slice(rest);
         if self.mode == SyncMode::Power {
             let t = Instant::now();
             if let Err(e) = self.map.flush_range(start, len) {
@@ -368,7 +408,53 @@ impl Writer {
             self.note_sync(t.elapsed().as_secs_f64());
         }
         self.end = stop;
+        self.prefetch_tail();
+        if self.end + AHEAD / 2 > self.asked {
+            self.ask_ahead();
+        }
         Ok(start)
+    }
+
+    /// Bring the next frames' cache lines in ahead of their stores (the
+    /// kernel zeroed these pages long ago, so they miss every cache).
+    fn prefetch_tail(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            const LINE: usize = 64;
+            let base = self.map.as_ptr();
+            let from = self.end.next_multiple_of(LINE);
+            let to = (from + PREFETCH).min(self.cap);
+            let mut off = from;
+            while off < to {
+                // SAFETY: a prefetch is a hint, never a load or a fault; the
+                // address is inside the mapping.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
+                        base.wrapping_add(off).cast::<i8>(),
+                    );
+                }
+                off += LINE;
+            }
+        }
+    }
+
+    /// Hand the toucher the pages from the end to `AHEAD` past it.
+    fn ask_ahead(&mut self) {
+        let to = (self.end + AHEAD).min(self.cap);
+        self.asked = self.end + AHEAD;
+        if let Some(t) = &self.toucher {
+            t.ask(self.end, to);
+        }
+    }
+
+    /// Tell the toucher where the map is now (it holds the map's lock
+    /// while it populates, so the old map is no longer in use after this).
+    fn retarget(&self) {
+        if let Some(t) = &self.toucher {
+            let mut map = lock(&t.shared.map);
+            *map = (self.map.as_ptr() as usize, map.1 + 1);
+            t.shared.cap.store(self.cap, Ordering::Release);
+        }
     }
 
     fn note_sync(&mut self, dt: f64) {
@@ -384,19 +470,38 @@ impl Writer {
         }
         self.end = mark.start;
         self.seq = mark.seq;
-        self.last = mark.last;
+        self.last = self.undo_last.take();
         self.stats.records = self.stats.records.saturating_sub(1);
     }
 
+    /// Allocate the file up to `needed` (whole chunks); map it again only
+    /// when the reserved address space is too small.
     fn grow(&mut self, needed: usize) -> Result<(), JournalFault> {
         let cap = round_up(needed);
-        allocate(&self.file, self.map.len(), cap)
+        allocate(&self.file, self.cap, cap)
             .map_err(|e| JournalFault::io("grow", &self.path, &e))?;
-        // SAFETY: the file is ours (locked), and only this writer maps it for writing.
-        let mut map = unsafe { MmapOptions::new().map_mut(&*self.file) }
-            .map_err(|e| JournalFault::io("map", &self.path, &e))?;
-        prefault(&mut map, self.end);
-        self.map = map;
+        if cap > self.map.len() {
+            let reserve = RESERVE.max(cap.saturating_mul(2));
+            // SAFETY: the file is ours (locked), and only this writer maps it
+            // for writing; nothing past `cap` (the end of the file) is touched.
+            let map = unsafe { MmapOptions::new().len(reserve).map_mut(&*self.file) }
+                .map_err(|e| JournalFault::io("map", &self.path, &e))?;
+            let old = std::mem::replace(&mut self.map, map);
+            self.mapped_at = self.map.as_ptr() as usize;
+            self.cap = cap;
+            self.retarget();
+            drop(old);
+        } else {
+            self.cap = cap;
+            if let Some(t) = &self.toucher {
+                t.shared.cap.store(cap, Ordering::Release);
+            }
+        }
+        if self.toucher.is_some() {
+            self.ask_ahead();
+        } else {
+            prefault_range(&mut self.map, self.end, self.cap);
+        }
         Ok(())
     }
 
@@ -504,7 +609,11 @@ impl Writer {
     }
 
     pub fn capacity(&self) -> usize {
-        self.map.len()
+        if self.map.as_ptr() as usize == self.mapped_at {
+            self.cap
+        } else {
+            self.map.len()
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -532,7 +641,7 @@ impl Writer {
         }
         let t = Instant::now();
         self.map
-            .flush()
+            .flush_range(0, self.end)
             .map_err(|e| JournalFault::io("sync", &self.path, &e))?;
         self.note_sync(t.elapsed().as_secs_f64());
         Ok(())
@@ -541,6 +650,9 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        if let Some(t) = self.toucher.take() {
+            t.stop(self.forked());
+        }
         if let Some((g, handle)) = self.group.take() {
             if self.forked() {
                 // The thread stayed in the parent.
@@ -556,15 +668,140 @@ impl Drop for Writer {
 }
 
 /// Take the write fault of every page from `from` on now, one call, rather
-/// than one append in a dozen later: each byte is written back unchanged.
+/// than one append in a dozen later.
 fn prefault(map: &mut MmapMut, from: usize) {
-    const PAGE: usize = 4096;
-    let mut off = from - from % PAGE;
-    while let Some(byte) = map.get_mut(off) {
-        let p: *mut u8 = byte;
-        // SAFETY: `p` points into the mapping; only this writer writes it.
-        unsafe { std::ptr::write_volatile(p, std::ptr::read_volatile(p)) };
+    let to = map.len();
+    prefault_range(map, from, to);
+}
+
+/// `prefault` of the pages in `from..to`: `MADV_POPULATE_WRITE` (Linux 5.14),
+/// else each byte is written back unchanged.
+fn prefault_range(map: &mut MmapMut, from: usize, to: usize) {
+    let from = from - from % PAGE;
+    let to = to.min(map.len());
+    if from >= to {
+        return;
+    }
+    if populate(map.as_ptr() as usize + from, to - from) {
+        return;
+    }
+    let mut off = from;
+    while off < to {
+        if let Some(byte) = map.get_mut(off) {
+            let p: *mut u8 = byte;
+            // SAFETY: `p` points into the mapping; only this writer writes it.
+            unsafe { std::ptr::write_volatile(p, std::ptr::read_volatile(p)) };
+        }
         off += PAGE;
+    }
+}
+
+/// `madvise(MADV_POPULATE_WRITE)`: fault the pages in writable, contents
+/// unchanged. False if the kernel cannot (before Linux 5.14) or failed.
+fn populate(addr: usize, len: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: populating never changes the contents of memory; a range
+        // that is not (or no longer) mapped makes the call fail, nothing else.
+        let rc = unsafe {
+            libc::madvise(
+                addr as *mut libc::c_void,
+                len,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (addr, len);
+        false
+    }
+}
+
+/// What the writer and its toucher share.
+struct TouchShared {
+    /// (start, generation) of the writer's map; held while populating.
+    map: Mutex<(usize, u64)>,
+    /// Bytes allocated from the map's start (grows within a generation).
+    cap: AtomicUsize,
+    from: AtomicUsize,
+    to: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// The pretoucher (Chronicle Queue's name): a thread that takes the page
+/// faults of the next `AHEAD` bytes of the file before the writer gets there.
+struct Toucher {
+    shared: Arc<TouchShared>,
+    handle: JoinHandle<()>,
+}
+
+impl Toucher {
+    /// None where `MADV_POPULATE_WRITE` is not supported (or the thread
+    /// cannot start): the writer then takes the faults when it grows.
+    fn start() -> Option<Self> {
+        let probe = MmapMut::map_anon(PAGE).ok()?;
+        if !populate(probe.as_ptr() as usize, PAGE) {
+            return None;
+        }
+        drop(probe);
+        let shared = Arc::new(TouchShared {
+            map: Mutex::new((0, 0)),
+            cap: AtomicUsize::new(0),
+            from: AtomicUsize::new(0),
+            to: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("exec-router-journal-pretouch".to_owned())
+            .spawn(move || touch_loop(&s))
+            .ok()?;
+        Some(Toucher { shared, handle })
+    }
+
+    fn ask(&self, from: usize, to: usize) {
+        self.shared.from.store(from, Ordering::Relaxed);
+        self.shared.to.store(to, Ordering::Release);
+        self.handle.thread().unpark();
+    }
+
+    fn stop(self, forked: bool) {
+        if forked {
+            // The thread stayed in the parent.
+            std::mem::forget(self.handle);
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        self.handle.thread().unpark();
+        let _ = self.handle.join();
+    }
+}
+
+fn touch_loop(s: &TouchShared) {
+    let (mut seen, mut done) = (0_u64, 0_usize);
+    while !s.stop.load(Ordering::Acquire) {
+        loop {
+            let to = s.to.load(Ordering::Acquire);
+            let from = s.from.load(Ordering::Relaxed);
+            let map = lock(&s.map);
+            let (start, generation) = *map;
+            let cap = s.cap.load(Ordering::Acquire);
+            if generation != seen {
+                (seen, done) = (generation, 0);
+            }
+            let first = done.max(from - from % PAGE);
+            let last = to.next_multiple_of(PAGE).min(cap);
+            if start == 0 || first >= last || s.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let n = (last - first).min(TOUCH_STEP);
+            populate(start + first, n);
+            done = first + n;
+            drop(map);
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
     }
 }
 

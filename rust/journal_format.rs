@@ -125,21 +125,22 @@ pub fn frame_masked(
 
 /// The longest prefix: kind, seq, mask and every counter.
 pub const PREFIX_MAX: usize = KIND_SEQ + 2 + 8 * KEYS.len();
+/// Room kept at the front of a body buffer for its frame's head and prefix.
+pub const ROOM: usize = FRAME_HEAD + PREFIX_MAX;
 
-/// `[u8 kind][u64 seq][u16 mask][the counters mask selects]`, and its length.
-pub fn prefix_bytes(
-    kind: Kind,
-    seq: u64,
-    mask: Mask,
-    counts: &Counts,
-) -> ([u8; PREFIX_MAX], usize) {
-    let mut buf = [0_u8; PREFIX_MAX];
-    let mut n = 0;
+/// Write `[u8 kind][u64 seq][u16 mask][the counters mask selects]` into
+/// `out` from its start; returns its length (0 if `out` is too short).
+pub fn write_prefix(out: &mut [u8], kind: Kind, seq: u64, mask: Mask, counts: &Counts) -> usize {
+    let len = KIND_SEQ + counters_len(mask);
+    let Some(out) = out.get_mut(..len) else {
+        return 0;
+    };
+    let mut at = 0;
     let mut put = |bytes: &[u8]| {
-        if let Some(slot) = buf.get_mut(n..n + bytes.len()) {
+        if let Some(slot) = out.get_mut(at..at + bytes.len()) {
             slot.copy_from_slice(bytes);
-            n += bytes.len();
         }
+        at += bytes.len();
     };
     put(&[kind as u8]);
     put(&seq.to_le_bytes());
@@ -149,13 +150,26 @@ pub fn prefix_bytes(
             put(&c.to_le_bytes());
         }
     }
-    (buf, n)
+    len
 }
 
 /// Append `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
 pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
-    let (buf, n) = prefix_bytes(kind, seq, mask, counts);
+    let mut buf = [0_u8; PREFIX_MAX];
+    let n = write_prefix(&mut buf, kind, seq, mask, counts);
     out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+}
+
+/// Make a whole frame of `buf`, whose body starts at [`ROOM`]: the head and
+/// prefix go right before the body. Returns where the frame starts in `buf`.
+pub fn seal(buf: &mut [u8], kind: Kind, seq: u64, mask: Mask, counts: &Counts) -> Option<usize> {
+    let start = ROOM.checked_sub(FRAME_HEAD + KIND_SEQ + counters_len(mask))?;
+    let (head, payload) = buf.get_mut(start..)?.split_at_mut_checked(FRAME_HEAD)?;
+    if write_prefix(payload, kind, seq, mask, counts) == 0 {
+        return None;
+    }
+    head.copy_from_slice(&frame_head(payload.len(), crc32c::crc32c(payload)));
+    Some(start)
 }
 
 /// `[u32 length][u32 CRC-32C]` of a payload.

@@ -144,8 +144,9 @@ impl Registry {
         if !same {
             fmt::pop_body(key).map_err(|r| r.into_err(method))?;
         }
-        fmt::with_scratch(|body| {
-            fmt::order_body_head(body, wo, now).map_err(|r| r.into_err(method))?;
+        fmt::with_scratch(|buf| {
+            buf.resize(fmt::ROOM, 0);
+            fmt::order_body_head(buf, wo, now).map_err(|r| r.into_err(method))?;
             let counts = fmt::counts(&self.cells);
             let mark = {
                 let mut slot = lock(&self.journal);
@@ -153,13 +154,13 @@ impl Registry {
                     return Ok(None);
                 };
                 let (wall, boot) = fixed.unwrap_or_else(|| w.times());
-                body.extend_from_slice(&wall.to_le_bytes());
-                body.extend_from_slice(&boot.to_le_bytes());
-                w.append(Kind::Put, &counts, body)
+                buf.extend_from_slice(&wall.to_le_bytes());
+                buf.extend_from_slice(&boot.to_le_bytes());
+                w.append_sealed(Kind::Put, &counts, buf)
                     .map_err(|f| fault(py, f))?
             };
             if let Ok(mut w) = wo.try_borrow_mut() {
-                w.journal = Some(Box::from(body.as_slice()));
+                w.journal = Some(Box::from(buf.get(fmt::ROOM..).unwrap_or(&[])));
             }
             Ok(Some(mark))
         })
@@ -511,8 +512,9 @@ impl Registry {
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
         let dict = self.working.bind(py);
-        let appended = fmt::with_scratch(|body| {
-            if fmt::value(body, key, "trade_id", 0).is_err() {
+        let appended = fmt::with_scratch(|buf| {
+            buf.resize(fmt::ROOM, 0);
+            if fmt::value(buf, key, "trade_id", 0).is_err() {
                 return Ok(None);
             }
             let found =
@@ -527,7 +529,7 @@ impl Registry {
             }
             let mark = match lock(&self.journal).as_mut() {
                 Some(w) => Some(
-                    w.append(Kind::Pop, &counts, body)
+                    w.append_sealed(Kind::Pop, &counts, buf)
                         .map_err(|f| fault(py, f))?,
                 ),
                 None => None,
