@@ -247,7 +247,11 @@ impl Writer {
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
-        w.toucher = if std::env::var_os("XX_NO_TOUCH").is_some() { None } else { Toucher::start() };
+        w.toucher = if std::env::var_os("XX_NO_TOUCH").is_some() {
+            None
+        } else {
+            Toucher::start()
+        };
         if let SyncMode::Group(every) = mode {
             w.start_group(every);
         }
@@ -703,13 +707,8 @@ fn populate(addr: usize, len: usize) -> bool {
     {
         // SAFETY: populating never changes the contents of memory; a range
         // that is not (or no longer) mapped makes the call fail, nothing else.
-        let rc = unsafe {
-            libc::madvise(
-                addr as *mut libc::c_void,
-                len,
-                libc::MADV_POPULATE_WRITE,
-            )
-        };
+        let rc =
+            unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
         rc == 0
     }
     #[cfg(not(target_os = "linux"))]

@@ -365,6 +365,53 @@ pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
     out
 }
 
+thread_local! {
+    static BODIES: std::cell::Cell<Vec<Box<[u8]>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Bodies kept for reuse per thread, and the largest kept.
+const POOL: usize = 128;
+const POOLED_MAX: usize = 1024;
+
+/// A copy of `bytes` for an order to keep: a box of the same length that a
+/// removed order gave back, if one is at hand (no allocator call).
+pub fn boxed(bytes: &[u8]) -> Box<[u8]> {
+    let reused = BODIES
+        .try_with(|cell| {
+            let mut pool = cell.take();
+            let from = pool.len().saturating_sub(8);
+            let hit = (from..pool.len())
+                .rev()
+                .find(|&i| pool.get(i).is_some_and(|b| b.len() == bytes.len()))
+                .map(|i| pool.swap_remove(i));
+            cell.set(pool);
+            hit
+        })
+        .ok()
+        .flatten();
+    match reused {
+        Some(mut b) => {
+            b.copy_from_slice(bytes);
+            b
+        }
+        None => Box::from(bytes),
+    }
+}
+
+/// Give back the body of an order that left the registry.
+pub fn recycle(body: Box<[u8]>) {
+    if body.len() > POOLED_MAX {
+        return;
+    }
+    let _ = BODIES.try_with(|cell| {
+        let mut pool = cell.take();
+        if pool.len() < POOL {
+            pool.push(body);
+        }
+        cell.set(pool);
+    });
+}
+
 /// The body of a SNAPSHOT: how many PUT frames follow.
 pub fn snapshot_body(n: u64) -> Vec<u8> {
     n.to_le_bytes().to_vec()

@@ -72,6 +72,15 @@ pub struct Registry {
     timed: AtomicBool,
 }
 
+/// An append ahead of a change: what to take back if the change fails.
+struct Appended {
+    mark: Mark,
+    /// Bytes the live size changed by.
+    live: isize,
+    /// Whether the log has grown past the compaction threshold.
+    due: bool,
+}
+
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
     journal_error(py, &f.0)
 }
@@ -127,14 +136,15 @@ impl Registry {
 
     /// Encode and append the PUT of `wo` (registered at clock reading `now`).
     /// All Python (type checks, the tests' clocks) runs here, before the
-    /// append; the journal is locked once, to read the clocks and append.
+    /// append; the journal is locked once, to read the clocks, append,
+    /// account the live size and see whether a compaction is due.
     fn journal_put(
         &self,
         method: &str,
         key: &Bound<'_, PyAny>,
         wo: &Bound<'_, WorkingOrder>,
         now: f64,
-    ) -> PyResult<Option<Mark>> {
+    ) -> PyResult<Option<Appended>> {
         let py = wo.py();
         let fixed = self.call_times_fn(py)?;
         // The key is checked too (the order's body holds it when it is the
@@ -148,7 +158,8 @@ impl Registry {
             buf.resize(fmt::ROOM, 0);
             fmt::order_body_head(buf, wo, now).map_err(|r| r.into_err(method))?;
             let counts = fmt::counts(&self.cells);
-            let mark = {
+            let added = fmt::frame_len(buf.len() + 16 - fmt::ROOM);
+            let done = {
                 let mut slot = lock(&self.journal);
                 let Some(w) = slot.as_mut() else {
                     return Ok(None);
@@ -156,19 +167,34 @@ impl Registry {
                 let (wall, boot) = fixed.unwrap_or_else(|| w.times());
                 buf.extend_from_slice(&wall.to_le_bytes());
                 buf.extend_from_slice(&boot.to_le_bytes());
-                w.append_sealed(Kind::Put, &counts, buf)
-                    .map_err(|f| fault(py, f))?
+                let mark = w
+                    .append_sealed(Kind::Put, &counts, buf)
+                    .map_err(|f| fault(py, f))?;
+                w.live += added;
+                Appended {
+                    mark,
+                    live: added as isize,
+                    due: w.wants_compaction(),
+                }
             };
             if let Ok(mut w) = wo.try_borrow_mut() {
-                w.journal = Some(Box::from(buf.get(fmt::ROOM..).unwrap_or(&[])));
+                let old = w
+                    .journal
+                    .replace(fmt::boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
+                drop(w);
+                if let Some(old) = old {
+                    fmt::recycle(old);
+                }
             }
-            Ok(Some(mark))
+            Ok(Some(done))
         })
     }
 
-    fn undo(&self, mark: Option<Mark>) {
-        if let (Some(mark), Some(w)) = (mark, lock(&self.journal).as_mut()) {
-            w.undo(mark);
+    /// Take back an append whose change failed.
+    fn undo(&self, appended: Option<Appended>) {
+        if let (Some(a), Some(w)) = (appended, lock(&self.journal).as_mut()) {
+            w.undo(a.mark);
+            w.live = w.live.saturating_add_signed(-a.live);
         }
     }
 
@@ -403,18 +429,18 @@ impl Registry {
         now: f64,
     ) -> PyResult<()> {
         let py = key.py();
-        let mark = if self.journaled() {
+        let appended = if self.journaled() {
             self.journal_put(method, key, wo, now)?
         } else {
             None
         };
-        let journaled = mark.is_some();
+        let due = appended.as_ref().map(|a| a.due);
         let g = self.bump();
         let dict = self.working.bind(py);
         let old = match guard("trade_id", key, insert_or_replace(dict, key, wo)) {
             Ok(old) => old,
             Err(f) => {
-                self.undo(mark);
+                self.undo(appended);
                 return Err(f.into_err(method));
             }
         };
@@ -425,7 +451,11 @@ impl Registry {
         let mut old_pos = match &old {
             Some(o) => {
                 let mut o = o.try_borrow_mut()?;
-                old_len = o.journal.take().map_or(0, |b| fmt::frame_len(b.len()));
+                old_len = o.journal.take().map_or(0, |b| {
+                    let n = fmt::frame_len(b.len());
+                    fmt::recycle(b);
+                    n
+                });
                 o.link.take().map(|l| l.pos)
             }
             None => None,
@@ -445,11 +475,10 @@ impl Registry {
         });
         // Released here, not queued: a fastcall method runs unknown to PyO3.
         drop(displaced.map(|d| d.into_bound(py)));
-        if journaled {
-            let added = wo.try_borrow().map_or(0, |w| {
-                w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
-            });
-            self.after_change(py, added, old_len);
+        // The live size grew by the new body with the append; a replaced
+        // body, or a compaction now due, needs the journal again.
+        if due.is_some_and(|due| due || old_len > 0) {
+            self.after_change(py, 0, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)
     }
@@ -523,33 +552,46 @@ impl Registry {
                 return Ok(None);
             };
             let wo = found.cast_into::<WorkingOrder>()?;
+            let removed = wo.try_borrow().map_or(0, |w| {
+                w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
+            });
             let mut counts = fmt::counts(&self.cells);
             if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
                 *slot = slot.saturating_add(1);
             }
-            let mark = match lock(&self.journal).as_mut() {
-                Some(w) => Some(
-                    w.append_sealed(Kind::Pop, &counts, buf)
-                        .map_err(|f| fault(py, f))?,
-                ),
+            let done = match lock(&self.journal).as_mut() {
+                Some(w) => {
+                    let mark = w
+                        .append_sealed(Kind::Pop, &counts, buf)
+                        .map_err(|f| fault(py, f))?;
+                    w.live = w.live.saturating_sub(removed);
+                    Some(Appended {
+                        mark,
+                        live: -(removed as isize),
+                        due: w.wants_compaction(),
+                    })
+                }
                 None => None,
             };
-            PyResult::Ok(Some((wo, mark)))
+            PyResult::Ok(Some((wo, done)))
         })?;
-        let Some((wo, mark)) = appended else {
+        let Some((wo, appended)) = appended else {
             return Ok(None);
         };
+        let due = appended.as_ref().is_some_and(|a| a.due);
         self.bump();
         if let Err(err) = dict.del_item(key) {
-            self.undo(mark);
+            self.undo(appended);
             return Err(Fail::invalid("trade_id", key, &err).into_err(method));
         }
-        let (link, body_len) = match wo.try_borrow_mut() {
-            Ok(mut w) => (
-                w.link.take(),
-                w.journal.take().map_or(0, |b| fmt::frame_len(b.len())),
-            ),
-            Err(_) => (None, 0),
+        let link = match wo.try_borrow_mut() {
+            Ok(mut w) => {
+                if let Some(b) = w.journal.take() {
+                    fmt::recycle(b);
+                }
+                w.link.take()
+            }
+            Err(_) => None,
         };
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
@@ -558,7 +600,9 @@ impl Registry {
         if let Some(c) = counter {
             self.cells.inc(c);
         }
-        self.after_change(py, 0, body_len);
+        if due {
+            self.after_change(py, 0, 0);
+        }
         self.notify(py, intern!(py, "pop"), key, &wo)?;
         Ok(Some(wo))
     }
