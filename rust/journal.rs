@@ -18,6 +18,18 @@ use memmap2::{MmapMut, MmapOptions};
 use crate::journal_format::{self as fmt, Counts, Kind};
 use crate::sync::lock;
 
+/// `last_seq` before any frame (frames count from 1).
+const NO_SEQ: u64 = u64::MAX;
+
+/// Run `f` on the index of each bit set in `mask`.
+fn for_bits(mask: fmt::Mask, mut f: impl FnMut(usize)) {
+    let mut bits = mask;
+    while bits != 0 {
+        f(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
+    }
+}
+
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
 /// Bytes past the end that an append prefetches for the next ones.
@@ -151,11 +163,16 @@ pub struct Writer {
     toucher: Option<Toucher>,
     /// The end of the range last handed to the toucher.
     asked: usize,
-    /// The counters of the last frame appended, with its seq: a put or pop
-    /// right after it carries only those that changed since.
-    last: Option<(u64, Counts)>,
-    /// `last` before the latest append, for `undo`.
-    undo_last: Option<(u64, Counts)>,
+    /// The counters of the last frame appended, and its seq (`NO_SEQ`
+    /// before the first): a put or pop right after it carries only those
+    /// that changed since.
+    last: Counts,
+    last_seq: u64,
+    /// What the latest append changed in `last`, for `undo`: the former
+    /// seq, and the former values of the counters it carried.
+    undo_seq: u64,
+    undo_mask: fmt::Mask,
+    undo_values: Counts,
 }
 
 fn round_up(n: usize) -> usize {
@@ -242,8 +259,11 @@ impl Writer {
             mapped_at: 0,
             toucher: None,
             asked: 0,
-            last: None,
-            undo_last: None,
+            last: [0; fmt::COUNTERS],
+            last_seq: NO_SEQ,
+            undo_seq: NO_SEQ,
+            undo_mask: 0,
+            undo_values: [0; fmt::COUNTERS],
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
@@ -325,7 +345,7 @@ impl Writer {
         counts: &Counts,
         body: &[u8],
     ) -> Result<Mark, JournalFault> {
-        fmt::with_scratch(|buf| {
+        fmt::with_scratch(|buf, _| {
             buf.resize(fmt::ROOM, 0);
             buf.extend_from_slice(body);
             self.append_sealed(kind, counts, buf)
@@ -350,7 +370,17 @@ impl Writer {
             start: at,
             seq: self.seq,
         };
-        self.undo_last = self.last.replace((self.seq + 1, *counts));
+        self.undo_seq = std::mem::replace(&mut self.last_seq, self.seq + 1);
+        self.undo_mask = mask;
+        for_bits(mask, |i| {
+            if let (Some(old), Some(last), Some(new)) = (
+                self.undo_values.get_mut(i),
+                self.last.get_mut(i),
+                counts.get(i),
+            ) {
+                *old = std::mem::replace(last, *new);
+            }
+        });
         self.seq += 1;
         self.stats.records += 1;
         if let Some((g, _)) = &self.group {
@@ -363,10 +393,8 @@ impl Writer {
     /// writer's last frame, those that changed; anything else, all (so a
     /// config or snapshot frame, and the first frame after one, stand alone).
     fn mask(&self, kind: Kind, counts: &Counts) -> fmt::Mask {
-        match (kind, &self.last) {
-            (Kind::Put | Kind::Pop, Some((seq, prev))) if *seq == self.seq => {
-                fmt::changed(prev, counts)
-            }
+        match kind {
+            Kind::Put | Kind::Pop if self.last_seq == self.seq => fmt::changed(&self.last, counts),
             _ => fmt::ALL,
         }
     }
@@ -474,7 +502,12 @@ impl Writer {
         }
         self.end = mark.start;
         self.seq = mark.seq;
-        self.last = self.undo_last.take();
+        self.last_seq = self.undo_seq;
+        for_bits(std::mem::take(&mut self.undo_mask), |i| {
+            if let (Some(last), Some(old)) = (self.last.get_mut(i), self.undo_values.get(i)) {
+                *last = *old;
+            }
+        });
         self.stats.records = self.stats.records.saturating_sub(1);
     }
 

@@ -18,7 +18,8 @@ pub const FRAME_HEAD: usize = 8;
 /// Nesting depth of a value (metadata) the journal writes.
 pub const MAX_NESTING: u32 = 32;
 
-pub type Counts = [i64; KEYS.len()];
+pub const COUNTERS: usize = KEYS.len();
+pub type Counts = [i64; COUNTERS];
 
 /// A frame's counters: a u16 mask of those it carries, then their values in
 /// `KEYS` order. Config and snapshot frames carry them all.
@@ -145,10 +146,11 @@ pub fn write_prefix(out: &mut [u8], kind: Kind, seq: u64, mask: Mask, counts: &C
     put(&[kind as u8]);
     put(&seq.to_le_bytes());
     put(&mask.to_le_bytes());
-    for (i, c) in counts.iter().enumerate() {
-        if mask & (1 << i) != 0 {
-            put(&c.to_le_bytes());
-        }
+    let mut bits = mask;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        put(&counts.get(i).copied().unwrap_or(0).to_le_bytes());
     }
     len
 }
@@ -192,6 +194,7 @@ fn str_bytes(out: &mut Vec<u8>, s: &Bound<'_, PyString>, what: &str) -> Result<(
         .map_err(|_| Refusal::Value(format!("{what}: a str that is not valid Unicode")))?;
     let len = u32::try_from(text.len())
         .map_err(|_| Refusal::Value(format!("{what}: a str of 4 GiB or more")))?;
+    out.reserve(5 + text.len());
     out.push(STR);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(text.as_bytes());
@@ -217,7 +220,9 @@ pub fn value(
             "{what}: nested deeper than {MAX_NESTING}"
         )));
     }
-    if v.is_none() {
+    if let Ok(s) = v.cast_exact::<PyString>() {
+        str_bytes(out, s, what)?;
+    } else if v.is_none() {
         out.push(NONE);
     } else if let Ok(b) = v.cast_exact::<PyBool>() {
         out.push(if b.is_true() { TRUE } else { FALSE });
@@ -234,8 +239,6 @@ pub fn value(
         }
         out.push(FLOAT);
         out.extend_from_slice(&x.to_le_bytes());
-    } else if let Ok(s) = v.cast_exact::<PyString>() {
-        str_bytes(out, s, what)?;
     } else if let Ok(t) = v.cast_exact::<PyTuple>() {
         out.push(TUPLE);
         out.extend_from_slice(&count(t.len(), what)?);
@@ -251,6 +254,10 @@ pub fn value(
         }
     } else if let Ok(d) = v.cast_exact::<PyDict>() {
         out.push(DICT);
+        if d.is_empty() {
+            out.extend_from_slice(&0_u32.to_le_bytes());
+            return Ok(());
+        }
         let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.iter().collect();
         out.extend_from_slice(&count(items.len(), what)?);
         for (k, item) in &items {
@@ -349,67 +356,65 @@ pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
     Ok(out)
 }
 
-thread_local! {
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Run `f` on this thread's scratch buffer, cleared (a nested call gets a
-/// fresh one): bodies are encoded there with no allocation once it has grown.
-pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
-    let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
-    buf.clear();
-    let out = f(&mut buf);
-    if buf.capacity() <= 1 << 16 {
-        let _ = SCRATCH.try_with(|cell| cell.set(buf));
-    }
-    out
+/// Per-thread buffers of the journal's hot path: the scratch buffer bodies
+/// are encoded in, and the bodies removed orders gave back, for reuse.
+#[derive(Default)]
+pub struct Local {
+    scratch: Vec<u8>,
+    bodies: Vec<Box<[u8]>>,
 }
 
 thread_local! {
-    static BODIES: std::cell::Cell<Vec<Box<[u8]>>> = const { std::cell::Cell::new(Vec::new()) };
+    static LOCAL: std::cell::Cell<Local> = std::cell::Cell::new(Local::default());
 }
 
 /// Bodies kept for reuse per thread, and the largest kept.
 const POOL: usize = 128;
 const POOLED_MAX: usize = 1024;
 
-/// A copy of `bytes` for an order to keep: a box of the same length that a
-/// removed order gave back, if one is at hand (no allocator call).
-pub fn boxed(bytes: &[u8]) -> Box<[u8]> {
-    let reused = BODIES
-        .try_with(|cell| {
-            let mut pool = cell.take();
-            let from = pool.len().saturating_sub(8);
-            let hit = (from..pool.len())
-                .rev()
-                .find(|&i| pool.get(i).is_some_and(|b| b.len() == bytes.len()))
-                .map(|i| pool.swap_remove(i));
-            cell.set(pool);
-            hit
-        })
-        .ok()
-        .flatten();
-    match reused {
-        Some(mut b) => {
-            b.copy_from_slice(bytes);
-            b
+/// Run `f` on this thread's scratch buffer, cleared, and its kept bodies (a
+/// nested call gets fresh ones): no allocation once they have grown.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
+    let mut local = LOCAL.try_with(std::cell::Cell::take).unwrap_or_default();
+    local.scratch.clear();
+    let mut bodies = Bodies(std::mem::take(&mut local.bodies));
+    let out = f(&mut local.scratch, &mut bodies);
+    local.bodies = bodies.0;
+    if local.scratch.capacity() > 1 << 16 {
+        local.scratch = Vec::new();
+    }
+    let _ = LOCAL.try_with(|cell| cell.set(local));
+    out
+}
+
+/// The bodies removed orders gave back.
+pub struct Bodies(Vec<Box<[u8]>>);
+
+impl Bodies {
+    /// A copy of `bytes` for an order to keep: a box of the same length
+    /// given back earlier, if there is one (no allocator call).
+    pub fn boxed(&mut self, bytes: &[u8]) -> Box<[u8]> {
+        let pool = &mut self.0;
+        match pool.iter().rposition(|b| b.len() == bytes.len()) {
+            Some(i) => {
+                let mut b = pool.swap_remove(i);
+                b.copy_from_slice(bytes);
+                b
+            }
+            None => Box::from(bytes),
         }
-        None => Box::from(bytes),
+    }
+
+    pub fn recycle(&mut self, body: Box<[u8]>) {
+        if body.len() <= POOLED_MAX && self.0.len() < POOL {
+            self.0.push(body);
+        }
     }
 }
 
 /// Give back the body of an order that left the registry.
 pub fn recycle(body: Box<[u8]>) {
-    if body.len() > POOLED_MAX {
-        return;
-    }
-    let _ = BODIES.try_with(|cell| {
-        let mut pool = cell.take();
-        if pool.len() < POOL {
-            pool.push(body);
-        }
-        cell.set(pool);
-    });
+    with_scratch(|_, bodies| bodies.recycle(body));
 }
 
 /// The body of a SNAPSHOT: how many PUT frames follow.

@@ -154,7 +154,7 @@ impl Registry {
         if !same {
             fmt::pop_body(key).map_err(|r| r.into_err(method))?;
         }
-        fmt::with_scratch(|buf| {
+        fmt::with_scratch(|buf, bodies| {
             buf.resize(fmt::ROOM, 0);
             fmt::order_body_head(buf, wo, now).map_err(|r| r.into_err(method))?;
             let counts = fmt::counts(&self.cells);
@@ -180,10 +180,10 @@ impl Registry {
             if let Ok(mut w) = wo.try_borrow_mut() {
                 let old = w
                     .journal
-                    .replace(fmt::boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
+                    .replace(bodies.boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
                 drop(w);
                 if let Some(old) = old {
-                    fmt::recycle(old);
+                    bodies.recycle(old);
                 }
             }
             Ok(Some(done))
@@ -541,7 +541,7 @@ impl Registry {
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
         let dict = self.working.bind(py);
-        let appended = fmt::with_scratch(|buf| {
+        let appended = fmt::with_scratch(|buf, _| {
             buf.resize(fmt::ROOM, 0);
             if fmt::value(buf, key, "trade_id", 0).is_err() {
                 return Ok(None);
