@@ -40,7 +40,7 @@ const RESERVE: usize = 1 << 30;
 /// The pretoucher keeps this much of the file ahead of the end populated.
 const AHEAD: usize = 256 << 10;
 /// Pages populated per `madvise` call (the map's lock is held for one).
-const TOUCH_STEP: usize = 64 << 10;
+const TOUCH_STEP: usize = 16 << 10;
 const PAGE: usize = 4096;
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -812,6 +812,14 @@ impl Toucher {
 }
 
 fn touch_loop(s: &TouchShared) {
+    // Idle priority: it runs on spare CPU time and never preempts the
+    // writer it works for (a wake-up would otherwise take its CPU).
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets this thread's own policy; `param` is valid.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
     let (mut seen, mut done) = (0_u64, 0_usize);
     while !s.stop.load(Ordering::Acquire) {
         loop {
