@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,10 +37,6 @@ const PREFETCH: usize = 256;
 /// The writer maps this much address space (or twice the file) once, so
 /// that growing the file only allocates: no remap, no page-table rebuild.
 const RESERVE: usize = 1 << 30;
-/// The pretoucher keeps this much of the file ahead of the end populated.
-const AHEAD: usize = 256 << 10;
-/// Pages populated per `madvise` call (the map's lock is held for one).
-const TOUCH_STEP: usize = 16 << 10;
 const PAGE: usize = 4096;
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -159,10 +155,6 @@ pub struct Writer {
     cap: usize,
     /// Where `map` starts: a map replaced elsewhere (a compaction) is noticed.
     mapped_at: usize,
-    /// Populates the pages ahead of the end from another thread.
-    toucher: Option<Toucher>,
-    /// The end of the range last handed to the toucher.
-    asked: usize,
     /// The counters of the last frame appended, and its seq (`NO_SEQ`
     /// before the first): a put or pop right after it carries only those
     /// that changed since.
@@ -257,8 +249,6 @@ impl Writer {
             group: None,
             cap: 0,
             mapped_at: 0,
-            toucher: None,
-            asked: 0,
             last: [0; fmt::COUNTERS],
             last_seq: NO_SEQ,
             undo_seq: NO_SEQ,
@@ -267,11 +257,6 @@ impl Writer {
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
-        w.toucher = if std::env::var_os("XX_NO_TOUCH").is_some() {
-            None
-        } else {
-            Toucher::start()
-        };
         if let SyncMode::Group(every) = mode {
             w.start_group(every);
         }
@@ -408,8 +393,6 @@ impl Writer {
             // Replaced by a compaction: a map of the whole new file.
             self.cap = self.map.len();
             self.mapped_at = self.map.as_ptr() as usize;
-            self.asked = 0;
-            self.retarget();
         }
         if stop > self.cap {
             self.grow(stop)?;
@@ -441,9 +424,6 @@ impl Writer {
         }
         self.end = stop;
         self.prefetch_tail();
-        if self.end + AHEAD / 2 > self.asked {
-            self.ask_ahead();
-        }
         Ok(start)
     }
 
@@ -470,25 +450,6 @@ impl Writer {
         }
     }
 
-    /// Hand the toucher the pages from the end to `AHEAD` past it.
-    fn ask_ahead(&mut self) {
-        let to = (self.end + AHEAD).min(self.cap);
-        self.asked = self.end + AHEAD;
-        if let Some(t) = &self.toucher {
-            t.ask(self.end, to);
-        }
-    }
-
-    /// Tell the toucher where the map is now (it holds the map's lock
-    /// while it populates, so the old map is no longer in use after this).
-    fn retarget(&self) {
-        if let Some(t) = &self.toucher {
-            let mut map = lock(&t.shared.map);
-            *map = (self.map.as_ptr() as usize, map.1 + 1);
-            t.shared.cap.store(self.cap, Ordering::Release);
-        }
-    }
-
     fn note_sync(&mut self, dt: f64) {
         self.stats.syncs += 1;
         self.stats.last_sync_s = dt;
@@ -511,8 +472,9 @@ impl Writer {
         self.stats.records = self.stats.records.saturating_sub(1);
     }
 
-    /// Allocate the file up to `needed` (whole chunks); map it again only
-    /// when the reserved address space is too small.
+    /// Allocate the file up to `needed` (whole chunks) and take the page
+    /// faults of the new part now, in one call; map it again only when the
+    /// reserved address space is too small.
     fn grow(&mut self, needed: usize) -> Result<(), JournalFault> {
         let cap = round_up(needed);
         allocate(&self.file, self.cap, cap)
@@ -523,22 +485,11 @@ impl Writer {
             // for writing; nothing past `cap` (the end of the file) is touched.
             let map = unsafe { MmapOptions::new().len(reserve).map_mut(&*self.file) }
                 .map_err(|e| JournalFault::io("map", &self.path, &e))?;
-            let old = std::mem::replace(&mut self.map, map);
+            self.map = map;
             self.mapped_at = self.map.as_ptr() as usize;
-            self.cap = cap;
-            self.retarget();
-            drop(old);
-        } else {
-            self.cap = cap;
-            if let Some(t) = &self.toucher {
-                t.shared.cap.store(cap, Ordering::Release);
-            }
         }
-        if self.toucher.is_some() {
-            self.ask_ahead();
-        } else {
-            prefault_range(&mut self.map, self.end, self.cap);
-        }
+        self.cap = cap;
+        prefault_range(&mut self.map, self.end, self.cap);
         Ok(())
     }
 
@@ -687,9 +638,6 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Some(t) = self.toucher.take() {
-            t.stop(self.forked());
-        }
         if let Some((g, handle)) = self.group.take() {
             if self.forked() {
                 // The thread stayed in the parent.
@@ -711,15 +659,13 @@ fn prefault(map: &mut MmapMut, from: usize) {
     prefault_range(map, from, to);
 }
 
-/// `prefault` of the pages in `from..to`: `MADV_POPULATE_WRITE` (Linux 5.14),
-/// else each byte is written back unchanged.
+/// `prefault` of the pages in `from..to` (inside the file):
+/// `MADV_POPULATE_WRITE` (Linux 5.14), else each byte is written back
+/// unchanged.
 fn prefault_range(map: &mut MmapMut, from: usize, to: usize) {
     let from = from - from % PAGE;
     let to = to.min(map.len());
-    if from >= to {
-        return;
-    }
-    if populate(map.as_ptr() as usize + from, to - from) {
+    if from >= to || populate(map.as_ptr() as usize + from, to - from) != Populated::Unsupported {
         return;
     }
     let mut off = from;
@@ -733,115 +679,34 @@ fn prefault_range(map: &mut MmapMut, from: usize, to: usize) {
     }
 }
 
+#[derive(PartialEq, Eq)]
+enum Populated {
+    Done,
+    /// Before Linux 5.14.
+    Unsupported,
+    Failed,
+}
+
 /// `madvise(MADV_POPULATE_WRITE)`: fault the pages in writable, contents
-/// unchanged. False if the kernel cannot (before Linux 5.14) or failed.
-fn populate(addr: usize, len: usize) -> bool {
+/// unchanged (a range past the end of the file fails, with no signal).
+fn populate(addr: usize, len: usize) -> Populated {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: populating never changes the contents of memory; a range
-        // that is not (or no longer) mapped makes the call fail, nothing else.
+        // SAFETY: populating never changes the contents of memory.
         let rc =
             unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
-        rc == 0
+        if rc == 0 {
+            Populated::Done
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            Populated::Unsupported
+        } else {
+            Populated::Failed
+        }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (addr, len);
-        false
-    }
-}
-
-/// What the writer and its toucher share.
-struct TouchShared {
-    /// (start, generation) of the writer's map; held while populating.
-    map: Mutex<(usize, u64)>,
-    /// Bytes allocated from the map's start (grows within a generation).
-    cap: AtomicUsize,
-    from: AtomicUsize,
-    to: AtomicUsize,
-    stop: AtomicBool,
-}
-
-/// The pretoucher (Chronicle Queue's name): a thread that takes the page
-/// faults of the next `AHEAD` bytes of the file before the writer gets there.
-struct Toucher {
-    shared: Arc<TouchShared>,
-    handle: JoinHandle<()>,
-}
-
-impl Toucher {
-    /// None where `MADV_POPULATE_WRITE` is not supported (or the thread
-    /// cannot start): the writer then takes the faults when it grows.
-    fn start() -> Option<Self> {
-        let probe = MmapMut::map_anon(PAGE).ok()?;
-        if !populate(probe.as_ptr() as usize, PAGE) {
-            return None;
-        }
-        drop(probe);
-        let shared = Arc::new(TouchShared {
-            map: Mutex::new((0, 0)),
-            cap: AtomicUsize::new(0),
-            from: AtomicUsize::new(0),
-            to: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-        });
-        let s = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("exec-router-journal-pretouch".to_owned())
-            .spawn(move || touch_loop(&s))
-            .ok()?;
-        Some(Toucher { shared, handle })
-    }
-
-    fn ask(&self, from: usize, to: usize) {
-        self.shared.from.store(from, Ordering::Relaxed);
-        self.shared.to.store(to, Ordering::Release);
-        self.handle.thread().unpark();
-    }
-
-    fn stop(self, forked: bool) {
-        if forked {
-            // The thread stayed in the parent.
-            std::mem::forget(self.handle);
-            return;
-        }
-        self.shared.stop.store(true, Ordering::Release);
-        self.handle.thread().unpark();
-        let _ = self.handle.join();
-    }
-}
-
-fn touch_loop(s: &TouchShared) {
-    // Idle priority: it runs on spare CPU time and never preempts the
-    // writer it works for (a wake-up would otherwise take its CPU).
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sets this thread's own policy; `param` is valid.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    }
-    let (mut seen, mut done) = (0_u64, 0_usize);
-    while !s.stop.load(Ordering::Acquire) {
-        loop {
-            let to = s.to.load(Ordering::Acquire);
-            let from = s.from.load(Ordering::Relaxed);
-            let map = lock(&s.map);
-            let (start, generation) = *map;
-            let cap = s.cap.load(Ordering::Acquire);
-            if generation != seen {
-                (seen, done) = (generation, 0);
-            }
-            let first = done.max(from - from % PAGE);
-            let last = to.next_multiple_of(PAGE).min(cap);
-            if start == 0 || first >= last || s.stop.load(Ordering::Acquire) {
-                break;
-            }
-            let n = (last - first).min(TOUCH_STEP);
-            populate(start + first, n);
-            done = first + n;
-            drop(map);
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
+        Populated::Unsupported
     }
 }
 
@@ -920,6 +785,52 @@ mod tests {
         let fourth = w.end();
         w.append(Kind::Put, &counts, b"c").unwrap();
         assert_eq!(mask_at(&w, fourth), 0);
+        let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
+    }
+
+    /// Frames of `w` from the header on: (kind, seq) each, checked whole.
+    fn frames(w: &Writer) -> Vec<(u8, u64)> {
+        let b = w.bytes();
+        let mut out = Vec::new();
+        let mut at = fmt::HEADER_LEN;
+        while at < b.len() {
+            let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap());
+            let payload = &b[at + 8..at + 8 + len];
+            assert_eq!(crc32c::crc32c(payload), crc, "frame at {at}");
+            out.push((
+                payload[0],
+                u64::from_le_bytes(payload[1..9].try_into().unwrap()),
+            ));
+            at += 8 + len;
+        }
+        assert_eq!(at, b.len());
+        out
+    }
+
+    #[test]
+    fn the_file_grows_and_is_compacted_under_appends() {
+        let mut w = writer("grow");
+        let counts = [0; KEYS.len()];
+        let body = vec![b'x'; 1000];
+        let mut appended = 0;
+        for round in 0..2 {
+            while w.end() < 3 * CHUNK + CHUNK / 2 {
+                w.append(Kind::Put, &counts, &body).unwrap();
+                appended += 1;
+            }
+            let f = frames(&w);
+            assert!(f.windows(2).all(|p| p[1].1 == p[0].1 + 1));
+            assert_eq!(w.capacity(), 4 * CHUNK);
+            assert_eq!(w.file.metadata().unwrap().len(), 4 * CHUNK as u64);
+            if round == 0 {
+                // A compaction maps a new file of its own size: the writer
+                // notices, and grows that one too.
+                w.rewrite(&counts, std::slice::from_ref(&body)).unwrap();
+                assert_eq!(frames(&w).len(), 3);
+            }
+        }
+        assert!(appended > 7000);
         let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
     }
 }
