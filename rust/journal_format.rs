@@ -361,11 +361,11 @@ pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
 #[derive(Default)]
 pub struct Local {
     scratch: Vec<u8>,
-    bodies: Vec<Box<[u8]>>,
+    bodies: Bodies,
 }
 
 thread_local! {
-    static LOCAL: std::cell::Cell<Local> = std::cell::Cell::new(Local::default());
+    static LOCAL: std::cell::Cell<Option<Box<Local>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Bodies kept for reuse per thread, and the largest kept.
@@ -375,19 +375,24 @@ const POOLED_MAX: usize = 1024;
 /// Run `f` on this thread's scratch buffer, cleared, and its kept bodies (a
 /// nested call gets fresh ones): no allocation once they have grown.
 pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
-    let mut local = LOCAL.try_with(std::cell::Cell::take).unwrap_or_default();
+    // Boxed: taking and putting back moves a pointer, not the buffers.
+    let mut local = LOCAL
+        .try_with(std::cell::Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     local.scratch.clear();
-    let mut bodies = Bodies(std::mem::take(&mut local.bodies));
-    let out = f(&mut local.scratch, &mut bodies);
-    local.bodies = bodies.0;
+    let Local { scratch, bodies } = &mut *local;
+    let out = f(scratch, bodies);
     if local.scratch.capacity() > 1 << 16 {
         local.scratch = Vec::new();
     }
-    let _ = LOCAL.try_with(|cell| cell.set(local));
+    let _ = LOCAL.try_with(|cell| cell.set(Some(local)));
     out
 }
 
 /// The bodies removed orders gave back.
+#[derive(Default)]
 pub struct Bodies(Vec<Box<[u8]>>);
 
 impl Bodies {
