@@ -391,18 +391,26 @@ pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
     out
 }
 
-/// The bodies removed orders gave back.
+/// The bodies removed orders gave back, by length (mod [`BUCKETS`]).
 #[derive(Default)]
-pub struct Bodies(Vec<Box<[u8]>>);
+pub struct Bodies {
+    buckets: Vec<Vec<Box<[u8]>>>,
+    kept: usize,
+}
+
+const BUCKETS: usize = 64;
 
 impl Bodies {
     /// A copy of `bytes` for an order to keep: a box of the same length
     /// given back earlier, if there is one (no allocator call).
     pub fn boxed(&mut self, bytes: &[u8]) -> Box<[u8]> {
-        let pool = &mut self.0;
-        match pool.iter().rposition(|b| b.len() == bytes.len()) {
-            Some(i) => {
-                let mut b = pool.swap_remove(i);
+        let hit = self.buckets.get_mut(bytes.len() % BUCKETS).and_then(|bucket| {
+            let i = bucket.iter().rposition(|b| b.len() == bytes.len())?;
+            Some(bucket.swap_remove(i))
+        });
+        match hit {
+            Some(mut b) => {
+                self.kept = self.kept.saturating_sub(1);
                 b.copy_from_slice(bytes);
                 b
             }
@@ -411,8 +419,15 @@ impl Bodies {
     }
 
     pub fn recycle(&mut self, body: Box<[u8]>) {
-        if body.len() <= POOLED_MAX && self.0.len() < POOL {
-            self.0.push(body);
+        if body.len() > POOLED_MAX || self.kept >= POOL {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets.resize_with(BUCKETS, Vec::new);
+        }
+        if let Some(bucket) = self.buckets.get_mut(body.len() % BUCKETS) {
+            bucket.push(body);
+            self.kept += 1;
         }
     }
 }
@@ -451,6 +466,26 @@ mod tests {
         );
         assert_eq!(out[8], Kind::Pop as u8);
         assert_eq!(out[17..19], ALL.to_le_bytes());
+    }
+
+    #[test]
+    fn bodies_are_reused_by_length_and_kept_bounded() {
+        let mut bodies = Bodies::default();
+        let a = bodies.boxed(b"abc");
+        let a_ptr = a.as_ptr();
+        bodies.recycle(a);
+        let other = bodies.boxed(b"abcd"); // another length: a new box
+        assert_ne!(other.as_ptr(), a_ptr);
+        let again = bodies.boxed(b"xyz");
+        assert_eq!((again.as_ptr(), &*again), (a_ptr, &b"xyz"[..]));
+        for _ in 0..2 * POOL {
+            bodies.recycle(Box::from(&b"12"[..]));
+        }
+        assert_eq!(bodies.kept, POOL);
+        bodies.recycle(vec![0; POOLED_MAX + 1].into_boxed_slice());
+        assert_eq!(bodies.kept, POOL);
+        let kept: usize = bodies.buckets.iter().map(Vec::len).sum();
+        assert_eq!(kept, POOL);
     }
 
     #[test]
