@@ -302,13 +302,10 @@ fn plan_fields<'p>(py: Python<'_>, p: &'p ExecutionPlan) -> Result<&'p [u8], Ref
 /// (`order_body` adds them; the writer reads the clocks as it appends).
 pub fn order_body_head(
     out: &mut Vec<u8>,
-    wo: &Bound<'_, WorkingOrder>,
+    py: Python<'_>,
+    w: &WorkingOrder,
     clock_at: f64,
 ) -> Result<(), Refusal> {
-    let py = wo.py();
-    let w = wo
-        .try_borrow()
-        .map_err(|_| Refusal::Value("the order: it is being changed".to_owned()))?;
     let plan = w.plan.bind(py);
     let p: &ExecutionPlan = plan.get();
     value(out, w.trade_id.bind(py), "trade_id", 0)?;
@@ -336,6 +333,11 @@ pub fn order_body_head(
     Ok(())
 }
 
+/// The refusal of an order that is borrowed elsewhere.
+pub fn being_changed() -> Refusal {
+    Refusal::Value("the order: it is being changed".to_owned())
+}
+
 /// The body of a PUT: the whole order, with the clocks at the time of writing.
 pub fn order_body(
     wo: &Bound<'_, WorkingOrder>,
@@ -343,8 +345,9 @@ pub fn order_body(
     wall: f64,
     boot: f64,
 ) -> Result<Vec<u8>, Refusal> {
+    let w = wo.try_borrow().map_err(|_| being_changed())?;
     let mut out = Vec::with_capacity(192);
-    order_body_head(&mut out, wo, clock_at)?;
+    order_body_head(&mut out, wo.py(), &w, clock_at)?;
     f64s(&mut out, &[wall, boot]);
     Ok(out)
 }
@@ -404,10 +407,13 @@ impl Bodies {
     /// A copy of `bytes` for an order to keep: a box of the same length
     /// given back earlier, if there is one (no allocator call).
     pub fn boxed(&mut self, bytes: &[u8]) -> Box<[u8]> {
-        let hit = self.buckets.get_mut(bytes.len() % BUCKETS).and_then(|bucket| {
-            let i = bucket.iter().rposition(|b| b.len() == bytes.len())?;
-            Some(bucket.swap_remove(i))
-        });
+        let hit = self
+            .buckets
+            .get_mut(bytes.len() % BUCKETS)
+            .and_then(|bucket| {
+                let i = bucket.iter().rposition(|b| b.len() == bytes.len())?;
+                Some(bucket.swap_remove(i))
+            });
         match hit {
             Some(mut b) => {
                 self.kept = self.kept.saturating_sub(1);

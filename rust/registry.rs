@@ -147,44 +147,53 @@ impl Registry {
     ) -> PyResult<Option<Appended>> {
         let py = wo.py();
         let fixed = self.call_times_fn(py)?;
-        // The key is checked too (the order's body holds it when it is the
-        // order's trade id): a key the journal can write hashes and compares
-        // without Python code.
-        let same = wo.try_borrow().is_ok_and(|w| w.trade_id.is(key));
-        if !same {
-            fmt::pop_body(key).map_err(|r| r.into_err(method))?;
-        }
         fmt::with_scratch(|buf, bodies| {
+            // One borrow of the (new) order for the encoding and its body.
+            let mut w = wo
+                .try_borrow_mut()
+                .map_err(|_| fmt::being_changed().into_err(method))?;
+            // The key is checked too (the order's body holds it when it is
+            // the order's trade id): a key the journal can write hashes and
+            // compares without Python code.
+            if !w.trade_id.is(key) {
+                fmt::value(buf, key, "trade_id", 0).map_err(|r| r.into_err(method))?;
+                buf.clear();
+            }
             buf.resize(fmt::ROOM, 0);
-            fmt::order_body_head(buf, wo, now).map_err(|r| r.into_err(method))?;
+            fmt::order_body_head(buf, py, &w, now).map_err(|r| r.into_err(method))?;
             let counts = fmt::counts(&self.cells);
             let added = fmt::frame_len(buf.len() + 16 - fmt::ROOM);
             let done = {
                 let mut slot = lock(&self.journal);
-                let Some(w) = slot.as_mut() else {
+                let Some(j) = slot.as_mut() else {
                     return Ok(None);
                 };
-                let (wall, boot) = fixed.unwrap_or_else(|| w.times());
+                let (wall, boot) = fixed.unwrap_or_else(|| j.times());
                 buf.extend_from_slice(&wall.to_le_bytes());
                 buf.extend_from_slice(&boot.to_le_bytes());
-                let mark = w
-                    .append_sealed(Kind::Put, &counts, buf)
-                    .map_err(|f| fault(py, f))?;
-                w.live += added;
-                Appended {
-                    mark,
-                    live: added as isize,
-                    due: w.wants_compaction(),
+                j.append_sealed(Kind::Put, &counts, buf).map(|mark| {
+                    j.live += added;
+                    Appended {
+                        mark,
+                        live: added as isize,
+                        due: j.wants_compaction(),
+                    }
+                })
+            };
+            // The error is made with the journal unlocked (it imports Python).
+            let done = match done {
+                Ok(done) => done,
+                Err(f) => {
+                    drop(w);
+                    return Err(fault(py, f));
                 }
             };
-            if let Ok(mut w) = wo.try_borrow_mut() {
-                let old = w
-                    .journal
-                    .replace(bodies.boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
-                drop(w);
-                if let Some(old) = old {
-                    bodies.recycle(old);
-                }
+            let old = w
+                .journal
+                .replace(bodies.boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
+            drop(w);
+            if let Some(old) = old {
+                bodies.recycle(old);
             }
             Ok(Some(done))
         })
@@ -541,7 +550,7 @@ impl Registry {
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
         let dict = self.working.bind(py);
-        let appended = fmt::with_scratch(|buf, _| {
+        let popped = fmt::with_scratch(|buf, bodies| {
             buf.resize(fmt::ROOM, 0);
             if fmt::value(buf, key, "trade_id", 0).is_err() {
                 return Ok(None);
@@ -552,46 +561,45 @@ impl Registry {
                 return Ok(None);
             };
             let wo = found.cast_into::<WorkingOrder>()?;
-            let removed = wo.try_borrow().map_or(0, |w| {
-                w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
-            });
+            // One borrow of the order, from its body's size to its unlinking.
+            let w = wo.try_borrow_mut().ok();
+            let removed = w
+                .as_ref()
+                .and_then(|w| w.journal.as_ref())
+                .map_or(0, |b| fmt::frame_len(b.len()));
             let mut counts = fmt::counts(&self.cells);
             if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
                 *slot = slot.saturating_add(1);
             }
-            let done = match lock(&self.journal).as_mut() {
-                Some(w) => {
-                    let mark = w
-                        .append_sealed(Kind::Pop, &counts, buf)
-                        .map_err(|f| fault(py, f))?;
-                    w.live = w.live.saturating_sub(removed);
-                    Some(Appended {
+            let done = lock(&self.journal).as_mut().map(|j| {
+                j.append_sealed(Kind::Pop, &counts, buf).map(|mark| {
+                    j.live = j.live.saturating_sub(removed);
+                    Appended {
                         mark,
                         live: -(removed as isize),
-                        due: w.wants_compaction(),
-                    })
-                }
-                None => None,
-            };
-            PyResult::Ok(Some((wo, done)))
-        })?;
-        let Some((wo, appended)) = appended else {
-            return Ok(None);
-        };
-        let due = appended.as_ref().is_some_and(|a| a.due);
-        self.bump();
-        if let Err(err) = dict.del_item(key) {
-            self.undo(appended);
-            return Err(Fail::invalid("trade_id", key, &err).into_err(method));
-        }
-        let link = match wo.try_borrow_mut() {
-            Ok(mut w) => {
+                        due: j.wants_compaction(),
+                    }
+                })
+            });
+            // The error is made with the journal unlocked (it imports Python).
+            let appended = done.transpose().map_err(|f| fault(py, f))?;
+            let due = appended.as_ref().is_some_and(|a| a.due);
+            self.bump();
+            if let Err(err) = dict.del_item(key) {
+                drop(w);
+                self.undo(appended);
+                return Err(Fail::invalid("trade_id", key, &err).into_err(method));
+            }
+            let link = w.and_then(|mut w| {
                 if let Some(b) = w.journal.take() {
-                    fmt::recycle(b);
+                    bodies.recycle(b);
                 }
                 w.link.take()
-            }
-            Err(_) => None,
+            });
+            PyResult::Ok(Some((wo, link, due)))
+        })?;
+        let Some((wo, link, due)) = popped else {
+            return Ok(None);
         };
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
