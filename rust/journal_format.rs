@@ -298,6 +298,17 @@ fn plan_fields<'p>(py: Python<'_>, p: &'p ExecutionPlan) -> Result<&'p [u8], Ref
     Ok(p.journaled().get_or_init(|| out.into_boxed_slice()))
 }
 
+/// The plan's action, encoded, inside `plan_fields`: after the order
+/// type (a str value), f64, u8, f64, u8.
+fn cached_action(fields: &[u8]) -> Option<&[u8]> {
+    let str_len = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = fields.get(at + 1..at + 5)?.try_into().ok()?;
+        Some(5 + u32::from_le_bytes(raw) as usize)
+    };
+    let at = str_len(0)? + 8 + 1 + 8 + 1;
+    fields.get(at..at + str_len(at)?)
+}
+
 /// The body of a PUT but for its last 16 bytes, the wall and boot clocks
 /// (`order_body` adds them; the writer reads the clocks as it appends).
 pub fn order_body_head(
@@ -308,11 +319,16 @@ pub fn order_body_head(
 ) -> Result<(), Refusal> {
     let plan = w.plan.bind(py);
     let p: &ExecutionPlan = plan.get();
+    let fields = plan_fields(py, p)?;
     value(out, w.trade_id.bind(py), "trade_id", 0)?;
     value(out, w.asset.bind(py), "asset", 0)?;
     str_bytes(out, w.side.bind(py), "side")?;
-    str_bytes(out, w.action.bind(py), "action")?;
-    out.extend_from_slice(plan_fields(py, p)?);
+    // The order's action is usually the plan's own str: its bytes are cached.
+    match cached_action(fields).filter(|_| p.action_is_object(&w.action)) {
+        Some(action) => out.extend_from_slice(action),
+        None => str_bytes(out, w.action.bind(py), "action")?,
+    }
+    out.extend_from_slice(fields);
     // The metadata is a mutable dict: encoded each time.
     match p.metadata_if_any(py) {
         Some(m) => value(out, m.as_any(), "plan.metadata", 0)?,
@@ -472,6 +488,27 @@ mod tests {
         );
         assert_eq!(out[8], Kind::Pop as u8);
         assert_eq!(out[17..19], ALL.to_le_bytes());
+    }
+
+    #[test]
+    fn the_cached_action_is_the_plans_action_encoding() {
+        let enc = |s: &str| {
+            let mut v = vec![STR];
+            v.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            v.extend_from_slice(s.as_bytes());
+            v
+        };
+        let mut fields = enc("LIMIT");
+        fields.extend_from_slice(&1.5_f64.to_le_bytes());
+        fields.push(1);
+        fields.extend_from_slice(&9.0_f64.to_le_bytes());
+        fields.push(0);
+        fields.extend_from_slice(&enc("EXIT"));
+        fields.extend_from_slice(&enc("maker_exit:TAKE_PROFIT"));
+        fields.push(0);
+        assert_eq!(cached_action(&fields), Some(&enc("EXIT")[..]));
+        assert_eq!(cached_action(&fields[..20]), None);
+        assert_eq!(cached_action(&[]), None);
     }
 
     #[test]

@@ -224,6 +224,11 @@ impl ExecutionPlan {
         Action::is_named(self.action.bind(py), expected)
     }
 
+    /// Whether `s` is this plan's action (the same object).
+    pub fn action_is_object(&self, s: &Py<PyString>) -> bool {
+        self.action.is(s)
+    }
+
     pub fn action_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         self.action.bind(py).clone()
     }
