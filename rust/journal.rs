@@ -331,7 +331,6 @@ impl Writer {
         body: &[u8],
     ) -> Result<Mark, JournalFault> {
         fmt::with_scratch(|buf, _| {
-            buf.resize(fmt::ROOM, 0);
             buf.extend_from_slice(body);
             self.append_sealed(kind, counts, buf)
         })

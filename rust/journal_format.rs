@@ -274,6 +274,7 @@ pub fn value(
     Ok(())
 }
 
+#[inline]
 fn f64s(out: &mut Vec<u8>, xs: &[f64]) {
     for x in xs {
         out.extend_from_slice(&x.to_le_bytes());
@@ -391,8 +392,9 @@ thread_local! {
 const POOL: usize = 128;
 const POOLED_MAX: usize = 1024;
 
-/// Run `f` on this thread's scratch buffer, cleared, and its kept bodies (a
-/// nested call gets fresh ones): no allocation once they have grown.
+/// Run `f` on this thread's scratch buffer and its kept bodies (a nested
+/// call gets fresh ones): no allocation once they have grown. The buffer
+/// holds [`ROOM`] bytes (of no meaning), room for a frame's head and prefix.
 pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
     // Boxed: taking and putting back moves a pointer, not the buffers.
     let mut local = LOCAL
@@ -400,7 +402,11 @@ pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
         .ok()
         .flatten()
         .unwrap_or_default();
-    local.scratch.clear();
+    // Not zeroed each time: `seal` writes what it uses of the room.
+    if local.scratch.len() < ROOM {
+        local.scratch.resize(ROOM, 0);
+    }
+    local.scratch.truncate(ROOM);
     let Local { scratch, bodies } = &mut *local;
     let out = f(scratch, bodies);
     if local.scratch.capacity() > 1 << 16 {

@@ -157,9 +157,8 @@ impl Registry {
             // compares without Python code.
             if !w.trade_id.is(key) {
                 fmt::value(buf, key, "trade_id", 0).map_err(|r| r.into_err(method))?;
-                buf.clear();
+                buf.truncate(fmt::ROOM);
             }
-            buf.resize(fmt::ROOM, 0);
             fmt::order_body_head(buf, py, &w, now).map_err(|r| r.into_err(method))?;
             let counts = fmt::counts(&self.cells);
             let added = fmt::frame_len(buf.len() + 16 - fmt::ROOM);
@@ -551,7 +550,6 @@ impl Registry {
         let py = key.py();
         let dict = self.working.bind(py);
         let popped = fmt::with_scratch(|buf, bodies| {
-            buf.resize(fmt::ROOM, 0);
             if fmt::value(buf, key, "trade_id", 0).is_err() {
                 return Ok(None);
             }
