@@ -167,7 +167,7 @@ impl Registry {
                 let Some(j) = slot.as_mut() else {
                     return Ok(None);
                 };
-                let (wall, boot) = fixed.unwrap_or_else(|| j.times());
+                let (wall, boot) = fixed.unwrap_or_else(|| j.record_times());
                 buf.extend_from_slice(&wall.to_le_bytes());
                 buf.extend_from_slice(&boot.to_le_bytes());
                 j.append_sealed(Kind::Put, &counts, buf).map(|mark| {
