@@ -35,8 +35,6 @@ fn for_bits(mask: fmt::Mask, mut f: impl FnMut(usize)) {
 
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
-/// Bytes past the end that an append prefetches for the next ones.
-const PREFETCH: usize = 256;
 /// The writer maps this much address space (or twice the file) once, so
 /// that growing the file only allocates: no remap, no page-table rebuild.
 const RESERVE: usize = 1 << 30;
@@ -449,31 +447,7 @@ impl Writer {
             self.note_sync(t.elapsed().as_secs_f64());
         }
         self.end = stop;
-        self.prefetch_tail();
         Ok(start)
-    }
-
-    /// Bring the next frames' cache lines in ahead of their stores (the
-    /// kernel zeroed these pages long ago, so they miss every cache).
-    fn prefetch_tail(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            const LINE: usize = 64;
-            let base = self.map.as_ptr();
-            let from = self.end.next_multiple_of(LINE);
-            let to = (from + PREFETCH).min(self.cap);
-            let mut off = from;
-            while off < to {
-                // SAFETY: a prefetch is a hint, never a load or a fault; the
-                // address is inside the mapping.
-                unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
-                        base.wrapping_add(off).cast::<i8>(),
-                    );
-                }
-                off += LINE;
-            }
-        }
     }
 
     fn note_sync(&mut self, dt: f64) {
