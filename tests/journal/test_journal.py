@@ -329,8 +329,8 @@ def test_a_plan_registered_again_journals_its_metadata_as_it_is_then(
         router.register_working(trade_id="c", asset="BTCUSDT", position_side="LONG", plan=bare)
         bare.metadata["late"] = True  # made on first access, after a registration
         router.register_working(trade_id="d", asset="BTCUSDT", position_side="LONG", plan=bare)
+        bare.metadata["bad"] = object()
         with pytest.raises(TypeError, match=r"plan\.metadata: a object"):
-            bare.metadata["bad"] = object()
             router.register_working(trade_id="e", asset="BTCUSDT", position_side="LONG", plan=bare)
         del bare.metadata["bad"]
         bare.metadata["late"] = False
