@@ -412,8 +412,18 @@ pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
     if local.scratch.capacity() > 1 << 16 {
         local.scratch = Vec::new();
     }
-    let _ = LOCAL.try_with(|cell| cell.set(Some(local)));
+    // Put back without a drop call on the way (the slot is empty unless a
+    // nested call refilled it): a call here spilled `out` and stalled.
+    if let Ok(Some(nested)) = LOCAL.try_with(|cell| cell.replace(Some(local))) {
+        drop_cold(nested);
+    }
     out
+}
+
+#[cold]
+#[inline(never)]
+fn drop_cold(local: Box<Local>) {
+    drop(local);
 }
 
 /// The bodies removed orders gave back, by length (mod [`BUCKETS`]).
