@@ -51,8 +51,27 @@ pub mod faults {
     }
 }
 
+/// How long the wall-clock offset of `record_times` is used, in seconds.
+const OFFSET_FOR: f64 = 0.05;
+
+/// `last_seq` before any frame (frames count from 1).
+const NO_SEQ: u64 = u64::MAX;
+
+/// Run `f` on the index of each bit set in `mask`.
+fn for_bits(mask: fmt::Mask, mut f: impl FnMut(usize)) {
+    let mut bits = mask;
+    while bits != 0 {
+        f(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
+    }
+}
+
 /// The mapping grows by whole chunks, preallocated on disk.
 pub const CHUNK: usize = 1 << 20;
+/// The writer maps this much address space (or twice the file) once, so
+/// that growing the file only allocates: no remap, no page-table rebuild.
+const RESERVE: usize = 1 << 30;
+const PAGE: usize = 4096;
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
 static AT_FORK: Once = Once::new();
@@ -147,7 +166,6 @@ struct Group {
 pub struct Mark {
     start: usize,
     seq: u64,
-    last: Option<(u64, Counts)>,
 }
 
 pub struct Writer {
@@ -161,6 +179,9 @@ pub struct Writer {
     file_id: [u8; 16],
     boot_id: [u8; 16],
     fixed_times: Option<(f64, f64)>,
+    /// Wall clock minus boot clock, read at boot-clock time `offset_at`.
+    wall_offset: f64,
+    offset_at: f64,
     config: Vec<u8>,
     /// Framed bytes of the live orders, for the compaction threshold.
     pub live: usize,
@@ -169,15 +190,25 @@ pub struct Writer {
     threshold: usize,
     stats: Stats,
     group: Option<(Arc<Group>, JoinHandle<()>)>,
-    scratch: Vec<u8>,
     /// A compaction running in a thread, and threads finishing switched ones.
     pending: Option<Box<compact::Pending>>,
     finishing: Vec<JoinHandle<()>>,
     background: Arc<Mutex<compact::Background>>,
     knobs: compact::Knobs,
-    /// The counters of the last frame appended, with its seq: a put or pop
-    /// right after it carries only those that changed since.
-    last: Option<(u64, Counts)>,
+    /// Bytes of the file allocated (and safe to store to) from the map's start.
+    cap: usize,
+    /// Where `map` starts: a map replaced elsewhere (a compaction) is noticed.
+    mapped_at: usize,
+    /// The counters of the last frame appended, and its seq (`NO_SEQ`
+    /// before the first): a put or pop right after it carries only those
+    /// that changed since.
+    last: Counts,
+    last_seq: u64,
+    /// What the latest append changed in `last`, for `undo`: the former
+    /// seq, and the former values of the counters it carried.
+    undo_seq: u64,
+    undo_mask: fmt::Mask,
+    undo_values: Counts,
 }
 
 fn round_up(n: usize) -> usize {
@@ -256,18 +287,25 @@ impl Writer {
             file_id,
             boot_id,
             fixed_times,
+            wall_offset: 0.0,
+            offset_at: f64::NEG_INFINITY,
             config,
             live: 0,
             floor,
             threshold: floor,
             stats: Stats::default(),
             group: None,
-            scratch: Vec::new(),
             pending: None,
             finishing: Vec::new(),
             background: Arc::default(),
             knobs: compact::Knobs::default(),
-            last: None,
+            cap: 0,
+            mapped_at: 0,
+            last: [0; fmt::COUNTERS],
+            last_seq: NO_SEQ,
+            undo_seq: NO_SEQ,
+            undo_mask: 0,
+            undo_values: [0; fmt::COUNTERS],
         };
         w.rewrite(counts, bodies)?;
         w.stats.compactions = 0;
@@ -317,6 +355,25 @@ impl Writer {
         now(self.fixed_times)
     }
 
+    /// (wall, boot) for a record: the boot clock read now, the wall clock
+    /// as the boot clock plus their offset, read again every `OFFSET_FOR`
+    /// (one clock read per change, not two; a wall-clock step shows within
+    /// 50 ms, and only a restore after a reboot reads the wall clock).
+    pub fn record_times(&mut self) -> (f64, f64) {
+        if let Some(t) = self.fixed_times {
+            return t;
+        }
+        let boot = clock(libc::CLOCK_BOOTTIME);
+        let since = boot - self.offset_at;
+        if (0.0..OFFSET_FOR).contains(&since) {
+            return (boot + self.wall_offset, boot);
+        }
+        let wall = clock(libc::CLOCK_REALTIME);
+        self.wall_offset = wall - boot;
+        self.offset_at = boot;
+        (wall, boot)
+    }
+
     /// Tests: the clocks' next readings, taken by the registry.
     pub fn fix_times(&mut self, t: (f64, f64)) {
         self.fixed_times = Some(t);
@@ -344,21 +401,42 @@ impl Writer {
         counts: &Counts,
         body: &[u8],
     ) -> Result<Mark, JournalFault> {
+        fmt::with_scratch(|buf, _| {
+            buf.extend_from_slice(body);
+            self.append_sealed(kind, counts, buf)
+        })
+    }
+
+    /// [`Writer::append`] of the body in `buf` from [`fmt::ROOM`] on: the
+    /// head and prefix are written in front of it, and the frame copied once.
+    pub fn append_sealed(
+        &mut self,
+        kind: Kind,
+        counts: &Counts,
+        buf: &mut [u8],
+    ) -> Result<Mark, JournalFault> {
         self.check_fork()?;
         let mask = self.mask(kind, counts);
-        let mut frame = std::mem::take(&mut self.scratch);
-        frame.clear();
-        fmt::frame_masked(&mut frame, kind, self.seq + 1, mask, counts, body);
-        let result = self.write_at_end(&frame);
-        self.scratch = frame;
-        let start = result?;
+        let start = fmt::seal(buf, kind, self.seq + 1, mask, counts)
+            .ok_or_else(|| JournalFault("journal: a body buffer without room".to_owned()))?;
+        let frame = buf.get(start..).unwrap_or(&[]);
+        let at = self.write_at_end(frame)?;
         let mark = Mark {
-            start,
+            start: at,
             seq: self.seq,
-            last: self.last,
         };
+        self.undo_seq = std::mem::replace(&mut self.last_seq, self.seq + 1);
+        self.undo_mask = mask;
+        for_bits(mask, |i| {
+            if let (Some(old), Some(last), Some(new)) = (
+                self.undo_values.get_mut(i),
+                self.last.get_mut(i),
+                counts.get(i),
+            ) {
+                *old = std::mem::replace(last, *new);
+            }
+        });
         self.seq += 1;
-        self.last = Some((self.seq, *counts));
         self.stats.records += 1;
         if let Some((g, _)) = &self.group {
             g.written.store(self.seq, Ordering::Release);
@@ -370,37 +448,44 @@ impl Writer {
     /// writer's last frame, those that changed; anything else, all (so a
     /// config or snapshot frame, and the first frame after one, stand alone).
     fn mask(&self, kind: Kind, counts: &Counts) -> fmt::Mask {
-        match (kind, &self.last) {
-            (Kind::Put | Kind::Pop, Some((seq, prev))) if *seq == self.seq => {
-                fmt::changed(prev, counts)
-            }
+        match kind {
+            Kind::Put | Kind::Pop if self.last_seq == self.seq => fmt::changed(&self.last, counts),
             _ => fmt::ALL,
         }
     }
 
+    /// Copy a frame into the map at `end`: its head, then its payload.
     fn write_at_end(&mut self, frame: &[u8]) -> Result<usize, JournalFault> {
         let start = self.end;
-        let stop = start + frame.len();
-        if stop > self.map.len() {
+        let len = frame.len();
+        let stop = start + len;
+        if self.map.as_ptr() as usize != self.mapped_at {
+            // Replaced by a compaction: a map of the whole new file.
+            self.cap = self.map.len();
+            self.mapped_at = self.map.as_ptr() as usize;
+        }
+        if stop > self.cap {
             self.grow(stop)?;
         }
+        let Some(slot) = self.map.get_mut(start..stop).filter(|_| stop <= self.cap) else {
+            return Err(JournalFault("journal: mapping too small".to_owned()));
+        };
         // The head (length, CRC) first, then the payload: a process killed
         // in between leaves a head whose CRC fails and zeros after the frame,
-        // a torn tail. One copy could store the payload's end first.
-        let (head, payload) = frame.split_at(fmt::FRAME_HEAD.min(frame.len()));
-        let Some(slot) = self.map.get_mut(start..start + head.len()) else {
-            return Err(JournalFault("journal: mapping too small".to_owned()));
+        // a torn tail, never a payload without its head.
+        let (Some((h, payload)), Some((head, rest))) = (
+            slot.split_at_mut_checked(fmt::FRAME_HEAD),
+            frame.split_at_checked(fmt::FRAME_HEAD),
+        ) else {
+            return Err(JournalFault("journal: a frame without its head".to_owned()));
         };
-        slot.copy_from_slice(head);
+        h.copy_from_slice(head);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        let Some(slot) = self.map.get_mut(start + head.len()..stop) else {
-            return Err(JournalFault("journal: mapping too small".to_owned()));
-        };
-        slot.copy_from_slice(payload);
+        payload.copy_from_slice(rest);
         if self.mode == SyncMode::Power {
             let t = Instant::now();
             let synced =
-                faults::check(faults::SYNC).and_then(|()| self.map.flush_range(start, frame.len()));
+                faults::check(faults::SYNC).and_then(|()| self.map.flush_range(start, len));
             if let Err(e) = synced {
                 if let Some(slot) = self.map.get_mut(start..stop) {
                     slot.fill(0);
@@ -426,19 +511,33 @@ impl Writer {
         }
         self.end = mark.start;
         self.seq = mark.seq;
-        self.last = mark.last;
+        self.last_seq = self.undo_seq;
+        for_bits(std::mem::take(&mut self.undo_mask), |i| {
+            if let (Some(last), Some(old)) = (self.last.get_mut(i), self.undo_values.get(i)) {
+                *last = *old;
+            }
+        });
         self.stats.records = self.stats.records.saturating_sub(1);
     }
 
+    /// Allocate the file up to `needed` (whole chunks) and take the page
+    /// faults of the new part now, in one call; map it again only when the
+    /// reserved address space is too small.
     fn grow(&mut self, needed: usize) -> Result<(), JournalFault> {
         let cap = round_up(needed);
-        allocate(&self.file, self.map.len(), cap)
+        allocate(&self.file, self.cap, cap)
             .map_err(|e| JournalFault::io("grow", &self.path, &e))?;
-        // SAFETY: the file is ours (locked), and only this writer maps it for writing.
-        let mut map = unsafe { MmapOptions::new().map_mut(&*self.file) }
-            .map_err(|e| JournalFault::io("map", &self.path, &e))?;
-        prefault(&mut map, self.end);
-        self.map = map;
+        if cap > self.map.len() {
+            let reserve = RESERVE.max(cap.saturating_mul(2));
+            // SAFETY: the file is ours (locked), and only this writer maps it
+            // for writing; nothing past `cap` (the end of the file) is touched.
+            let map = unsafe { MmapOptions::new().len(reserve).map_mut(&*self.file) }
+                .map_err(|e| JournalFault::io("map", &self.path, &e))?;
+            self.map = map;
+            self.mapped_at = self.map.as_ptr() as usize;
+        }
+        self.cap = cap;
+        prefault_range(&mut self.map, self.end, self.cap);
         Ok(())
     }
 
@@ -466,7 +565,11 @@ impl Writer {
     }
 
     pub fn capacity(&self) -> usize {
-        self.map.len()
+        if self.map.as_ptr() as usize == self.mapped_at {
+            self.cap
+        } else {
+            self.map.len()
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -495,7 +598,7 @@ impl Writer {
         }
         let t = Instant::now();
         faults::check(faults::SYNC)
-            .and_then(|()| self.map.flush())
+            .and_then(|()| self.map.flush_range(0, self.end))
             .map_err(|e| JournalFault::io("sync", &self.path, &e))?;
         self.note_sync(t.elapsed().as_secs_f64());
         Ok(())
@@ -520,15 +623,60 @@ impl Drop for Writer {
 }
 
 /// Take the write fault of every page from `from` on now, one call, rather
-/// than one append in a dozen later: each byte is written back unchanged.
+/// than one append in a dozen later.
 fn prefault(map: &mut MmapMut, from: usize) {
-    const PAGE: usize = 4096;
-    let mut off = from - from % PAGE;
-    while let Some(byte) = map.get_mut(off) {
-        let p: *mut u8 = byte;
-        // SAFETY: `p` points into the mapping; only this writer writes it.
-        unsafe { std::ptr::write_volatile(p, std::ptr::read_volatile(p)) };
+    let to = map.len();
+    prefault_range(map, from, to);
+}
+
+/// `prefault` of the pages in `from..to` (inside the file):
+/// `MADV_POPULATE_WRITE` (Linux 5.14), else each byte is written back
+/// unchanged.
+fn prefault_range(map: &mut MmapMut, from: usize, to: usize) {
+    let from = from - from % PAGE;
+    let to = to.min(map.len());
+    if from >= to || populate(map.as_ptr() as usize + from, to - from) != Populated::Unsupported {
+        return;
+    }
+    let mut off = from;
+    while off < to {
+        if let Some(byte) = map.get_mut(off) {
+            let p: *mut u8 = byte;
+            // SAFETY: `p` points into the mapping; only this writer writes it.
+            unsafe { std::ptr::write_volatile(p, std::ptr::read_volatile(p)) };
+        }
         off += PAGE;
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Populated {
+    Done,
+    /// Before Linux 5.14.
+    Unsupported,
+    Failed,
+}
+
+/// `madvise(MADV_POPULATE_WRITE)`: fault the pages in writable, contents
+/// unchanged (a range past the end of the file fails, with no signal).
+fn populate(addr: usize, len: usize) -> Populated {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: populating never changes the contents of memory.
+        let rc =
+            unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
+        if rc == 0 {
+            Populated::Done
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            Populated::Unsupported
+        } else {
+            Populated::Failed
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (addr, len);
+        Populated::Unsupported
     }
 }
 
@@ -607,6 +755,72 @@ mod tests {
         let fourth = w.end();
         w.append(Kind::Put, &counts, b"c").unwrap();
         assert_eq!(mask_at(&w, fourth), 0);
+        let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
+    }
+
+    #[test]
+    fn record_times_read_the_boot_clock_and_the_wall_clock_by_its_offset() {
+        let mut w = writer("times");
+        w.fixed_times = None;
+        let (wall, boot) = w.record_times();
+        let (wall2, boot2) = w.record_times();
+        assert!(boot2 >= boot);
+        assert!((wall2 - boot2 - (wall - boot)).abs() < 1e-6); // the same offset
+        let (real, _) = now(None);
+        assert!((real - wall2).abs() < 0.01, "{real} vs {wall2}");
+        w.offset_at -= 2.0 * OFFSET_FOR; // stale: both clocks read again
+        w.wall_offset += 3600.0;
+        let (wall3, _) = w.record_times();
+        assert!((wall3 - now(None).0).abs() < 0.01);
+        w.fix_times((5.0, 6.0));
+        assert_eq!(w.record_times(), (5.0, 6.0));
+        let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
+    }
+
+    /// Frames of `w` from the header on: (kind, seq) each, checked whole.
+    fn frames(w: &Writer) -> Vec<(u8, u64)> {
+        let b = w.bytes();
+        let mut out = Vec::new();
+        let mut at = fmt::HEADER_LEN;
+        while at < b.len() {
+            let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap());
+            let payload = &b[at + 8..at + 8 + len];
+            assert_eq!(crc32c::crc32c(payload), crc, "frame at {at}");
+            out.push((
+                payload[0],
+                u64::from_le_bytes(payload[1..9].try_into().unwrap()),
+            ));
+            at += 8 + len;
+        }
+        assert_eq!(at, b.len());
+        out
+    }
+
+    #[test]
+    fn the_file_grows_and_is_compacted_under_appends() {
+        let mut w = writer("grow");
+        let counts = [0; KEYS.len()];
+        let body = vec![b'x'; 1000];
+        let mut appended = 0;
+        for round in 0..2 {
+            while w.end() < 3 * CHUNK + CHUNK / 2 {
+                w.append(Kind::Put, &counts, &body).unwrap();
+                appended += 1;
+            }
+            let f = frames(&w);
+            assert!(f.windows(2).all(|p| p[1].1 == p[0].1 + 1));
+            assert_eq!(w.capacity(), 4 * CHUNK);
+            assert_eq!(w.file.metadata().unwrap().len(), 4 * CHUNK as u64);
+            if round == 0 {
+                // A compaction maps a new file of its own size: the writer
+                // notices, and grows that one too.
+                w.rewrite(&counts, vec![Arc::from(body.as_slice())])
+                    .unwrap();
+                assert_eq!(frames(&w).len(), 3);
+            }
+        }
+        assert!(appended > 7000);
         let _ = std::fs::remove_dir_all(w.path.parent().unwrap());
     }
 }

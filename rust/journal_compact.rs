@@ -500,6 +500,9 @@ impl Writer {
             *lock(&g.file) = self.file.clone();
         }
         let old_map = std::mem::replace(&mut self.map, map);
+        // A map of the new file's whole length: all of it is allocated.
+        self.cap = self.map.len();
+        self.mapped_at = self.map.as_ptr() as usize;
         self.end = stop;
         self.stats.records = frames + tail_frames;
         self.stats.compactions += 1;

@@ -5,6 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
+use std::sync::Arc;
+
 use crate::counters::{Cells, KEYS};
 use crate::plan::ExecutionPlan;
 use crate::working::WorkingOrder;
@@ -18,7 +20,8 @@ pub const FRAME_HEAD: usize = 8;
 /// Nesting depth of a value (metadata) the journal writes.
 pub const MAX_NESTING: u32 = 32;
 
-pub type Counts = [i64; KEYS.len()];
+pub const COUNTERS: usize = KEYS.len();
+pub type Counts = [i64; COUNTERS];
 
 /// A frame's counters: a u16 mask of those it carries, then their values in
 /// `KEYS` order. Config and snapshot frames carry them all.
@@ -123,16 +126,54 @@ pub fn frame_masked(
     }
 }
 
-/// `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
-pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
-    out.push(kind as u8);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&mask.to_le_bytes());
-    for (i, c) in counts.iter().enumerate() {
-        if mask & (1 << i) != 0 {
-            out.extend_from_slice(&c.to_le_bytes());
+/// The longest prefix: kind, seq, mask and every counter.
+pub const PREFIX_MAX: usize = KIND_SEQ + 2 + 8 * KEYS.len();
+/// Room kept at the front of a body buffer for its frame's head and prefix.
+pub const ROOM: usize = FRAME_HEAD + PREFIX_MAX;
+
+/// Write `[u8 kind][u64 seq][u16 mask][the counters mask selects]` into
+/// `out` from its start; returns its length (0 if `out` is too short).
+pub fn write_prefix(out: &mut [u8], kind: Kind, seq: u64, mask: Mask, counts: &Counts) -> usize {
+    let len = KIND_SEQ + counters_len(mask);
+    let Some(out) = out.get_mut(..len) else {
+        return 0;
+    };
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(slot) = out.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
         }
+        at += bytes.len();
+    };
+    put(&[kind as u8]);
+    put(&seq.to_le_bytes());
+    put(&mask.to_le_bytes());
+    let mut bits = mask;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        put(&counts.get(i).copied().unwrap_or(0).to_le_bytes());
     }
+    len
+}
+
+/// Append `[u8 kind][u64 seq][u16 mask][the counters mask selects]`.
+pub fn prefix(out: &mut Vec<u8>, kind: Kind, seq: u64, mask: Mask, counts: &Counts) {
+    let mut buf = [0_u8; PREFIX_MAX];
+    let n = write_prefix(&mut buf, kind, seq, mask, counts);
+    out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+}
+
+/// Make a whole frame of `buf`, whose body starts at [`ROOM`]: the head and
+/// prefix go right before the body. Returns where the frame starts in `buf`.
+pub fn seal(buf: &mut [u8], kind: Kind, seq: u64, mask: Mask, counts: &Counts) -> Option<usize> {
+    let start = ROOM.checked_sub(FRAME_HEAD + KIND_SEQ + counters_len(mask))?;
+    let (head, payload) = buf.get_mut(start..)?.split_at_mut_checked(FRAME_HEAD)?;
+    if write_prefix(payload, kind, seq, mask, counts) == 0 {
+        return None;
+    }
+    head.copy_from_slice(&frame_head(payload.len(), crc32c::crc32c(payload)));
+    Some(start)
 }
 
 /// `[u32 length][u32 CRC-32C]` of a payload.
@@ -155,6 +196,7 @@ fn str_bytes(out: &mut Vec<u8>, s: &Bound<'_, PyString>, what: &str) -> Result<(
         .map_err(|_| Refusal::Value(format!("{what}: a str that is not valid Unicode")))?;
     let len = u32::try_from(text.len())
         .map_err(|_| Refusal::Value(format!("{what}: a str of 4 GiB or more")))?;
+    out.reserve(5 + text.len());
     out.push(STR);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(text.as_bytes());
@@ -180,7 +222,9 @@ pub fn value(
             "{what}: nested deeper than {MAX_NESTING}"
         )));
     }
-    if v.is_none() {
+    if let Ok(s) = v.cast_exact::<PyString>() {
+        str_bytes(out, s, what)?;
+    } else if v.is_none() {
         out.push(NONE);
     } else if let Ok(b) = v.cast_exact::<PyBool>() {
         out.push(if b.is_true() { TRUE } else { FALSE });
@@ -197,8 +241,6 @@ pub fn value(
         }
         out.push(FLOAT);
         out.extend_from_slice(&x.to_le_bytes());
-    } else if let Ok(s) = v.cast_exact::<PyString>() {
-        str_bytes(out, s, what)?;
     } else if let Ok(t) = v.cast_exact::<PyTuple>() {
         out.push(TUPLE);
         out.extend_from_slice(&count(t.len(), what)?);
@@ -214,6 +256,10 @@ pub fn value(
         }
     } else if let Ok(d) = v.cast_exact::<PyDict>() {
         out.push(DICT);
+        if d.is_empty() {
+            out.extend_from_slice(&0_u32.to_le_bytes());
+            return Ok(());
+        }
         let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.iter().collect();
         out.extend_from_slice(&count(items.len(), what)?);
         for (k, item) in &items {
@@ -230,10 +276,85 @@ pub fn value(
     Ok(())
 }
 
+#[inline]
 fn f64s(out: &mut Vec<u8>, xs: &[f64]) {
     for x in xs {
         out.extend_from_slice(&x.to_le_bytes());
     }
+}
+
+/// The plan's fields before its metadata, encoded on the plan's first
+/// journaled registration and kept with it (they are immutable).
+fn plan_fields<'p>(py: Python<'_>, p: &'p ExecutionPlan) -> Result<&'p [u8], Refusal> {
+    if let Some(done) = p.journaled().get() {
+        return Ok(done);
+    }
+    let mut out = Vec::with_capacity(64);
+    str_bytes(&mut out, &p.order_type_str(py), "plan.order_type")?;
+    f64s(&mut out, &[p.limit_price]);
+    out.push(u8::from(p.post_only));
+    f64s(&mut out, &[p.ttl_s]);
+    out.push(u8::from(p.is_maker));
+    str_bytes(&mut out, &p.action_str(py), "plan.action")?;
+    str_bytes(&mut out, &p.reason_str(py), "plan.reason")?;
+    out.push(u8::from(p.suppress));
+    Ok(p.journaled().get_or_init(|| out.into_boxed_slice()))
+}
+
+/// The plan's action, encoded, inside `plan_fields`: after the order
+/// type (a str value), f64, u8, f64, u8.
+fn cached_action(fields: &[u8]) -> Option<&[u8]> {
+    let str_len = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = fields.get(at + 1..at + 5)?.try_into().ok()?;
+        Some(5 + u32::from_le_bytes(raw) as usize)
+    };
+    let at = str_len(0)? + 8 + 1 + 8 + 1;
+    fields.get(at..at + str_len(at)?)
+}
+
+/// The body of a PUT but for its last 16 bytes, the wall and boot clocks
+/// (`order_body` adds them; the writer reads the clocks as it appends).
+pub fn order_body_head(
+    out: &mut Vec<u8>,
+    py: Python<'_>,
+    w: &WorkingOrder,
+    clock_at: f64,
+) -> Result<(), Refusal> {
+    let plan = w.plan.bind(py);
+    let p: &ExecutionPlan = plan.get();
+    let fields = plan_fields(py, p)?;
+    value(out, w.trade_id.bind(py), "trade_id", 0)?;
+    value(out, w.asset.bind(py), "asset", 0)?;
+    str_bytes(out, w.side.bind(py), "side")?;
+    // The order's action is usually the plan's own str: its bytes are cached.
+    match cached_action(fields).filter(|_| p.action_is_object(&w.action)) {
+        Some(action) => out.extend_from_slice(action),
+        None => str_bytes(out, w.action.bind(py), "action")?,
+    }
+    out.extend_from_slice(fields);
+    // The metadata is a mutable dict: encoded each time.
+    match p.metadata_if_any(py) {
+        Some(m) => value(out, m.as_any(), "plan.metadata", 0)?,
+        None => {
+            out.push(DICT);
+            out.extend_from_slice(&0_u32.to_le_bytes());
+        }
+    }
+    let times = [w.submitted_at, w.deadline];
+    if times.iter().any(|t| !t.is_finite()) {
+        return Err(Refusal::Value("the order: a non-finite time".to_owned()));
+    }
+    f64s(out, &times);
+    out.extend_from_slice(&w.retries_left.to_le_bytes());
+    value(out, w.base_trade_id.bind(py), "base_trade_id", 0)?;
+    out.extend_from_slice(&w.retry_n.to_le_bytes());
+    f64s(out, &[clock_at]);
+    Ok(())
+}
+
+/// The refusal of an order that is borrowed elsewhere.
+pub fn being_changed() -> Refusal {
+    Refusal::Value("the order: it is being changed".to_owned())
 }
 
 /// The body of a PUT: the whole order, with the clocks at the time of writing.
@@ -243,35 +364,10 @@ pub fn order_body(
     wall: f64,
     boot: f64,
 ) -> Result<Vec<u8>, Refusal> {
-    let py = wo.py();
-    let w = wo
-        .try_borrow()
-        .map_err(|_| Refusal::Value("the order: it is being changed".to_owned()))?;
-    let plan = w.plan.bind(py);
-    let p: &ExecutionPlan = plan.get();
-    let mut out = Vec::with_capacity(160);
-    value(&mut out, w.trade_id.bind(py), "trade_id", 0)?;
-    value(&mut out, w.asset.bind(py), "asset", 0)?;
-    str_bytes(&mut out, w.side.bind(py), "side")?;
-    str_bytes(&mut out, w.action.bind(py), "action")?;
-    str_bytes(&mut out, &p.order_type_str(py), "plan.order_type")?;
-    f64s(&mut out, &[p.limit_price]);
-    out.push(u8::from(p.post_only));
-    f64s(&mut out, &[p.ttl_s]);
-    out.push(u8::from(p.is_maker));
-    str_bytes(&mut out, &p.action_str(py), "plan.action")?;
-    str_bytes(&mut out, &p.reason_str(py), "plan.reason")?;
-    out.push(u8::from(p.suppress));
-    value(&mut out, p.metadata_dict(py).as_any(), "plan.metadata", 0)?;
-    let times = [w.submitted_at, w.deadline];
-    if times.iter().any(|t| !t.is_finite()) {
-        return Err(Refusal::Value("the order: a non-finite time".to_owned()));
-    }
-    f64s(&mut out, &times);
-    out.extend_from_slice(&w.retries_left.to_le_bytes());
-    value(&mut out, w.base_trade_id.bind(py), "base_trade_id", 0)?;
-    out.extend_from_slice(&w.retry_n.to_le_bytes());
-    f64s(&mut out, &[clock_at, wall, boot]);
+    let w = wo.try_borrow().map_err(|_| being_changed())?;
+    let mut out = Vec::with_capacity(192);
+    order_body_head(&mut out, wo.py(), &w, clock_at)?;
+    f64s(&mut out, &[wall, boot]);
     Ok(out)
 }
 
@@ -280,6 +376,112 @@ pub fn pop_body(trade_id: &Bound<'_, PyAny>) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity(24);
     value(&mut out, trade_id, "trade_id", 0)?;
     Ok(out)
+}
+
+/// Per-thread buffers of the journal's hot path: the scratch buffer bodies
+/// are encoded in, and the bodies removed orders gave back, for reuse.
+#[derive(Default)]
+pub struct Local {
+    scratch: Vec<u8>,
+    bodies: Bodies,
+}
+
+thread_local! {
+    static LOCAL: std::cell::Cell<Option<Box<Local>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Bodies kept for reuse per thread, and the largest kept.
+const POOL: usize = 128;
+const POOLED_MAX: usize = 1024;
+
+/// Run `f` on this thread's scratch buffer and its kept bodies (a nested
+/// call gets fresh ones): no allocation once they have grown. The buffer
+/// holds [`ROOM`] bytes (of no meaning), room for a frame's head and prefix.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Bodies) -> T) -> T {
+    // Boxed: taking and putting back moves a pointer, not the buffers.
+    let mut local = LOCAL
+        .try_with(std::cell::Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // Not zeroed each time: `seal` writes what it uses of the room.
+    if local.scratch.len() < ROOM {
+        local.scratch.resize(ROOM, 0);
+    }
+    local.scratch.truncate(ROOM);
+    let Local { scratch, bodies } = &mut *local;
+    let out = f(scratch, bodies);
+    if local.scratch.capacity() > 1 << 16 {
+        local.scratch = Vec::new();
+    }
+    // Put back without a drop call on the way (the slot is empty unless a
+    // nested call refilled it): a call here spilled `out` and stalled.
+    if let Ok(Some(nested)) = LOCAL.try_with(|cell| cell.replace(Some(local))) {
+        drop_cold(nested);
+    }
+    out
+}
+
+#[cold]
+#[inline(never)]
+fn drop_cold(local: Box<Local>) {
+    drop(local);
+}
+
+/// The bodies removed orders gave back, by length (mod [`BUCKETS`]).
+#[derive(Default)]
+pub struct Bodies {
+    buckets: Vec<Vec<Arc<[u8]>>>,
+    kept: usize,
+}
+
+const BUCKETS: usize = 64;
+
+impl Bodies {
+    /// A copy of `bytes` for an order to keep: a body of the same length
+    /// given back earlier and shared with no one, if there is one (no
+    /// allocator call).
+    pub fn boxed(&mut self, bytes: &[u8]) -> Arc<[u8]> {
+        let hit = self
+            .buckets
+            .get_mut(bytes.len() % BUCKETS)
+            .and_then(|bucket| {
+                let i = bucket.iter().rposition(|b| b.len() == bytes.len())?;
+                Some(bucket.swap_remove(i))
+            });
+        match hit {
+            Some(mut b) => {
+                self.kept = self.kept.saturating_sub(1);
+                match Arc::get_mut(&mut b) {
+                    Some(slot) => {
+                        slot.copy_from_slice(bytes);
+                        b
+                    }
+                    None => Arc::from(bytes),
+                }
+            }
+            None => Arc::from(bytes),
+        }
+    }
+
+    /// Keep `body` for reuse, unless a compaction still shares it.
+    pub fn recycle(&mut self, body: Arc<[u8]>) {
+        if body.len() > POOLED_MAX || self.kept >= POOL || Arc::strong_count(&body) != 1 {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets.resize_with(BUCKETS, Vec::new);
+        }
+        if let Some(bucket) = self.buckets.get_mut(body.len() % BUCKETS) {
+            bucket.push(body);
+            self.kept += 1;
+        }
+    }
+}
+
+/// Give back the body of an order that left the registry.
+pub fn recycle(body: Arc<[u8]>) {
+    with_scratch(|_, bodies| bodies.recycle(body));
 }
 
 /// The body of a SNAPSHOT: how many PUT frames follow.
@@ -311,6 +513,47 @@ mod tests {
         );
         assert_eq!(out[8], Kind::Pop as u8);
         assert_eq!(out[17..19], ALL.to_le_bytes());
+    }
+
+    #[test]
+    fn the_cached_action_is_the_plans_action_encoding() {
+        let enc = |s: &str| {
+            let mut v = vec![STR];
+            v.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            v.extend_from_slice(s.as_bytes());
+            v
+        };
+        let mut fields = enc("LIMIT");
+        fields.extend_from_slice(&1.5_f64.to_le_bytes());
+        fields.push(1);
+        fields.extend_from_slice(&9.0_f64.to_le_bytes());
+        fields.push(0);
+        fields.extend_from_slice(&enc("EXIT"));
+        fields.extend_from_slice(&enc("maker_exit:TAKE_PROFIT"));
+        fields.push(0);
+        assert_eq!(cached_action(&fields), Some(&enc("EXIT")[..]));
+        assert_eq!(cached_action(&fields[..20]), None);
+        assert_eq!(cached_action(&[]), None);
+    }
+
+    #[test]
+    fn bodies_are_reused_by_length_and_kept_bounded() {
+        let mut bodies = Bodies::default();
+        let a = bodies.boxed(b"abc");
+        let a_ptr = a.as_ptr();
+        bodies.recycle(a);
+        let other = bodies.boxed(b"abcd"); // another length: a new box
+        assert_ne!(other.as_ptr(), a_ptr);
+        let again = bodies.boxed(b"xyz");
+        assert_eq!((again.as_ptr(), &*again), (a_ptr, &b"xyz"[..]));
+        for _ in 0..2 * POOL {
+            bodies.recycle(Arc::from(&b"12"[..]));
+        }
+        assert_eq!(bodies.kept, POOL);
+        bodies.recycle(Arc::from(vec![0; POOLED_MAX + 1]));
+        assert_eq!(bodies.kept, POOL);
+        let kept: usize = bodies.buckets.iter().map(Vec::len).sum();
+        assert_eq!(kept, POOL);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! that behaves as a frozen dataclass. Its fields and defaults are written
 //! once, in [`FIELDS`] (`_core.PLAN_FIELDS`).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -138,6 +138,9 @@ pub struct ExecutionPlan {
     pub suppress: bool,
     /// Created on first access when the plan was built without one.
     metadata: Mutex<Option<Py<PyDict>>>,
+    /// The journal's encoding of the fields before `metadata` (all immutable),
+    /// made on the first registration with a journal attached.
+    journaled: OnceLock<Box<[u8]>>,
 }
 
 /// The fields of a plan, for building one from Rust.
@@ -201,6 +204,7 @@ impl<'py> Spec<'py> {
             reason: self.reason.unbind(),
             suppress: self.suppress,
             metadata: Mutex::new(self.metadata.map(Bound::unbind)),
+            journaled: OnceLock::new(),
         };
         Bound::new(py, plan)
     }
@@ -218,6 +222,11 @@ impl ExecutionPlan {
 
     pub fn action_is(&self, py: Python<'_>, expected: Action) -> bool {
         Action::is_named(self.action.bind(py), expected)
+    }
+
+    /// Whether `s` is this plan's action (the same object).
+    pub fn action_is_object(&self, s: &Py<PyString>) -> bool {
+        self.action.is(s)
     }
 
     pub fn action_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
@@ -248,6 +257,7 @@ impl ExecutionPlan {
             reason: reason.unbind(),
             suppress,
             metadata: Mutex::new(metadata.map(Bound::unbind)),
+            journaled: OnceLock::new(),
         }
     }
 
@@ -257,6 +267,16 @@ impl ExecutionPlan {
 
     pub fn reason_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         self.reason.bind(py).clone()
+    }
+
+    /// The journal's encoding of the fields before `metadata`, once made.
+    pub fn journaled(&self) -> &OnceLock<Box<[u8]>> {
+        &self.journaled
+    }
+
+    /// The metadata dict, if the plan has one yet (none reads as `{}`).
+    pub fn metadata_if_any<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyDict>> {
+        lock(&self.metadata).as_ref().map(|d| d.bind(py).clone())
     }
 
     pub fn metadata_dict<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
@@ -377,6 +397,7 @@ impl ExecutionPlan {
             reason: text(6)?,
             suppress: flag(7)?,
             metadata: Mutex::new(metadata()?),
+            journaled: OnceLock::new(),
         })
     }
 

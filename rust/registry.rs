@@ -69,6 +69,17 @@ pub struct Registry {
     journaled: AtomicBool,
     /// Tests only: `fn() -> (wall, boot)` instead of the system clocks.
     times_fn: Mutex<Option<Py<PyAny>>>,
+    /// Whether `times_fn` is set, readable without the lock.
+    timed: AtomicBool,
+}
+
+/// An append ahead of a change: what to take back if the change fails.
+struct Appended {
+    mark: Mark,
+    /// Bytes the live size changed by.
+    live: isize,
+    /// Whether the log has grown past the compaction threshold.
+    due: bool,
 }
 
 fn fault(py: Python<'_>, f: JournalFault) -> PyErr {
@@ -87,24 +98,35 @@ impl Registry {
             journal: Mutex::new(None),
             journaled: AtomicBool::new(false),
             times_fn: Mutex::new(None),
+            timed: AtomicBool::new(false),
         }
     }
 
     /// (wall, boot) now: the system clocks, or the tests' `times_fn` (called
     /// before any append; the writer keeps the reading for its snapshots).
     fn read_times(&self, py: Python<'_>) -> PyResult<(f64, f64)> {
+        if let Some(t) = self.call_times_fn(py)? {
+            return Ok(t);
+        }
+        Ok(match lock(&self.journal).as_ref() {
+            Some(w) => w.times(),
+            None => crate::journal::now(None),
+        })
+    }
+
+    /// Tests: the reading of `times_fn` (Python, so called with no lock
+    /// held), kept by the writer; None without one.
+    fn call_times_fn(&self, py: Python<'_>) -> PyResult<Option<(f64, f64)>> {
+        if !self.timed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let f = lock(&self.times_fn).as_ref().map(|f| f.clone_ref(py));
-        let Some(f) = f else {
-            return Ok(match lock(&self.journal).as_ref() {
-                Some(w) => w.times(),
-                None => crate::journal::now(None),
-            });
-        };
+        let Some(f) = f else { return Ok(None) };
         let t: (f64, f64) = f.bind(py).call0()?.extract()?;
         if let Some(w) = lock(&self.journal).as_mut() {
             w.fix_times(t);
         }
-        Ok(t)
+        Ok(Some(t))
     }
 
     // ── journal ──────────────────────────────────────────────────────────
@@ -114,44 +136,74 @@ impl Registry {
     }
 
     /// Encode and append the PUT of `wo` (registered at clock reading `now`).
-    /// All Python (type checks) runs here, before the append.
+    /// All Python (type checks, the tests' clocks) runs here, before the
+    /// append; the journal is locked once, to read the clocks, append,
+    /// account the live size and see whether a compaction is due.
     fn journal_put(
         &self,
         method: &str,
         key: &Bound<'_, PyAny>,
         wo: &Bound<'_, WorkingOrder>,
         now: f64,
-    ) -> PyResult<Option<Mark>> {
+    ) -> PyResult<Option<Appended>> {
         let py = wo.py();
-        match lock(&self.journal).as_ref() {
-            Some(w) => w.check_fork().map_err(|f| fault(py, f))?,
-            None => return Ok(None),
-        }
-        let times = self.read_times(py)?;
-        // The key is checked too (the order's body holds it when it is the
-        // order's trade id): a key the journal can write hashes and compares
-        // without Python code.
-        let same = wo.try_borrow().is_ok_and(|w| w.trade_id.is(key));
-        if !same {
-            fmt::pop_body(key).map_err(|r| r.into_err(method))?;
-        }
-        let body = fmt::order_body(wo, now, times.0, times.1).map_err(|r| r.into_err(method))?;
-        let counts = fmt::counts(&self.cells);
-        let mark = match lock(&self.journal).as_mut() {
-            Some(w) => w
-                .append(Kind::Put, &counts, &body)
-                .map_err(|f| fault(py, f))?,
-            None => return Ok(None),
-        };
-        if let Ok(mut w) = wo.try_borrow_mut() {
-            w.journal = Some(Arc::from(body));
-        }
-        Ok(Some(mark))
+        let fixed = self.call_times_fn(py)?;
+        fmt::with_scratch(|buf, bodies| {
+            // One borrow of the (new) order for the encoding and its body.
+            let mut w = wo
+                .try_borrow_mut()
+                .map_err(|_| fmt::being_changed().into_err(method))?;
+            // The key is checked too (the order's body holds it when it is
+            // the order's trade id): a key the journal can write hashes and
+            // compares without Python code.
+            if !w.trade_id.is(key) {
+                fmt::value(buf, key, "trade_id", 0).map_err(|r| r.into_err(method))?;
+                buf.truncate(fmt::ROOM);
+            }
+            fmt::order_body_head(buf, py, &w, now).map_err(|r| r.into_err(method))?;
+            let counts = fmt::counts(&self.cells);
+            let added = fmt::frame_len(buf.len() + 16 - fmt::ROOM);
+            let done = {
+                let mut slot = lock(&self.journal);
+                let Some(j) = slot.as_mut() else {
+                    return Ok(None);
+                };
+                let (wall, boot) = fixed.unwrap_or_else(|| j.record_times());
+                buf.extend_from_slice(&wall.to_le_bytes());
+                buf.extend_from_slice(&boot.to_le_bytes());
+                j.append_sealed(Kind::Put, &counts, buf).map(|mark| {
+                    j.live += added;
+                    Appended {
+                        mark,
+                        live: added as isize,
+                        due: j.wants_compaction() || j.compaction_ready(),
+                    }
+                })
+            };
+            // The error is made with the journal unlocked (it imports Python).
+            let done = match done {
+                Ok(done) => done,
+                Err(f) => {
+                    drop(w);
+                    return Err(fault(py, f));
+                }
+            };
+            let old = w
+                .journal
+                .replace(bodies.boxed(buf.get(fmt::ROOM..).unwrap_or(&[])));
+            drop(w);
+            if let Some(old) = old {
+                bodies.recycle(old);
+            }
+            Ok(Some(done))
+        })
     }
 
-    fn undo(&self, mark: Option<Mark>) {
-        if let (Some(mark), Some(w)) = (mark, lock(&self.journal).as_mut()) {
-            w.undo(mark);
+    /// Take back an append whose change failed.
+    fn undo(&self, appended: Option<Appended>) {
+        if let (Some(a), Some(w)) = (appended, lock(&self.journal).as_mut()) {
+            w.undo(a.mark);
+            w.live = w.live.saturating_add_signed(-a.live);
         }
     }
 
@@ -241,7 +293,11 @@ impl Registry {
                 "Journal.attach(): the router already has a journal attached",
             ));
         }
-        let old = std::mem::replace(&mut *lock(&self.times_fn), times_fn.map(Bound::unbind));
+        let old = {
+            let mut slot = lock(&self.times_fn);
+            self.timed.store(times_fn.is_some(), Ordering::Release);
+            std::mem::replace(&mut *slot, times_fn.map(Bound::unbind))
+        };
         drop(old);
         let (wall, boot) = match self.read_times(py) {
             Ok(t) => t,
@@ -339,7 +395,11 @@ impl Registry {
 
     /// Detach the journal: sync it (power and group modes) and close the file.
     pub fn detach(&self) -> bool {
-        let times_fn = lock(&self.times_fn).take();
+        let times_fn = {
+            let mut slot = lock(&self.times_fn);
+            self.timed.store(false, Ordering::Release);
+            slot.take()
+        };
         drop(times_fn);
         let old = {
             let mut slot = lock(&self.journal);
@@ -408,18 +468,18 @@ impl Registry {
         now: f64,
     ) -> PyResult<()> {
         let py = key.py();
-        let mark = if self.journaled() {
+        let appended = if self.journaled() {
             self.journal_put(method, key, wo, now)?
         } else {
             None
         };
-        let journaled = mark.is_some();
+        let due = appended.as_ref().map(|a| a.due);
         let g = self.bump();
         let dict = self.working.bind(py);
         let old = match guard("trade_id", key, insert_or_replace(dict, key, wo)) {
             Ok(old) => old,
             Err(f) => {
-                self.undo(mark);
+                self.undo(appended);
                 return Err(f.into_err(method));
             }
         };
@@ -430,7 +490,11 @@ impl Registry {
         let mut old_pos = match &old {
             Some(o) => {
                 let mut o = o.try_borrow_mut()?;
-                old_len = o.journal.take().map_or(0, |b| fmt::frame_len(b.len()));
+                old_len = o.journal.take().map_or(0, |b| {
+                    let n = fmt::frame_len(b.len());
+                    fmt::recycle(b);
+                    n
+                });
                 o.link.take().map(|l| l.pos)
             }
             None => None,
@@ -450,11 +514,10 @@ impl Registry {
         });
         // Released here, not queued: a fastcall method runs unknown to PyO3.
         drop(displaced.map(|d| d.into_bound(py)));
-        if journaled {
-            let added = wo.try_borrow().map_or(0, |w| {
-                w.journal.as_ref().map_or(0, |b| fmt::frame_len(b.len()))
-            });
-            self.after_change(py, added, old_len);
+        // The live size grew by the new body with the append; a replaced
+        // body, or a compaction now due, needs the journal again.
+        if due.is_some_and(|due| due || old_len > 0) {
+            self.after_change(py, 0, old_len);
         }
         self.notify(py, intern!(py, "put"), key, wo)
     }
@@ -608,37 +671,56 @@ impl Registry {
         counter: Option<Counter>,
     ) -> PyResult<Option<Bound<'py, WorkingOrder>>> {
         let py = key.py();
-        let Ok(body) = fmt::pop_body(key) else {
-            return Ok(None);
-        };
         let dict = self.working.bind(py);
-        let found = guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
-        let Some(found) = found else {
+        let popped = fmt::with_scratch(|buf, bodies| {
+            if fmt::value(buf, key, "trade_id", 0).is_err() {
+                return Ok(None);
+            }
+            let found =
+                guard("trade_id", key, dict.get_item(key)).map_err(|f| f.into_err(method))?;
+            let Some(found) = found else {
+                return Ok(None);
+            };
+            let wo = found.cast_into::<WorkingOrder>()?;
+            // One borrow of the order, from its body's size to its unlinking.
+            let w = wo.try_borrow_mut().ok();
+            let removed = w
+                .as_ref()
+                .and_then(|w| w.journal.as_ref())
+                .map_or(0, |b| fmt::frame_len(b.len()));
+            let mut counts = fmt::counts(&self.cells);
+            if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
+                *slot = slot.saturating_add(1);
+            }
+            let done = lock(&self.journal).as_mut().map(|j| {
+                j.append_sealed(Kind::Pop, &counts, buf).map(|mark| {
+                    j.live = j.live.saturating_sub(removed);
+                    Appended {
+                        mark,
+                        live: -(removed as isize),
+                        due: j.wants_compaction() || j.compaction_ready(),
+                    }
+                })
+            });
+            // The error is made with the journal unlocked (it imports Python).
+            let appended = done.transpose().map_err(|f| fault(py, f))?;
+            let due = appended.as_ref().is_some_and(|a| a.due);
+            self.bump();
+            if let Err(err) = dict.del_item(key) {
+                drop(w);
+                self.undo(appended);
+                return Err(Fail::invalid("trade_id", key, &err).into_err(method));
+            }
+            let link = w.and_then(|mut w| {
+                if let Some(b) = w.journal.take() {
+                    bodies.recycle(b);
+                }
+                w.link.take()
+            });
+            PyResult::Ok(Some((wo, link, due)))
+        })?;
+        let Some((wo, link, due)) = popped else {
             return Ok(None);
-        };
-        let wo = found.cast_into::<WorkingOrder>()?;
-        let mut counts = fmt::counts(&self.cells);
-        if let Some(slot) = counter.and_then(|c| counts.get_mut(c as usize)) {
-            *slot = slot.saturating_add(1);
-        }
-        let mark = match lock(&self.journal).as_mut() {
-            Some(w) => Some(
-                w.append(Kind::Pop, &counts, &body)
-                    .map_err(|f| fault(py, f))?,
-            ),
-            None => None,
-        };
-        self.bump();
-        if let Err(err) = dict.del_item(key) {
-            self.undo(mark);
-            return Err(Fail::invalid("trade_id", key, &err).into_err(method));
-        }
-        let (link, body_len) = match wo.try_borrow_mut() {
-            Ok(mut w) => (
-                w.link.take(),
-                w.journal.take().map_or(0, |b| fmt::frame_len(b.len())),
-            ),
-            Err(_) => (None, 0),
         };
         if let Some(link) = link {
             let dropped = lock(&self.slots).remove(link.pos);
@@ -647,7 +729,9 @@ impl Registry {
         if let Some(c) = counter {
             self.cells.inc(c);
         }
-        self.after_change(py, 0, body_len);
+        if due {
+            self.after_change(py, 0, 0);
+        }
         self.notify(py, intern!(py, "pop"), key, &wo)?;
         Ok(Some(wo))
     }

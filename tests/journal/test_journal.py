@@ -310,6 +310,43 @@ def test_sync_writes_in_place_edits(impl: Impl, path: Path, clock: FakeClock, wa
         )
 
 
+def test_a_plan_registered_again_journals_its_metadata_as_it_is_then(
+    impl: Impl, path: Path, clock: FakeClock
+) -> None:
+    """The plan's other fields are immutable (the native core encodes them once);
+    its metadata is a mutable dict, written as it is at each registration."""
+    router = impl.router(clock=clock)
+    with_meta = maker_plan(impl, action="EXIT", metadata={"n": 1})
+    bare = impl.ExecutionPlan(
+        order_type="LIMIT", limit_price=7.0, ttl_s=9.0, is_maker=True, action="EXIT"
+    )
+    with Journal(path) as journal:
+        journal.attach(router)
+        router.register_working(trade_id="a", asset="BTCUSDT", position_side="LONG", plan=with_meta)
+        with_meta.metadata["n"] = 2
+        with_meta.metadata["added"] = [1, "x"]
+        router.register_working(trade_id="b", asset="BTCUSDT", position_side="LONG", plan=with_meta)
+        router.register_working(trade_id="c", asset="BTCUSDT", position_side="LONG", plan=bare)
+        bare.metadata["late"] = True  # made on first access, after a registration
+        router.register_working(trade_id="d", asset="BTCUSDT", position_side="LONG", plan=bare)
+        bare.metadata["bad"] = object()
+        with pytest.raises(TypeError, match=r"plan\.metadata: a object"):
+            router.register_working(trade_id="e", asset="BTCUSDT", position_side="LONG", plan=bare)
+        del bare.metadata["bad"]
+        bare.metadata["late"] = False
+        router.register_working(trade_id="a", asset="BTCUSDT", position_side="LONG", plan=bare)
+    restored = journaled(path, impl, clock=clock)
+    plans = {wo.trade_id: wo.plan for wo in restored.working_orders()}
+    assert list(plans) == ["a", "b", "c", "d"]
+    assert plans["b"].metadata == {"n": 2, "added": [1, "x"]}
+    assert plans["c"].metadata == {}
+    assert plans["d"].metadata == {"late": True}
+    assert plans["a"].metadata == {"late": False}
+    assert (plans["a"].limit_price, plans["b"].limit_price) == (7.0, 100.0)
+    for p in plans.values():
+        assert (p.order_type, p.is_maker, p.action) == ("LIMIT", True, "EXIT")
+
+
 def test_unjournalable_order_is_refused_before_any_change(
     impl: Impl, path: Path, clock: FakeClock, wall: None
 ) -> None:
