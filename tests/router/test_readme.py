@@ -135,7 +135,8 @@ def test_relative_links_resolve(path: Path) -> None:
 
 
 def test_readme_is_short() -> None:
-    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+    # 300: the journal's guarantees, each with its test (issue 10), are listed in it.
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: f"{b.file}:{b.line}")
