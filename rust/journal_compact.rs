@@ -215,19 +215,9 @@ fn grown(start: usize, mut cap: usize, tail: &[u8]) -> (usize, u64) {
     (cap, frames)
 }
 
-/// The compaction threshold for `live` bytes of orders: past max(floor,
-/// 4x live), moved so that the frame crossing it does not also grow the file
-/// (the file grows at whole chunks): never within a quarter chunk below a
-/// chunk boundary.
+/// The compaction threshold for `live` bytes of orders: max(floor, 4x live).
 pub fn threshold(floor: usize, live: usize) -> usize {
-    const ROOM: usize = super::CHUNK / 4;
-    let t = floor.max(live.saturating_mul(4));
-    let boundary = t.div_ceil(super::CHUNK).saturating_mul(super::CHUNK);
-    if boundary - t < ROOM {
-        boundary.saturating_add(super::CHUNK - ROOM)
-    } else {
-        t
-    }
+    floor.max(live.saturating_mul(4))
 }
 
 /// The length of a snapshot holding `live` bytes of PUT frames.
@@ -544,14 +534,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threshold_keeps_a_quarter_chunk_below_a_boundary() {
+    fn threshold_is_the_floor_or_four_times_the_live_size() {
         let c = super::super::CHUNK;
         assert_eq!(threshold(8192, 100), 8192);
-        assert_eq!(threshold(c, 0), 2 * c - c / 4);
-        assert_eq!(threshold(c, c), 4 * c + c - c / 4);
+        assert_eq!(threshold(c, 0), c);
+        assert_eq!(threshold(c, c), 4 * c);
         assert_eq!(threshold(c, c / 2 + 1), 2 * c + 4);
-        let t = threshold(c, 3 * c / 4 + 10);
-        assert!(t % c <= c - c / 4 && t >= 3 * c + 40);
     }
 
     #[test]

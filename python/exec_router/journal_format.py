@@ -253,13 +253,8 @@ def round_up(n: int) -> int:
 
 
 def threshold(floor: int, live: int) -> int:
-    """Compact past max(floor, 4x live), moved so that the frame crossing it does not
-    also grow the file (it grows at whole chunks): never within a quarter chunk below
-    a chunk boundary."""
-    room = CHUNK // 4
-    t = max(floor, 4 * live)
-    boundary = -(-t // CHUNK) * CHUNK
-    return boundary + CHUNK - room if boundary - t < room else t
+    """Compact past max(floor, 4x live)."""
+    return max(floor, 4 * live)
 
 
 def boot_id() -> bytes:
