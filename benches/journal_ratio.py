@@ -19,34 +19,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benches.conftest import IMPLS, INNER, Impl  # noqa: E402
-from benches.test_bench_journal import IDS, maker_exit  # noqa: E402
+from benches.conftest import IMPLS, INNER  # noqa: E402
+from benches.test_bench_journal import pairs  # noqa: E402
 
 from exec_router.journal import Journal  # noqa: E402
-
-
-def pairs(impl: Impl, journal: Journal | None) -> tuple[Any, Any]:
-    """A router (journaled by ``journal``) and its loop of ``INNER`` pairs."""
-    r = impl.router()
-    plan = maker_exit(impl, r)
-    if journal is not None:
-        journal.attach(r)
-    register, fill = r.register_working, r.note_fill
-
-    def run() -> None:
-        for tid in IDS:
-            register(trade_id=tid, asset="BTCUSDT", position_side="LONG", plan=plan)
-        for tid in IDS:
-            fill(tid)
-
-    run()
-    assert r.working_orders() == []
-    return r, run
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,11 @@ def maker_exit(impl: Impl, r: Any) -> Any:
     return impl.module.ExecutionPlan(**{**fields, "action": "EXIT"})
 
 
-def test_register_fill(benchmark: Any, impl: Impl, mode: str, journal_path: Path) -> None:
+def pairs(impl: Impl, journal: Journal | None) -> tuple[Any, Callable[[], None]]:
+    """A router (journaled by ``journal``) and its loop of ``INNER`` register + fill pairs,
+    run once and checked (``journal_ratio.py`` uses it too)."""
     r = impl.router()
     plan = maker_exit(impl, r)
-    journal = None if mode == "off" else open_journal(journal_path, mode)
     if journal is not None:
         journal.attach(r)
     register, fill = r.register_working, r.note_fill
@@ -73,6 +75,12 @@ def test_register_fill(benchmark: Any, impl: Impl, mode: str, journal_path: Path
     run()
     assert r.working_orders() == []
     assert r.counters["fills_working"] == INNER
+    return r, run
+
+
+def test_register_fill(benchmark: Any, impl: Impl, mode: str, journal_path: Path) -> None:
+    journal = None if mode == "off" else open_journal(journal_path, mode)
+    _, run = pairs(impl, journal)
     if journal is not None:
         replay = journal.replay()
         assert replay.orders == {}

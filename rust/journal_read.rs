@@ -357,6 +357,21 @@ pub trait Sink<'py> {
     fn pop(&mut self, key: Bound<'py, PyAny>, at: &Where<'_>) -> PyResult<()>;
 }
 
+/// `orders.pop(key, None)`, for a [`Sink`] keyed by trade id.
+pub fn pop_from<'py>(
+    orders: &Bound<'py, PyDict>,
+    key: Bound<'py, PyAny>,
+    at: &Where<'_>,
+) -> PyResult<()> {
+    let found = orders
+        .contains(&key)
+        .map_err(|_| journal_error(orders.py(), &format!("{at}: an unhashable trade id")))?;
+    if found {
+        orders.del_item(key)?;
+    }
+    Ok(())
+}
+
 /// The file's facts besides its orders.
 pub struct Summary<'py> {
     pub file_id: [u8; 16],
@@ -621,15 +636,7 @@ impl<'py> Sink<'py> for Tuples<'py> {
     }
 
     fn pop(&mut self, key: Bound<'py, PyAny>, at: &Where<'_>) -> PyResult<()> {
-        let py = self.orders.py();
-        let found = self
-            .orders
-            .contains(&key)
-            .map_err(|_| journal_error(py, &format!("{at}: an unhashable trade id")))?;
-        if found {
-            self.orders.del_item(key)?;
-        }
-        Ok(())
+        pop_from(&self.orders, key, at)
     }
 }
 

@@ -154,15 +154,7 @@ impl<'py> Sink<'py> for Image<'py> {
     }
 
     fn pop(&mut self, key: Bound<'py, PyAny>, at: &Where<'_>) -> PyResult<()> {
-        let py = self.orders.py();
-        let found = self
-            .orders
-            .contains(&key)
-            .map_err(|_| journal_error(py, &format!("{at}: an unhashable trade id")))?;
-        if found {
-            self.orders.del_item(key)?;
-        }
-        Ok(())
+        crate::journal_read::pop_from(&self.orders, key, at)
     }
 }
 
