@@ -367,13 +367,17 @@ impl Registry {
         }
         let counts = fmt::counts(&self.cells);
         let bodies: Vec<Arc<[u8]>> = bodies.into_iter().map(Arc::from).collect();
-        if let Some(w) = lock(&self.journal).as_mut() {
-            if let Some(c) = config {
-                w.set_config(c);
+        // The error is made with the journal unlocked (it imports Python).
+        let done = match lock(&self.journal).as_mut() {
+            Some(w) => {
+                if let Some(c) = config {
+                    w.set_config(c);
+                }
+                w.rewrite(&counts, bodies.clone())
             }
-            w.rewrite(&counts, bodies.clone())
-                .map_err(|f| fault(py, f))?;
-        }
+            None => Ok(()),
+        };
+        done.map_err(|f| fault(py, f))?;
         for (wo, body) in orders.iter().zip(bodies) {
             if let Ok(mut w) = wo.try_borrow_mut() {
                 w.journal = Some(body);
@@ -385,12 +389,14 @@ impl Registry {
     /// Append a CONFIG record ahead of a config change.
     pub fn journal_config(&self, py: Python<'_>, config: Vec<u8>) -> PyResult<()> {
         let counts = fmt::counts(&self.cells);
-        if let Some(w) = lock(&self.journal).as_mut() {
-            w.append(Kind::Config, &counts, &config)
-                .map_err(|f| fault(py, f))?;
-            w.set_config(config);
-        }
-        Ok(())
+        // The error is made with the journal unlocked (it imports Python).
+        let done = match lock(&self.journal).as_mut() {
+            Some(w) => w
+                .append(Kind::Config, &counts, &config)
+                .map(|_| w.set_config(config)),
+            None => Ok(()),
+        };
+        done.map_err(|f| fault(py, f))
     }
 
     /// Detach the journal: sync it (power and group modes) and close the file.
