@@ -100,6 +100,20 @@ def _until_pending(router: Any, journal: Journal, rng: random.Random, n: int) ->
     return n
 
 
+def _held(
+    tmp_path: Path, seed: int, sync: str = "process"
+) -> tuple[Any, Path, Journal, random.Random, int]:
+    """A journaled native router with a compaction pending and held back:
+    (router, path, journal, rng, the next step number)."""
+    clock = FakeClock(100.0)
+    router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
+    path = tmp_path / "j.journal"
+    journal = _attach(path, router, clock, sync=sync)
+    assert router._journal_hold(True)
+    rng = random.Random(seed)
+    return router, path, journal, rng, _until_pending(router, journal, rng, 0)
+
+
 def _temp_files(path: Path) -> list[str]:
     return sorted(p.name for p in path.parent.iterdir() if p.name.endswith(".new"))
 
@@ -115,13 +129,7 @@ def _written(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("sync", ["process", "power", "group"])
 def test_changes_while_a_compaction_is_pending_survive_it(tmp_path: Path, sync: str) -> None:
-    clock = FakeClock(100.0)
-    router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
-    path = tmp_path / "j.journal"
-    journal = _attach(path, router, clock, sync=sync)
-    assert router._journal_hold(True)
-    rng = random.Random(5)
-    n = _until_pending(router, journal, rng, 0)
+    router, path, journal, rng, n = _held(tmp_path, 5, sync)
     before = journal.stats()
     assert len(_written(path)) == 1  # the snapshot, written beside the journal
     for _ in range(30):  # appended to the old file, which stays complete
@@ -218,13 +226,7 @@ def test_a_failing_background_compaction_loses_nothing_and_is_retried(
 
 @pytest.mark.parametrize("how", ["detach", "close", "sync", "gc"])
 def test_detach_close_and_sync_finish_a_pending_compaction(tmp_path: Path, how: str) -> None:
-    clock = FakeClock(100.0)
-    router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
-    path = tmp_path / "j.journal"
-    journal = _attach(path, router, clock)
-    router._journal_hold(True)
-    rng = random.Random(3)
-    n = _until_pending(router, journal, rng, 0)
+    router, path, journal, rng, n = _held(tmp_path, 3)
     for _ in range(5):
         _step(router, NATIVE, rng, n)
         n += 1
@@ -252,13 +254,7 @@ def test_detach_close_and_sync_finish_a_pending_compaction(tmp_path: Path, how: 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def test_a_forked_child_never_switches_a_pending_compaction(tmp_path: Path) -> None:
-    clock = FakeClock(100.0)
-    router = NATIVE.ExecutionRouter(clock=clock)  # type: ignore[union-attr]
-    path = tmp_path / "j.journal"
-    journal = _attach(path, router, clock)
-    router._journal_hold(True)
-    rng = random.Random(4)
-    _until_pending(router, journal, rng, 0)
+    router, path, journal, _, _ = _held(tmp_path, 4)
     temp = _written(path)
     inode = path.stat().st_ino
     r, w = os.pipe()
